@@ -1,0 +1,50 @@
+# The course's two commands: `make course` (run every notebook) and `make test` (what CI runs).
+# Both create .venv and install the course on first use; nothing else needs typing by hand.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PARAMS ?=
+ONLY   ?=
+
+# the venv's own Jupyter kernel wins over any user-level "python3" kernel
+export JUPYTER_PREFER_ENV_PATH := 1
+export HF_HUB_DISABLE_TELEMETRY := 1
+export TOKENIZERS_PARALLELISM := false
+export PYDEVD_DISABLE_FILE_VALIDATION := 1
+
+.PHONY: install course test lint unit clean bench help
+
+help:
+	@echo "make course [PARAMS='-p BACKEND mistral'] [ONLY='00 05']  run the notebooks, write runs/latest/"
+	@echo "make test                                                  lint + unit + hygiene + nbval + papermill"
+	@echo "make bench                                                 benchmark scripts (results go in the README)"
+
+install: $(STAMP)
+
+# CPU installs pin the CPU build of torch through constraints-cpu.txt (Colab keeps its own torch).
+$(STAMP): pyproject.toml constraints-cpu.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt -e ".[dev]"
+	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
+	touch $(STAMP)
+
+course: $(STAMP)
+	$(BIN)/python -m helpers.course run $(PARAMS) $(if $(ONLY),--only $(ONLY),)
+
+lint: $(STAMP)
+	$(BIN)/ruff check helpers tests benchmarks notebooks
+
+# One pytest run: unit tests, notebook hygiene, papermill runs (tests/), and nbval over every notebook.
+test: $(STAMP) lint
+	CI=$${CI:-1} HF_HUB_OFFLINE=1 COURSE_UNATTENDED=1 $(BIN)/python -m pytest tests --nbval-lax notebooks -p no:cacheprovider
+
+unit: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests -m "not notebook" -q
+
+bench: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_server.py
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

@@ -1,0 +1,239 @@
+"""Run the whole course with papermill and collect what each notebook measured.
+
+Notebooks call :func:`record` with their key numbers; under ``make course`` those land in
+``runs/<timestamp>/metrics/<notebook>.json`` and then in ``summary.json`` / ``summary.md``.
+Outside a course run, :func:`record` just shows the "What we measured" table.
+
+    python -m helpers.course run [-p NAME VALUE ...] [--only 01 04] [--out runs]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+METRICS_ENV = "COURSE_METRICS_FILE"
+_session: dict[str, Any] = {}
+
+
+def _jsonable(value: Any) -> Any:
+    """Numbers, strings, bools, None, and dicts/lists of them; numpy/torch scalars become Python ones."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item") and callable(value.item):  # numpy / torch scalar
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    return str(value)
+
+
+def _flatten(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = []
+    for key, value in metrics.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            rows.extend(_flatten(value, name + "."))
+        else:
+            rows.append((name, value))
+    return rows
+
+
+def record(source: str | None = None, **metrics: Any):
+    """Record this run's numbers for the course summary and return them as a "What we measured" table.
+
+    `source` says where the numbers come from (e.g. "CPU stand-in, 2026-11-25"); it is stored too.
+    """
+    import pandas as pd
+
+    clean = _jsonable(metrics)
+    if source:
+        clean["measured_on"] = source
+    _session.update(clean)
+    path = os.environ.get(METRICS_ENV)
+    if path:
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        existing = json.loads(target.read_text()) if target.exists() else {}
+        existing.update(clean)
+        tmp = target.with_suffix(".tmp")
+        tmp.write_text(json.dumps(existing, indent=2, sort_keys=True))
+        os.replace(tmp, target)
+    rows = _flatten(clean)
+    return pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric")
+
+
+def recorded() -> dict[str, Any]:
+    """Everything recorded in this kernel so far."""
+    return dict(_session)
+
+
+def today() -> str:
+    """Today's date (UTC) for labelling measurements."""
+    return datetime.now(timezone.utc).strftime("%Y-%m-%d")
+
+
+# ---------------------------------------------------------------- the runner
+def notebooks_dir() -> Path:
+    """The course's notebooks/ folder."""
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def list_notebooks(only: list[str] | None = None) -> list[Path]:
+    """The course notebooks in order (NN_topic.ipynb), optionally only those whose name starts with one of `only`."""
+    books = sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
+    if only:
+        books = [p for p in books if any(p.name.startswith(o) for o in only)]
+        if not books:
+            raise SystemExit(f"No notebook matches {only}; have: {[p.name for p in list_notebooks()]}")
+    return books
+
+
+def _requirements_unmet(nb_path: Path) -> str | None:
+    """A notebook may declare metadata.course.requires: ["api_key", "gpu"]; say which is missing."""
+    from .settings import cuda_available, find_api_key
+
+    meta = json.loads(nb_path.read_text()).get("metadata", {}).get("course", {})
+    for need in meta.get("requires", []):
+        if need == "api_key" and find_api_key() is None:
+            return "needs MISTRAL_API_KEY"
+        if need == "gpu" and not cuda_available():
+            return "needs a CUDA GPU"
+    return None
+
+
+def _declared_parameters(nb_path: Path) -> set[str]:
+    import papermill as pm
+
+    try:
+        return set(pm.inspect_notebook(str(nb_path)).keys())
+    except Exception:
+        return set()
+
+
+def _write_summary(out: Path, summary: dict[str, Any], params: dict[str, Any]) -> None:
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False))
+    lines = [
+        "# Course run summary",
+        "",
+        f"Run at {out.name} (UTC) · parameters: {params or 'defaults'} · python {sys.version.split()[0]}",
+        "",
+        "| notebook | status | seconds | reason | metrics |",
+        "|---|---|---:|---|---|",
+    ]
+    for name, entry in summary.items():
+        metrics = ", ".join(f"{k}={v}" for k, v in _flatten(entry["metrics"]))
+        if len(metrics) > 400:
+            metrics = metrics[:400] + " …"
+        lines.append(
+            f"| {name} | {entry['status']} | {entry['seconds']:.1f} | {entry['reason'] or ''} | {metrics} |"
+        )
+    (out / "summary.md").write_text("\n".join(lines) + "\n")
+
+
+def run_course(
+    params: dict[str, Any] | None = None,
+    only: list[str] | None = None,
+    out_root: Path | str = "runs",
+    kernel: str = "python3",
+    timeout_s: int = 1800,
+) -> Path:
+    """Execute every notebook in order with papermill; write executed copies and the summary. Returns the run folder."""
+    import papermill as pm
+
+    params = dict(params or {})
+    out_root = Path(out_root)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    out = out_root / stamp
+    (out / "metrics").mkdir(parents=True, exist_ok=True)
+    latest = out_root / "latest"
+    if latest.is_symlink() or latest.exists():
+        latest.unlink()
+    latest.symlink_to(stamp, target_is_directory=True)
+
+    books = list_notebooks(only)
+    summary: dict[str, Any] = {}
+    env_before = dict(os.environ)
+    os.environ["COURSE_UNATTENDED"] = "1"
+    failures = 0
+    try:
+        for i, nb in enumerate(books, 1):
+            name = nb.stem
+            print(f"[{i}/{len(books)}] {name} …", flush=True)
+            started = time.perf_counter()
+            metrics_file = out / "metrics" / f"{name}.json"
+            os.environ[METRICS_ENV] = str(metrics_file.resolve())
+            reason = _requirements_unmet(nb)
+            status = "skipped" if reason else "ok"
+            if not reason:
+                declared = _declared_parameters(nb)
+                nb_params = {k: v for k, v in params.items() if k in declared}
+                try:
+                    pm.execute_notebook(
+                        str(nb),
+                        str(out / nb.name),
+                        parameters=nb_params,
+                        cwd=str(nb.parent),
+                        kernel_name=kernel,
+                        progress_bar=False,
+                        execution_timeout=timeout_s,
+                    )
+                except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
+                    status = "failed"
+                    reason = _short_error(exc)
+                    failures += 1
+            seconds = time.perf_counter() - started
+            metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+            summary[name] = {"status": status, "seconds": round(seconds, 2), "reason": reason, "metrics": metrics}
+            print(f"    {status} in {seconds:.1f}s" + (f" — {reason}" if reason else ""), flush=True)
+            _write_summary(out, summary, params)
+    finally:
+        os.environ.clear()
+        os.environ.update(env_before)
+    print(f"Summary: {out / 'summary.md'} ({failures} failed)")
+    return out
+
+
+def _short_error(exc: Exception) -> str:
+    ename = getattr(exc, "ename", type(exc).__name__)
+    evalue = getattr(exc, "evalue", str(exc))
+    text = f"{ename}: {evalue}".strip()
+    return text if len(text) < 300 else text[:300] + " …"
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: `python -m helpers.course run -p BACKEND local --only 00 01`."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.course", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="execute the notebooks with papermill and write runs/<timestamp>/")
+    run.add_argument("-p", "--param", nargs=2, action="append", metavar=("NAME", "VALUE"), default=[],
+                     help="a papermill parameter for every notebook that declares it (repeatable)")
+    run.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 05")
+    run.add_argument("--out", default="runs", help="where run folders go (default: runs/)")
+    run.add_argument("--kernel", default="python3")
+    args = parser.parse_args(argv)
+    params = {name: _parse_value(value) for name, value in args.param}
+    out = run_course(params, args.only, args.out, args.kernel)
+    summary = json.loads((out / "summary.json").read_text())
+    return 1 if any(e["status"] == "failed" for e in summary.values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

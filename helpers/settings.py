@@ -1,0 +1,314 @@
+"""Every knob of the course in one place: papermill parameter > environment variable > default.
+
+A notebook passes its `parameters` cell values to :func:`resolve`; anything left as ``None`` falls
+back to the environment, then to the default. The result says where each value came from, so a
+learner can see *why* the course picked the mistral or the local backend.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "mistral", "local")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+DEFAULT_HUB_MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
+STANDIN = "standin"
+DEFAULT_LOCAL_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+
+# name: (environment variable, default, what it sets). The README's parameter table mirrors this.
+KNOBS: dict[str, tuple[str, str | None, str]] = {
+    "BACKEND": ("COURSE_BACKEND", "auto", "`auto` (key found → `mistral`, else `local`), `mistral` or `local`"),
+    "CHAT_MODEL": ("COURSE_CHAT_MODEL", "mistral-small-latest", "model name sent to `chat.complete` (API alias)"),
+    "EMBED_MODEL": ("COURSE_EMBED_MODEL", "mistral-embed", "model name sent to `embeddings.create`"),
+    "LOCAL_MODEL": (
+        "COURSE_LOCAL_MODEL",
+        "auto",
+        f"what the local backend / self-host notebooks load: `auto` ({DEFAULT_HUB_MODEL} on a CUDA GPU, "
+        f"else `{STANDIN}`), `{STANDIN}`, a hub id or a local path",
+    ),
+    "LOCAL_EMBED_MODEL": (
+        "COURSE_LOCAL_EMBED_MODEL",
+        DEFAULT_LOCAL_EMBED_MODEL,
+        "sentence-transformers model for local embeddings (offline copy used when the hub is unreachable)",
+    ),
+    "DEVICE": ("COURSE_DEVICE", "auto", "`auto` (CUDA if present, else CPU), `cpu`, `cuda` or `mps`"),
+    "LOCAL_URL": (
+        "COURSE_LOCAL_URL",
+        None,
+        "URL of an external Mistral-compatible server (e.g. vLLM) for `BACKEND=local`; "
+        "empty = start the course's own endpoint on loopback",
+    ),
+}
+KEY_ENV = "MISTRAL_API_KEY"
+
+
+class SettingsError(ValueError):
+    """A knob has a value the course cannot use; the message says which and what to do."""
+
+
+class Secret:
+    """An API key that never shows itself: its repr/str are masked, so printing settings is safe."""
+
+    __slots__ = ("_value", "source")
+
+    def __init__(self, value: str, source: str) -> None:
+        self._value = value
+        self.source = source
+
+    def get(self) -> str:
+        """The key itself, for handing to the SDK; never print it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return f"Secret(****, {len(self._value)} chars, from {self.source})"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+    def __reduce__(self):  # refuse to be pickled into a file by accident
+        raise TypeError("Secret refuses to be pickled: an API key must not be written to disk")
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved knobs of one notebook run, with where each came from."""
+
+    backend: str
+    requested_backend: str
+    reason: str
+    api_key: Secret | None
+    chat_model: str
+    embed_model: str
+    local_model: str
+    local_embed_model: str
+    device: str
+    local_url: str | None
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def table(self) -> list[tuple[str, str, str]]:
+        """Rows (knob, value, where it came from) for display; the key is masked."""
+        rows = [
+            ("BACKEND", f"{self.backend} (asked: {self.requested_backend})", self.sources.get("BACKEND", "")),
+            ("MISTRAL_API_KEY", "found" if self.api_key else "not found",
+             self.api_key.source if self.api_key else "-"),
+            ("CHAT_MODEL", self.chat_model, self.sources.get("CHAT_MODEL", "")),
+            ("EMBED_MODEL", self.embed_model, self.sources.get("EMBED_MODEL", "")),
+            ("LOCAL_MODEL", self.local_model, self.sources.get("LOCAL_MODEL", "")),
+            ("LOCAL_EMBED_MODEL", self.local_embed_model, self.sources.get("LOCAL_EMBED_MODEL", "")),
+            ("DEVICE", self.device, self.sources.get("DEVICE", "")),
+            ("LOCAL_URL", self.local_url or "(course endpoint on loopback)", self.sources.get("LOCAL_URL", "")),
+        ]
+        return rows
+
+    def describe(self) -> str:
+        """One paragraph saying which backend runs and why."""
+        return f"Backend: {self.backend} — {self.reason}"
+
+
+# ---------------------------------------------------------------- key discovery
+_colab_cache: dict[str, str | None] = {}
+
+
+def in_colab() -> bool:
+    """True inside Google Colab."""
+    return "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
+
+
+def unattended() -> bool:
+    """True under CI, papermill runs of the course, or pytest: never ask a question there."""
+    return any(os.environ.get(v) for v in ("CI", "COURSE_UNATTENDED", "PYTEST_CURRENT_TEST"))
+
+
+def _colab_secret(name: str) -> str | None:
+    if name in _colab_cache:
+        return _colab_cache[name]
+    value = None
+    if in_colab():
+        try:
+            from google.colab import userdata  # type: ignore[import-not-found]
+
+            value = userdata.get(name) or None
+        except Exception:  # secret missing or notebook access not granted
+            value = None
+    _colab_cache[name] = value
+    return value
+
+
+def _ask_human(prompt: str) -> str | None:
+    if unattended():
+        return None
+    try:
+        import getpass
+
+        value = getpass.getpass(prompt)
+    except Exception:  # no stdin (papermill/nbval kernels raise StdinNotImplementedError)
+        return None
+    return value.strip() or None
+
+
+def find_api_key(explicit: str | None = None, *, ask: bool = False) -> Secret | None:
+    """Find the Mistral API key: parameter, then $MISTRAL_API_KEY, then Colab secrets, then (if asked) a prompt."""
+    if explicit:
+        return Secret(explicit.strip(), "parameter")
+    env = os.environ.get(KEY_ENV, "").strip()
+    if env:
+        return Secret(env, f"${KEY_ENV}")
+    colab = _colab_secret(KEY_ENV)
+    if colab:
+        return Secret(colab.strip(), "Colab secrets")
+    if ask:
+        typed = _ask_human("Mistral API key (input hidden): ")
+        if typed:
+            return Secret(typed, "typed at the prompt")
+    return None
+
+
+# ---------------------------------------------------------------- resolution
+def _pick(name: str, params: dict[str, object]) -> tuple[str | None, str]:
+    env_name, default, _ = KNOBS[name]
+    value = params.get(name)
+    if value not in (None, ""):
+        return str(value).strip(), "parameter"
+    env = os.environ.get(env_name, "").strip()
+    if env:
+        return env, f"${env_name}"
+    return default, "default"
+
+
+def cuda_available() -> bool:
+    """True when torch sees a CUDA GPU (False when torch is missing)."""
+    try:
+        import torch
+
+        return bool(torch.cuda.is_available())
+    except Exception:
+        return False
+
+
+def resolve_device(device: str = "auto") -> str:
+    """`auto` → `cuda` when a GPU is present, else `cpu`; an explicit choice is checked."""
+    device = (device or "auto").lower()
+    if device not in DEVICES:
+        raise SettingsError(f"DEVICE={device!r} is not one of {', '.join(DEVICES)}. Use 'auto' unless you know better.")
+    if device == "auto":
+        return "cuda" if cuda_available() else "cpu"
+    if device == "cuda" and not cuda_available():
+        raise SettingsError(
+            "DEVICE='cuda' but torch sees no CUDA GPU. In Colab: Runtime → Change runtime type → T4 GPU; "
+            "otherwise use DEVICE='auto' or 'cpu'."
+        )
+    return device
+
+
+def resolve_local_model(local_model: str, device: str) -> tuple[str, str]:
+    """`auto` → the real hub model on a CUDA GPU, else the offline stand-in; returns (model, why)."""
+    if local_model.lower() != "auto":
+        return local_model, "as asked"
+    if device == "cuda":
+        return DEFAULT_HUB_MODEL, "a CUDA GPU is present"
+    return STANDIN, "no CUDA GPU: the offline stand-in (its text is meaningless)"
+
+
+def resolve(
+    BACKEND: str | None = None,
+    CHAT_MODEL: str | None = None,
+    EMBED_MODEL: str | None = None,
+    LOCAL_MODEL: str | None = None,
+    LOCAL_EMBED_MODEL: str | None = None,
+    DEVICE: str | None = None,
+    LOCAL_URL: str | None = None,
+    MISTRAL_API_KEY: str | None = None,
+    *,
+    announce: bool = False,
+) -> Settings:
+    """Resolve every knob (parameter > env > default) and pick the backend, saying which and why."""
+    params = dict(
+        BACKEND=BACKEND, CHAT_MODEL=CHAT_MODEL, EMBED_MODEL=EMBED_MODEL, LOCAL_MODEL=LOCAL_MODEL,
+        LOCAL_EMBED_MODEL=LOCAL_EMBED_MODEL, DEVICE=DEVICE, LOCAL_URL=LOCAL_URL,
+    )
+    values: dict[str, str | None] = {}
+    sources: dict[str, str] = {}
+    for name in KNOBS:
+        values[name], sources[name] = _pick(name, params)
+
+    requested = (values["BACKEND"] or "auto").lower()
+    if requested not in BACKENDS:
+        raise SettingsError(
+            f"BACKEND={values['BACKEND']!r} is not one of {', '.join(BACKENDS)} "
+            f"(set by {sources['BACKEND']}). Use 'auto' to let the course choose."
+        )
+    device = resolve_device(values["DEVICE"] or "auto")
+    local_model, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", device)
+
+    key = find_api_key(MISTRAL_API_KEY, ask=(requested == "mistral"))
+    if requested == "mistral":
+        if key is None:
+            raise SettingsError(
+                f"BACKEND='mistral' but no API key was found. Set ${KEY_ENV}, add it to Colab secrets "
+                f"(key icon → {KEY_ENV}, allow notebook access), or run with BACKEND='local'."
+            )
+        backend, reason = "mistral", "asked for BACKEND='mistral'; API key from " + key.source
+    elif requested == "local":
+        backend, reason = "local", f"asked for BACKEND='local'; serving {local_model} ({local_why})"
+    elif key is not None:
+        backend, reason = "mistral", f"BACKEND='auto' and an API key was found ({key.source})"
+    else:
+        backend, reason = "local", (
+            f"BACKEND='auto' and no API key was found, so the local endpoint serves {local_model} "
+            f"({local_why}). Set {KEY_ENV} or BACKEND='mistral' to use La Plateforme."
+        )
+    if values["LOCAL_URL"] and backend == "local":
+        reason += f"; external server at {values['LOCAL_URL']}"
+
+    settings = Settings(
+        backend=backend,
+        requested_backend=requested,
+        reason=reason,
+        api_key=key,
+        chat_model=values["CHAT_MODEL"] or "",
+        embed_model=values["EMBED_MODEL"] or "",
+        local_model=local_model,
+        local_embed_model=values["LOCAL_EMBED_MODEL"] or DEFAULT_LOCAL_EMBED_MODEL,
+        device=device,
+        local_url=values["LOCAL_URL"] or None,
+        sources=sources,
+    )
+    log.info("resolved settings: backend=%s (%s)", backend, reason)
+    if announce:
+        print(settings.describe())
+    return settings
+
+
+def cache_dir() -> Path:
+    """Where the course keeps what it builds (stand-in weights, embedding caches): $COURSE_CACHE_DIR or ~/.cache."""
+    root = os.environ.get("COURSE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "mistral-two-paths")
+    path = Path(root)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def repo_root() -> Path:
+    """The course checkout (where data/ lives), or the installed package's parent."""
+    return Path(__file__).resolve().parent.parent
+
+
+def data_path(name: str) -> Path:
+    """Path of a file the course ships in data/, with a clear error when it is missing."""
+    path = repo_root() / "data" / name
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path} is missing. Run the notebooks from a full checkout of the course "
+            "(git clone …), not from a copied notebook alone."
+        )
+    return path
