@@ -1,0 +1,114 @@
+"""The environment check a workshop starts with: versions, GPU, key, backend — and what to do about problems."""
+
+from __future__ import annotations
+
+import importlib.metadata as md
+import platform
+import sys
+from dataclasses import dataclass
+
+from .settings import Settings
+
+PACKAGES = (
+    "mistralai", "mistral-common", "transformers", "torch", "bitsandbytes", "accelerate", "xgrammar",
+    "sentence-transformers", "faiss-cpu", "fastapi", "uvicorn", "pandas", "ipywidgets", "papermill",
+)
+MIN_VERSIONS = {"mistralai": (3, 0), "transformers": (5, 0)}
+
+
+@dataclass
+class Problem:
+    """Something the check found, and what to do about it."""
+
+    what: str
+    fix: str
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    parts = []
+    for piece in text.split(".")[:2]:
+        digits = "".join(ch for ch in piece if ch.isdigit())
+        parts.append(int(digits) if digits else 0)
+    return tuple(parts)
+
+
+def versions() -> dict[str, str | None]:
+    """Installed version of Python and of each package the course uses (None when missing)."""
+    found: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = md.version(name)
+        except md.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def gpu() -> dict[str, object]:
+    """The GPU torch sees: name, memory in GiB, compute capability and bf16 support — or CPU only."""
+    try:
+        import torch
+    except ImportError:
+        return {"device": "cpu", "name": "CPU only (torch missing)"}
+    if not torch.cuda.is_available():
+        return {"device": "cpu", "name": "CPU only", "torch_cuda": torch.version.cuda}
+    props = torch.cuda.get_device_properties(0)
+    return {
+        "device": "cuda",
+        "name": props.name,
+        "memory_gib": round(props.total_memory / 2**30, 2),
+        "compute_capability": f"{props.major}.{props.minor}",
+        "bf16": bool(torch.cuda.is_bf16_supported()),
+        "torch_cuda": torch.version.cuda,
+    }
+
+
+def problems(settings: Settings, found: dict[str, str | None] | None = None,
+             gpu_info: dict[str, object] | None = None) -> list[Problem]:
+    """Each problem found in this environment, with the fix to apply."""
+    found = found if found is not None else versions()
+    gpu_info = gpu_info if gpu_info is not None else gpu()
+    out: list[Problem] = []
+    if sys.version_info < (3, 10):
+        out.append(Problem(f"Python {platform.python_version()} is too old", "Use Python 3.10 or newer."))
+    for name, version in found.items():
+        if version is None:
+            out.append(Problem(f"{name} is not installed",
+                               "Run `make install` (or, in Colab, re-run the setup cell at the top)."))
+    for name, minimum in MIN_VERSIONS.items():
+        version = found.get(name)
+        if version and _version_tuple(version) < minimum:
+            out.append(Problem(
+                f"{name} {version} is older than {'.'.join(map(str, minimum))}",
+                f"pip install -U '{name}>={'.'.join(map(str, minimum))}' — the course uses today's API.",
+            ))
+    if settings.api_key is None:
+        out.append(Problem(
+            "No MISTRAL_API_KEY found: API notebooks will run on the local endpoint",
+            "For La Plateforme: set MISTRAL_API_KEY, or add it to Colab secrets (key icon) and allow access.",
+        ))
+    if gpu_info.get("device") != "cuda":
+        out.append(Problem(
+            "No CUDA GPU: self-hosting notebooks use the tiny stand-in model (meaningless text)",
+            "In Colab: Runtime → Change runtime type → T4 GPU, then re-run. On CPU everything still runs.",
+        ))
+    elif gpu_info.get("bf16") is False:
+        out.append(Problem(
+            f"{gpu_info.get('name')} has no bf16",
+            "Load models in fp16 (the course's default on CUDA); don't ask for bf16 here.",
+        ))
+    return out
+
+
+def report(settings: Settings) -> dict[str, object]:
+    """Everything 00_setup shows, as one dict (no secrets: the key is reported as found / not found)."""
+    found = versions()
+    gpu_info = gpu()
+    return {
+        "versions": found,
+        "gpu": gpu_info,
+        "key_found": settings.api_key is not None,
+        "key_source": settings.api_key.source if settings.api_key else None,
+        "backend": settings.backend,
+        "backend_reason": settings.reason,
+        "problems": problems(settings, found, gpu_info),
+    }

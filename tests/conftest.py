@@ -1,0 +1,49 @@
+"""Shared test fixtures: an isolated course cache, and a papermill runner that returns what a notebook recorded."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = ROOT / "notebooks"
+
+# Tests never touch the network or a real key.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("COURSE_UNATTENDED", "1")
+os.environ.pop("MISTRAL_API_KEY", None)
+
+
+def run_notebook(name: str, tmp_path: Path, **parameters) -> dict:
+    """Execute notebooks/<name>.ipynb with papermill and these parameters; return the metrics it recorded."""
+    import papermill as pm
+
+    metrics_file = tmp_path / f"{name}.metrics.json"
+    old = os.environ.get("COURSE_METRICS_FILE")
+    os.environ["COURSE_METRICS_FILE"] = str(metrics_file)
+    try:
+        pm.execute_notebook(
+            str(NOTEBOOKS / f"{name}.ipynb"),
+            str(tmp_path / f"{name}.out.ipynb"),
+            parameters=parameters,
+            cwd=str(NOTEBOOKS),
+            kernel_name="python3",
+            progress_bar=False,
+            execution_timeout=600,
+        )
+    finally:
+        if old is None:
+            os.environ.pop("COURSE_METRICS_FILE", None)
+        else:
+            os.environ["COURSE_METRICS_FILE"] = old
+    assert metrics_file.exists(), f"{name} recorded no metrics"
+    return json.loads(metrics_file.read_text())
+
+
+@pytest.fixture
+def notebook_runner(tmp_path):
+    """Call as notebook_runner("05_selfhost_fp16", PRECISION="fp32") → the recorded metrics dict."""
+    return lambda name, **params: run_notebook(name, tmp_path, **params)
