@@ -89,13 +89,13 @@ def notebooks_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "notebooks"
 
 
-def list_notebooks(only: list[str] | None = None) -> list[Path]:
+def list_notebooks(only: list[str] | None = None, folder: Path | None = None) -> list[Path]:
     """The course notebooks in order (NN_topic.ipynb), optionally only those whose name starts with one of `only`."""
-    books = sorted(p for p in notebooks_dir().glob("[0-9][0-9]_*.ipynb"))
-    if only:
-        books = [p for p in books if any(p.name.startswith(o) for o in only)]
-        if not books:
-            raise SystemExit(f"No notebook matches {only}; have: {[p.name for p in list_notebooks()]}")
+    folder = Path(folder) if folder is not None else notebooks_dir()
+    every = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
+    books = [p for p in every if any(p.name.startswith(o) for o in only)] if only else every
+    if only and not books:
+        raise ValueError(f"No notebook matches {only}; have: {[p.name for p in every]}")
     return books
 
 
@@ -147,6 +147,7 @@ def run_course(
     out_root: Path | str = "runs",
     kernel: str = "python3",
     timeout_s: int = 1800,
+    folder: Path | None = None,
 ) -> Path:
     """Execute every notebook in order with papermill; write executed copies and the summary. Returns the run folder."""
     import papermill as pm
@@ -161,7 +162,7 @@ def run_course(
         latest.unlink()
     latest.symlink_to(stamp, target_is_directory=True)
 
-    books = list_notebooks(only)
+    books = list_notebooks(only, folder)
     summary: dict[str, Any] = {}
     env_before = dict(os.environ)
     os.environ["COURSE_UNATTENDED"] = "1"
@@ -230,7 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--kernel", default="python3")
     args = parser.parse_args(argv)
     params = {name: _parse_value(value) for name, value in args.param}
-    out = run_course(params, args.only, args.out, args.kernel)
+    try:
+        out = run_course(params, args.only, args.out, args.kernel)
+    except ValueError as exc:
+        parser.error(str(exc))
     summary = json.loads((out / "summary.json").read_text())
     return 1 if any(e["status"] == "failed" for e in summary.values()) else 0
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.metadata as md
 import platform
-import sys
 from dataclasses import dataclass
 
 from .settings import Settings
@@ -68,8 +67,8 @@ def problems(settings: Settings, found: dict[str, str | None] | None = None,
     found = found if found is not None else versions()
     gpu_info = gpu_info if gpu_info is not None else gpu()
     out: list[Problem] = []
-    if sys.version_info < (3, 10):
-        out.append(Problem(f"Python {platform.python_version()} is too old", "Use Python 3.10 or newer."))
+    if _version_tuple(found.get("python") or "0") < (3, 10):
+        out.append(Problem(f"Python {found.get('python')} is too old", "Use Python 3.10 or newer."))
     for name, version in found.items():
         if version is None:
             out.append(Problem(f"{name} is not installed",

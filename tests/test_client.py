@@ -1,0 +1,45 @@
+"""The SDK client for either backend: the same Mistral class, retries on, key never exposed."""
+
+from __future__ import annotations
+
+import pytest
+from mistralai.client import Mistral
+
+from helpers import client, settings
+
+FAKE_KEY = "fake-key-for-tests-0123456789"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for env_name, _, _ in settings.KNOBS.values():
+        monkeypatch.delenv(env_name, raising=False)
+    monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
+    monkeypatch.setattr(settings, "in_colab", lambda: False)
+
+
+def test_retry_config_covers_rate_limits_and_server_errors():
+    cfg = client.retry_config()
+    assert cfg.strategy == "backoff"
+    assert {"429", "500", "502", "503", "504"} <= set(cfg.status_codes_override)
+    assert cfg.backoff.initial_interval > 0 and cfg.backoff.max_elapsed_time >= cfg.backoff.max_interval
+
+
+def test_mistral_backend_client(monkeypatch):
+    monkeypatch.setenv("MISTRAL_API_KEY", FAKE_KEY)
+    c = client.get_client(settings.resolve())
+    assert isinstance(c, Mistral)
+    assert c.sdk_configuration.get_server_details()[0].startswith("https://api.mistral.ai")
+    assert FAKE_KEY not in repr(c)
+
+
+def test_local_backend_with_external_url_points_the_same_client_there():
+    cfg = settings.resolve(BACKEND="local", LOCAL_URL="http://127.0.0.1:9/")
+    c = client.get_client(cfg)
+    assert isinstance(c, Mistral)
+    assert c.sdk_configuration.get_server_details()[0] == "http://127.0.0.1:9"
+
+
+def test_mistral_backend_without_key_is_clear():
+    with pytest.raises(settings.SettingsError, match="MISTRAL_API_KEY"):
+        client.get_client(BACKEND="mistral")

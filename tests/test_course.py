@@ -1,0 +1,65 @@
+"""The course runner: record() and a papermill run that writes summary.json / summary.md."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from helpers import course
+
+
+def test_record_writes_metrics_file_and_returns_table(tmp_path, monkeypatch):
+    target = tmp_path / "m" / "nb.json"
+    monkeypatch.setenv(course.METRICS_ENV, str(target))
+    import numpy as np
+
+    table = course.record(source="test box", tokens=np.int64(12), cost=0.5, nested={"a": {"b": 1}}, bad=float("nan"))
+    data = json.loads(target.read_text())
+    assert data == {"tokens": 12, "cost": 0.5, "nested": {"a": {"b": 1}}, "bad": None, "measured_on": "test box"}
+    assert table.loc["nested.a.b", "value"] == 1
+    course.record(more=2)  # merges, keeps earlier keys
+    assert json.loads(target.read_text())["tokens"] == 12 and json.loads(target.read_text())["more"] == 2
+
+
+def test_record_without_course_run_only_shows(monkeypatch):
+    monkeypatch.delenv(course.METRICS_ENV, raising=False)
+    table = course.record(x=1)
+    assert table.loc["x", "value"] == 1
+    assert course.recorded()["x"] == 1
+
+
+def _notebook(path, body: str, params: str = "X = 1"):
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [p, nbformat.v4.new_code_cell(body)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+
+
+def test_run_course_summary_ok_failed_skipped(tmp_path):
+    books = tmp_path / "nbs"
+    books.mkdir()
+    _notebook(books / "00_good.ipynb", "from helpers.course import record\nrecord(x=X * 2)")
+    _notebook(books / "01_bad.ipynb", "raise ValueError('boom')")
+    _notebook(books / "02_needs_key.ipynb", "print('never')")
+    nb = nbformat.read(books / "02_needs_key.ipynb", as_version=4)
+    nb.metadata["course"] = {"requires": ["api_key"]}
+    nbformat.write(nb, books / "02_needs_key.ipynb")
+
+    out = course.run_course({"X": 21, "UNUSED": 1}, out_root=tmp_path / "runs", folder=books)
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["00_good"]["status"] == "ok" and summary["00_good"]["metrics"] == {"x": 42}
+    assert summary["01_bad"]["status"] == "failed" and "boom" in summary["01_bad"]["reason"]
+    assert summary["02_needs_key"]["status"] == "skipped" and "MISTRAL_API_KEY" in summary["02_needs_key"]["reason"]
+    assert all(isinstance(e["seconds"], float) for e in summary.values())
+    assert (tmp_path / "runs" / "latest").resolve() == out.resolve()
+    assert "| 00_good | ok |" in (out / "summary.md").read_text()
+    assert (out / "00_good.ipynb").exists()
+
+
+def test_only_with_no_match_is_clear(tmp_path):
+    with pytest.raises(ValueError, match="No notebook matches"):
+        course.list_notebooks(["99"], folder=tmp_path)

@@ -1,0 +1,50 @@
+"""The setup check: versions, GPU report, and a fix for each problem found."""
+
+from __future__ import annotations
+
+from helpers import doctor, settings
+
+
+def _cfg(monkeypatch, key: str | None):
+    monkeypatch.setattr(settings, "in_colab", lambda: False)
+    monkeypatch.delenv("COURSE_BACKEND", raising=False)
+    if key:
+        monkeypatch.setenv("MISTRAL_API_KEY", key)
+    else:
+        monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
+    return settings.resolve()
+
+
+def test_versions_lists_the_course_packages():
+    found = doctor.versions()
+    assert found["mistralai"].startswith("3.") and found["transformers"].startswith("5.")
+    assert set(doctor.PACKAGES) <= set(found)
+
+
+def test_gpu_report_on_cpu():
+    info = doctor.gpu()
+    assert info["device"] == "cpu" and "CPU only" in info["name"]
+
+
+def test_problems_each_come_with_a_fix(monkeypatch):
+    cfg = _cfg(monkeypatch, None)
+    found = dict(doctor.versions(), mistralai="0.4.2", faiss_cpu=None)
+    found["bitsandbytes"] = None
+    probs = doctor.problems(cfg, found, {"device": "cpu", "name": "CPU only"})
+    whats = " | ".join(p.what for p in probs)
+    assert "mistralai 0.4.2 is older than 3.0" in whats
+    assert "bitsandbytes is not installed" in whats
+    assert "No MISTRAL_API_KEY" in whats and "No CUDA GPU" in whats
+    assert all(p.fix for p in probs)
+
+
+def test_t4_has_no_bf16_note(monkeypatch):
+    cfg = _cfg(monkeypatch, "k" * 32)
+    probs = doctor.problems(cfg, doctor.versions(), {"device": "cuda", "name": "Tesla T4", "bf16": False})
+    assert [p.what for p in probs] == ["Tesla T4 has no bf16"]
+
+
+def test_report_never_contains_the_key(monkeypatch):
+    secret = "abcdefghijklmnopqrstuvwxyz012345"
+    report = doctor.report(_cfg(monkeypatch, secret))
+    assert report["key_found"] is True and secret not in repr(report)

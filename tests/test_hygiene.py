@@ -1,0 +1,120 @@
+"""Notebook hygiene: every notebook is valid, parameterised, output-free, Colab-ready, key-free and on today's SDK."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import nbformat
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+IDS = [p.name for p in NOTEBOOKS]
+
+KEY_PATTERNS = [
+    re.compile(r"MISTRAL_API_KEY\s*=\s*['\"][A-Za-z0-9]{16,}['\"]"),  # a key assigned in code
+    re.compile(r"api_key\s*=\s*['\"][A-Za-z0-9]{24,}['\"]"),
+    re.compile(r"\bsk-[A-Za-z0-9]{20,}"),  # OpenAI-style secret
+    re.compile(r"\bhf_[A-Za-z0-9]{30,}"),  # Hugging Face token
+    re.compile(r"Bearer\s+[A-Za-z0-9]{24,}"),
+]
+LEGACY = [
+    (re.compile(r"\bMistralClient\b"), "MistralClient (0.x) → from mistralai.client import Mistral"),
+    (re.compile(r"\bclient\.chat\("), "client.chat(...) (0.x) → client.chat.complete(...)"),
+    (re.compile(r"mistralai==0\."), "a 0.x pin"),
+    (re.compile(r"import\s+ChatMessage|ChatMessage\s*\("), "ChatMessage (0.x) → plain dicts"),
+    (re.compile(r"from\s+mistralai\s+import\s+Mistral\b"), "pre-2.0 import → from mistralai.client import Mistral"),
+    (re.compile(r"load_in_8bit\s*="), "load_in_8bit= (removed in transformers 5) → BitsAndBytesConfig"),
+    (re.compile(r"\.embeddings\(\s*(model|input)="), "embeddings(input=) (0.x) → embeddings.create(inputs=)"),
+]
+
+
+def load(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def code_cells(nb):
+    return [c for c in nb.cells if c.cell_type == "code"]
+
+
+def test_there_are_notebooks():
+    assert any(p.name.startswith("00_setup") for p in NOTEBOOKS)
+    names = [p.name for p in NOTEBOOKS]
+    assert all(re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", n) for n in names), names
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_valid_nbformat4(path):
+    nb = load(path)
+    assert nb.nbformat == 4
+    nbformat.validate(nb)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_exactly_one_parameters_cell(path):
+    tagged = [c for c in load(path).cells if "parameters" in c.get("metadata", {}).get("tags", [])]
+    assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
+    assert tagged[0].cell_type == "code"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_outputs_committed(path):
+    for i, cell in enumerate(code_cells(load(path))):
+        assert cell.get("outputs", []) == [], f"{path.name} cell {i} has outputs: clear them before committing"
+        assert cell.get("execution_count") is None, f"{path.name} cell {i} has an execution count"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_colab_badge_and_colab_only_install(path):
+    nb = load(path)
+    first_md = next(c for c in nb.cells if c.cell_type == "markdown")
+    assert "colab.research.google.com/assets/colab-badge.svg" in first_md.source
+    assert f"notebooks/{path.name}" in first_md.source, "the badge must open this notebook"
+    installs = [c for c in code_cells(nb) if re.search(r"%pip install|!pip install", c.source)]
+    assert installs, "needs a setup cell that installs the course in Colab"
+    for cell in installs:
+        assert '"google.colab" in sys.modules' in cell.source, "installs must run only in Colab"
+    assert code_cells(nb).index(installs[0]) <= 1, "the install cell comes first"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_runs_on_line(path):
+    first_md = next(c for c in load(path).cells if c.cell_type == "markdown")
+    assert "**Runs on:**" in first_md.source
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_key_like_strings(path):
+    text = path.read_text()
+    for pattern in KEY_PATTERNS:
+        assert not pattern.search(text), f"{path.name} contains something key-like: {pattern.pattern}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_no_legacy_sdk_calls_in_code(path):
+    for i, cell in enumerate(code_cells(load(path))):
+        for pattern, why in LEGACY:
+            assert not pattern.search(cell.source), f"{path.name} cell {i}: legacy API {why}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_records_for_the_course_summary(path):
+    sources = "\n".join(c.source for c in code_cells(load(path)))
+    assert "record(" in sources, f"{path.name} must record its numbers with helpers.course.record"
+
+
+def test_hygiene_catches_what_it_should(tmp_path):
+    """The checks above can fail: a notebook with outputs, a key and legacy code trips each of them."""
+    nb = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("from mistralai.client import MistralClient\nclient.chat(model='x')")
+    cell.outputs = [nbformat.v4.new_output("stream", text="hi")]
+    cell.execution_count = 1
+    nb.cells = [cell]
+    assert any(p.search(cell.source) for p, _ in LEGACY)
+    assert any(p.search('api_key = "abcdefghijklmnopqrstuvwxyz123456"') for p in KEY_PATTERNS)
+    path = tmp_path / "99_bad.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(AssertionError):
+        test_no_outputs_committed(path)
+    with pytest.raises(AssertionError):
+        test_exactly_one_parameters_cell(path)

@@ -1,0 +1,56 @@
+"""pyproject.toml and environment.yml list the same dependencies; CPU installs pin the CPU torch."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _name(req: str) -> str:
+    return re.split(r"[<>=!~\[;\s]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject() -> dict[str, str]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    reqs = data["project"]["dependencies"] + data["project"]["optional-dependencies"]["dev"]
+    return {_name(r): r.replace(" ", "") for r in reqs}
+
+
+def _environment() -> dict[str, str]:
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    return {_name(r): r.replace(" ", "") for r in pip}
+
+
+def test_same_packages_and_same_specifiers():
+    py, conda = _pyproject(), _environment()
+    assert set(py) == set(conda), f"only in pyproject: {set(py) - set(conda)}; only in environment.yml: {set(conda) - set(py)}"
+    for name in py:
+        assert py[name] == conda[name], f"{name}: pyproject says {py[name]}, environment.yml says {conda[name]}"
+
+
+def test_torch_is_not_pinned_in_the_package_but_is_for_cpu_installs():
+    assert not re.search(r"torch==", _pyproject()["torch"]), "never force a torch build on Colab"
+    constraints = (ROOT / "constraints-cpu.txt").read_text()
+    assert re.search(r"^torch==\d+\.\d+\.\d+$", constraints, re.M)
+    assert "-c constraints-cpu.txt" in (ROOT / "Makefile").read_text()
+
+
+def test_current_sdk_majors():
+    py = _pyproject()
+    assert re.search(r"mistralai>=3", py["mistralai"])
+    assert re.search(r"transformers>=5", py["transformers"])
+
+
+def test_ci_runs_the_readme_test_command():
+    assert "make test" in (ROOT / ".ci" / "run").read_text()
+    assert "make test" in (ROOT / "README.md").read_text()

@@ -1,0 +1,185 @@
+"""Settings resolution: parameter > env > default, backend choice, and the key never showing itself."""
+
+from __future__ import annotations
+
+import logging
+import pickle
+
+import pytest
+
+from helpers import settings
+from helpers.settings import Secret, SettingsError, resolve
+
+FAKE_KEY = "sk-test-0123456789abcdefFAKE"
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for env_name, _, _ in settings.KNOBS.values():
+        monkeypatch.delenv(env_name, raising=False)
+    monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
+    monkeypatch.setattr(settings, "_colab_cache", {})
+    monkeypatch.setattr(settings, "in_colab", lambda: False)
+    monkeypatch.setenv("COURSE_UNATTENDED", "1")
+
+
+def test_default_when_nothing_set():
+    cfg = resolve()
+    assert cfg.chat_model == "mistral-small-latest"
+    assert cfg.sources["CHAT_MODEL"] == "default"
+    assert cfg.requested_backend == "auto"
+
+
+def test_env_beats_default(monkeypatch):
+    monkeypatch.setenv("COURSE_CHAT_MODEL", "mistral-large-latest")
+    cfg = resolve()
+    assert cfg.chat_model == "mistral-large-latest"
+    assert cfg.sources["CHAT_MODEL"] == "$COURSE_CHAT_MODEL"
+
+
+def test_parameter_beats_env(monkeypatch):
+    monkeypatch.setenv("COURSE_CHAT_MODEL", "mistral-large-latest")
+    cfg = resolve(CHAT_MODEL="mistral-medium-latest")
+    assert cfg.chat_model == "mistral-medium-latest"
+    assert cfg.sources["CHAT_MODEL"] == "parameter"
+
+
+def test_empty_parameter_falls_back_to_env(monkeypatch):
+    monkeypatch.setenv("COURSE_EMBED_MODEL", "my-embed")
+    assert resolve(EMBED_MODEL="").embed_model == "my-embed"
+
+
+def test_auto_without_key_is_local():
+    cfg = resolve(BACKEND="auto")
+    assert cfg.backend == "local"
+    assert "no API key" in cfg.reason
+    assert cfg.api_key is None
+
+
+def test_auto_with_env_key_is_mistral(monkeypatch):
+    monkeypatch.setenv("MISTRAL_API_KEY", FAKE_KEY)
+    cfg = resolve()
+    assert cfg.backend == "mistral"
+    assert "$MISTRAL_API_KEY" in cfg.reason
+    assert cfg.api_key.get() == FAKE_KEY
+
+
+def test_colab_secret_is_used_when_env_has_none(monkeypatch):
+    calls = []
+
+    def fake_secret(name):
+        calls.append(name)
+        settings._colab_cache[name] = FAKE_KEY
+        return FAKE_KEY
+
+    monkeypatch.setattr(settings, "_colab_secret", fake_secret)
+    cfg = resolve()
+    assert cfg.backend == "mistral" and cfg.api_key.source == "Colab secrets"
+
+
+def test_colab_secret_cache(monkeypatch):
+    monkeypatch.setattr(settings, "in_colab", lambda: True)
+    reads = []
+
+    class FakeUserdata:
+        @staticmethod
+        def get(name):
+            reads.append(name)
+            return FAKE_KEY
+
+    import sys
+    import types
+
+    colab = types.ModuleType("google.colab")
+    colab.userdata = FakeUserdata
+    google = types.ModuleType("google")
+    google.colab = colab
+    monkeypatch.setitem(sys.modules, "google", google)
+    monkeypatch.setitem(sys.modules, "google.colab", colab)
+    assert settings._colab_secret("MISTRAL_API_KEY") == FAKE_KEY
+    assert settings._colab_secret("MISTRAL_API_KEY") == FAKE_KEY
+    assert reads == ["MISTRAL_API_KEY"], "Colab secrets must be read once"
+
+
+def test_parameter_key_beats_env(monkeypatch):
+    monkeypatch.setenv("MISTRAL_API_KEY", "env-key")
+    cfg = resolve(MISTRAL_API_KEY=FAKE_KEY)
+    assert cfg.api_key.get() == FAKE_KEY and cfg.api_key.source == "parameter"
+
+
+def test_explicit_local_with_key_stays_local(monkeypatch):
+    monkeypatch.setenv("MISTRAL_API_KEY", FAKE_KEY)
+    assert resolve(BACKEND="local").backend == "local"
+
+
+def test_unknown_backend_is_a_clear_error():
+    with pytest.raises(SettingsError, match="BACKEND='openai' is not one of auto, mistral, local"):
+        resolve(BACKEND="openai")
+
+
+def test_mistral_backend_without_key_is_a_clear_error():
+    with pytest.raises(SettingsError, match="no API key was found.*BACKEND='local'"):
+        resolve(BACKEND="mistral")
+
+
+def test_no_prompt_when_unattended(monkeypatch):
+    asked = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": asked.append(prompt) or FAKE_KEY)
+    with pytest.raises(SettingsError):
+        resolve(BACKEND="mistral")
+    assert asked == [], "never prompt under CI / papermill"
+
+
+def test_prompt_only_for_explicit_mistral_with_a_human(monkeypatch):
+    for var in ("CI", "COURSE_UNATTENDED", "PYTEST_CURRENT_TEST"):
+        monkeypatch.delenv(var, raising=False)
+    asked = []
+    monkeypatch.setattr("getpass.getpass", lambda prompt="": asked.append(prompt) or FAKE_KEY)
+    assert resolve(BACKEND="auto").backend == "local"
+    assert asked == [], "auto never prompts"
+    cfg = resolve(BACKEND="mistral")
+    assert len(asked) == 1 and cfg.api_key.source == "typed at the prompt"
+
+
+def test_bad_device_is_a_clear_error():
+    with pytest.raises(SettingsError, match="DEVICE='tpu'"):
+        resolve(DEVICE="tpu")
+
+
+def test_cuda_without_gpu_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(settings, "cuda_available", lambda: False)
+    with pytest.raises(SettingsError, match="no CUDA GPU"):
+        resolve(DEVICE="cuda")
+
+
+def test_local_model_auto_picks_standin_on_cpu(monkeypatch):
+    monkeypatch.setattr(settings, "cuda_available", lambda: False)
+    assert resolve().local_model == "standin"
+
+
+def test_local_model_auto_picks_hub_model_on_gpu(monkeypatch):
+    monkeypatch.setattr(settings, "cuda_available", lambda: True)
+    cfg = resolve()
+    assert cfg.device == "cuda" and cfg.local_model == settings.DEFAULT_HUB_MODEL
+
+
+def test_key_never_in_repr_str_or_logs(monkeypatch, caplog):
+    monkeypatch.setenv("MISTRAL_API_KEY", FAKE_KEY)
+    caplog.set_level(logging.DEBUG)
+    cfg = resolve(announce=True)
+    texts = [repr(cfg), str(cfg), repr(cfg.api_key), str(cfg.api_key), f"{cfg.api_key}", cfg.describe(),
+             str(cfg.table()), caplog.text]
+    for text in texts:
+        assert FAKE_KEY not in text
+        assert FAKE_KEY[:12] not in text
+    assert "****" in repr(cfg.api_key)
+
+
+def test_key_refuses_pickling():
+    with pytest.raises(TypeError, match="must not be written"):
+        pickle.dumps(Secret(FAKE_KEY, "test"))
+
+
+def test_data_path_missing_is_clear():
+    with pytest.raises(FileNotFoundError, match="full checkout"):
+        settings.data_path("no-such-file.csv")
