@@ -1,0 +1,611 @@
+"""Retrieval-augmented generation, one interface for two embedders: the API's `mistral-embed` or a local model.
+
+    document → chunks → Embedder (ApiEmbedder | LocalEmbedder) → VectorIndex (FAISS, saved with its model id
+    and dimension) → search(question, k) → grounded_prompt(question, hits) → answer with citations
+
+Notebook 04 embeds through the SDK (batched within mistral-embed's limits, cached on disk); notebook 07
+embeds with sentence-transformers. Everything after the embedder is the same code.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import sqlite3
+import tempfile
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
+
+from .settings import DEFAULT_LOCAL_EMBED_MODEL, cache_dir, data_path
+
+# mistral-embed's per-request limits, from users' error reports (not documented): see ANCHORS.md.
+EMBED_MAX_INPUTS = 512
+EMBED_MAX_TOKENS = 16_384
+EMBED_MAX_TOKENS_PER_INPUT = 8_192
+INDEX_FORMAT = 1
+METRICS = ("l2", "cosine")
+DEFAULT_DOCUMENT = "handbook.md"
+DEFAULT_EVAL_SET = "handbook_eval.json"
+
+
+class RagError(ValueError):
+    """Bad input to a RAG step (empty document or question, k too large); the message says what to do."""
+
+
+class IndexMismatchError(RagError):
+    """An index was loaded with an embedder other than the one that built it."""
+
+
+# ---------------------------------------------------------------- chunking
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of the document: its id (cited in answers), its text, and where it sits in the document."""
+
+    id: str
+    text: str
+    start: int
+    end: int
+
+
+def _check_document(text: str) -> None:
+    if not isinstance(text, str) or not text.strip():
+        raise RagError("The document is empty: nothing to chunk. Load a document with text in it "
+                       "(e.g. helpers.rag.load_document()).")
+
+
+def chunk_fixed(text: str, size: int = 512) -> list[Chunk]:
+    """Cut the text into windows of `size` characters, as the seed does (words and sentences get split)."""
+    _check_document(text)
+    if size < 1:
+        raise RagError(f"size={size}: a chunk needs at least one character.")
+    chunks = []
+    for start in range(0, len(text), size):
+        end = min(start + size, len(text))
+        if text[start:end].strip():
+            chunks.append(Chunk(f"c{len(chunks):03d}", text[start:end], start, end))
+    return chunks
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?:])\s+|\n\s*\n|\n(?=[#*\-|]|\d+\.)")
+
+
+def split_sentences(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each sentence, paragraph or list item, as offsets into `text` (whitespace trimmed)."""
+    spans, pos = [], 0
+    for match in _SENTENCE_END.finditer(text):
+        spans.append((pos, match.start()))
+        pos = match.end()
+    spans.append((pos, len(text)))
+    out = []
+    for start, end in spans:
+        piece = text[start:end]
+        if not piece.strip():
+            continue
+        start += len(piece) - len(piece.lstrip())
+        end -= len(piece) - len(piece.rstrip())
+        out.append((start, end))
+    return out
+
+
+def _hard_split(text: str, start: int, end: int, max_chars: int) -> list[tuple[int, int]]:
+    """Split an over-long sentence at word boundaries (or anywhere, for a word longer than max_chars)."""
+    pieces = []
+    while end - start > max_chars:
+        cut = text.rfind(" ", start + 1, start + max_chars + 1)
+        if cut <= start:
+            cut = start + max_chars
+        pieces.append((start, cut))
+        start = cut
+        while start < end and text[start].isspace():
+            start += 1
+    if start < end:
+        pieces.append((start, end))
+    return pieces
+
+
+def chunk_sentences(text: str, max_chars: int = 512, overlap: int = 1) -> list[Chunk]:
+    """Pack whole sentences into chunks of at most `max_chars`, repeating the last `overlap` sentences in the next."""
+    _check_document(text)
+    if max_chars < 1:
+        raise RagError(f"max_chars={max_chars}: a chunk needs at least one character.")
+    if overlap < 0:
+        raise RagError(f"overlap={overlap}: use 0 (no overlap) or a positive number of sentences.")
+    sentences: list[tuple[int, int]] = []
+    for start, end in split_sentences(text):
+        sentences.extend(_hard_split(text, start, end, max_chars))
+
+    chunks: list[Chunk] = []
+    i = 0
+    while i < len(sentences):
+        first = i
+        j = i + 1  # always take at least one sentence
+        while j < len(sentences) and sentences[j][1] - sentences[first][0] <= max_chars:
+            j += 1
+        start, end = sentences[first][0], sentences[j - 1][1]
+        chunks.append(Chunk(f"c{len(chunks):03d}", text[start:end], start, end))
+        if j >= len(sentences):
+            break
+        i = max(j - overlap, first + 1)  # step back for the overlap, but always move forward
+    return chunks
+
+
+# ---------------------------------------------------------------- embedders
+@runtime_checkable
+class Embedder(Protocol):
+    """Anything that turns texts into float32 vectors: `.model_id`, `.dim`, `.embed(texts)`."""
+
+    model_id: str
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, texts: list[str]) -> np.ndarray: ...
+
+
+_tokenizer_lock = threading.Lock()
+_tokenizer: Any = None
+
+
+def count_tokens(text: str) -> int:
+    """Tokens in `text` by a real Mistral tokenizer (v3 SentencePiece from mistral-common), counting the BOS."""
+    global _tokenizer
+    with _tokenizer_lock:
+        if _tokenizer is None:
+            from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+            from .standin import tokenizer_source
+
+            _tokenizer = MistralTokenizer.from_file(str(tokenizer_source())).instruct_tokenizer.tokenizer
+    return len(_tokenizer.encode(text, bos=True, eos=False))
+
+
+def plan_batches(
+    token_counts: Sequence[int],
+    max_inputs: int = EMBED_MAX_INPUTS,
+    max_tokens: int = EMBED_MAX_TOKENS,
+) -> list[list[int]]:
+    """Group input positions into requests: each at most `max_inputs` inputs and `max_tokens` tokens, in order."""
+    if max_inputs < 1 or max_tokens < 1:
+        raise RagError("max_inputs and max_tokens must be at least 1.")
+    batches: list[list[int]] = []
+    current: list[int] = []
+    used = 0
+    for i, n in enumerate(token_counts):
+        if n > max_tokens:
+            raise RagError(
+                f"Input {i} has {n} tokens, more than one request may carry ({max_tokens}). "
+                "Use smaller chunks (e.g. chunk_sentences(text, max_chars=1000))."
+            )
+        if current and (len(current) >= max_inputs or used + n > max_tokens):
+            batches.append(current)
+            current, used = [], 0
+        current.append(i)
+        used += n
+    if current:
+        batches.append(current)
+    return batches
+
+
+class EmbeddingCache:
+    """Vectors on disk keyed by (model id, text), in one SQLite file, so a rerun pays for nothing."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False)
+        self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, dim INTEGER, vec BLOB)")
+        self._db.commit()
+
+    @staticmethod
+    def key(model_id: str, text: str) -> str:
+        return hashlib.sha256(f"{model_id}\x00{text}".encode()).hexdigest()
+
+    def get_many(self, model_id: str, texts: Sequence[str]) -> dict[int, np.ndarray]:
+        """Cached vectors by position in `texts` (positions with no cached vector are absent)."""
+        found: dict[int, np.ndarray] = {}
+        for i, text in enumerate(texts):
+            row = self._db.execute("SELECT vec FROM vectors WHERE key = ?", (self.key(model_id, text),)).fetchone()
+            if row is not None:
+                found[i] = np.frombuffer(row[0], dtype=np.float32).copy()
+        return found
+
+    def put_many(self, model_id: str, texts: Sequence[str], vectors: np.ndarray) -> None:
+        rows = [(self.key(model_id, t), int(v.shape[0]), np.asarray(v, np.float32).tobytes())
+                for t, v in zip(texts, vectors, strict=True)]
+        with self._db:
+            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM vectors").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+OFFICIAL_HOSTS = ("api.mistral.ai",)
+
+
+def _server_url(client: Any) -> str:
+    cfg = getattr(client, "sdk_configuration", None)
+    try:
+        url, _ = cfg.get_server_details()  # type: ignore[union-attr]
+        return str(url)
+    except Exception:
+        return str(getattr(cfg, "server_url", "") or "")
+
+
+class ApiEmbedder:
+    """Embeddings through the SDK (`client.embeddings.create`), batched within mistral-embed's limits and cached.
+
+    `served_by` names what really computes the vectors when the client points at a non-official server
+    (offline: all-MiniLM-L6-v2 behind the alias `mistral-embed`). It is part of `model_id`, so an index
+    or a cache entry built on one backend is never mistaken for the other's.
+    """
+
+    def __init__(
+        self,
+        client: Any,
+        model: str = "mistral-embed",
+        *,
+        served_by: str | None = None,
+        cache: EmbeddingCache | str | os.PathLike | None = "default",
+        max_inputs: int = EMBED_MAX_INPUTS,
+        max_tokens: int = EMBED_MAX_TOKENS,
+        retries: Any = None,
+        progress: bool = True,
+        token_counter: Callable[[str], int] = count_tokens,
+    ) -> None:
+        self.client = client
+        self.model = model
+        url = _server_url(client)
+        if served_by is None and url and not any(h in url for h in OFFICIAL_HOSTS):
+            served_by = url
+        self.served_by = served_by
+        self.model_id = model if not served_by else f"{model}@{served_by}"
+        if cache == "default":
+            cache = cache_dir() / "embeddings.sqlite"
+        self.cache = EmbeddingCache(cache) if isinstance(cache, (str, os.PathLike)) else cache
+        self.max_inputs = max_inputs
+        self.max_tokens = max_tokens
+        if retries is None:
+            from .client import retry_config
+
+            retries = retry_config()
+        self.retries = retries  # the SDK's RetryConfig: back-off on 429 and 5xx
+        self.progress = progress
+        self.token_counter = token_counter
+        self._dim: int | None = None
+        self.reset_stats()
+
+    def reset_stats(self) -> None:
+        """Zero the counters (requests, inputs sent, cache hits, tokens billed)."""
+        self.requests = 0
+        self.inputs_sent = 0
+        self.cache_hits = 0
+        self.tokens_billed = 0
+        self.batch_sizes: list[int] = []
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """What embedding has cost so far: requests, inputs sent, cache hits, tokens billed."""
+        return {"requests": self.requests, "inputs_sent": self.inputs_sent,
+                "cache_hits": self.cache_hits, "tokens_billed": self.tokens_billed}
+
+    @property
+    def dim(self) -> int:
+        """Vector size; known after the first embed (probes the server once if asked earlier)."""
+        if self._dim is None:
+            self.embed(["dimension probe"])
+        assert self._dim is not None
+        return self._dim
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Vectors for `texts` (float32, one row each): cached ones from disk, the rest in as few requests as allowed."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self._dim or 0), np.float32)
+        if any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise RagError("Cannot embed an empty text (the API rejects it). Drop empty chunks or questions first.")
+        found = self.cache.get_many(self.model_id, texts) if self.cache is not None else {}
+        self.cache_hits += len(found)
+        missing = [i for i in range(len(texts)) if i not in found]
+        if missing:
+            from tqdm.auto import tqdm
+
+            counts = [self.token_counter(texts[i]) for i in missing]
+            for i, n in zip(missing, counts, strict=True):
+                if n > EMBED_MAX_TOKENS_PER_INPUT:
+                    raise RagError(f"Text {i} has {n} tokens; mistral-embed takes about "
+                                   f"{EMBED_MAX_TOKENS_PER_INPUT} per input. Use smaller chunks.")
+            batches = plan_batches(counts, self.max_inputs, self.max_tokens)
+            bar = tqdm(total=len(missing), desc=f"embedding ({self.model})", unit="text",
+                       disable=not self.progress, leave=False)
+            try:
+                for batch in batches:
+                    positions = [missing[b] for b in batch]
+                    batch_texts = [texts[p] for p in positions]
+                    vectors = self._request(batch_texts)
+                    for p, v in zip(positions, vectors, strict=True):
+                        found[p] = v
+                    if self.cache is not None:
+                        self.cache.put_many(self.model_id, batch_texts, vectors)
+                    bar.update(len(batch))
+            finally:
+                bar.close()
+        out = np.stack([found[i] for i in range(len(texts))]).astype(np.float32)
+        self._dim = int(out.shape[1])
+        return out
+
+    def _request(self, texts: list[str]) -> np.ndarray:
+        response = self.client.embeddings.create(model=self.model, inputs=texts, retries=self.retries)
+        self.requests += 1
+        self.inputs_sent += len(texts)
+        self.batch_sizes.append(len(texts))
+        usage = getattr(response, "usage", None)
+        self.tokens_billed += int(getattr(usage, "prompt_tokens", 0) or 0)
+        data = sorted(response.data, key=lambda d: d.index if d.index is not None else 0)
+        if len(data) != len(texts):
+            raise RuntimeError(f"The server returned {len(data)} embeddings for {len(texts)} inputs.")
+        return np.asarray([d.embedding for d in data], dtype=np.float32)
+
+
+class LocalEmbedder:
+    """Embeddings computed in this process by a sentence-transformers model (all-MiniLM-L6-v2 by default)."""
+
+    def __init__(self, model_id: str = DEFAULT_LOCAL_EMBED_MODEL, device: str = "auto", batch_size: int = 64) -> None:
+        from .selfhost import load_embedder
+
+        self.model_id = model_id
+        self.model = load_embedder(model_id, device=device)
+        self.batch_size = batch_size
+        get_dim = getattr(self.model, "get_embedding_dimension", None) or self.model.get_sentence_embedding_dimension
+        self._dim = int(get_dim())
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        """Vectors for `texts` (float32, one row each), computed locally in batches."""
+        texts = list(texts)
+        if not texts:
+            return np.zeros((0, self._dim), np.float32)
+        if any(not isinstance(t, str) or not t.strip() for t in texts):
+            raise RagError("Cannot embed an empty text. Drop empty chunks or questions first.")
+        vectors = self.model.encode(texts, batch_size=self.batch_size, convert_to_numpy=True,
+                                    show_progress_bar=False)
+        return np.asarray(vectors, dtype=np.float32)
+
+
+# ---------------------------------------------------------------- the index
+@dataclass(frozen=True)
+class Hit:
+    """One search result: the chunk, its rank (1 = best) and score (L2 distance, or cosine similarity)."""
+
+    rank: int
+    score: float
+    chunk: Chunk
+
+
+class VectorIndex:
+    """A FAISS index plus the chunks it holds and the embedder that built it (`l2` as in the seed, or `cosine`)."""
+
+    def __init__(self, embedder: Embedder, chunks: list[Chunk], index: Any, metric: str) -> None:
+        self.embedder = embedder
+        self.chunks = chunks
+        self.index = index
+        self.metric = metric
+
+    # -- building
+    @classmethod
+    def build(cls, chunks: list[Chunk], embedder: Embedder, metric: str = "l2") -> VectorIndex:
+        """Embed the chunks (in batches) and index them: `l2` = IndexFlatL2; `cosine` = IndexFlatIP on unit vectors."""
+        import faiss
+
+        if metric not in METRICS:
+            raise RagError(f"metric={metric!r}: use one of {METRICS}.")
+        if not chunks:
+            raise RagError("No chunks to index: the document was empty or chunking produced nothing.")
+        vectors = embedder.embed([c.text for c in chunks])
+        index = faiss.IndexFlatL2(vectors.shape[1]) if metric == "l2" else faiss.IndexFlatIP(vectors.shape[1])
+        index.add(cls._prepare(vectors, metric))
+        return cls(embedder, list(chunks), index, metric)
+
+    @staticmethod
+    def _prepare(vectors: np.ndarray, metric: str) -> np.ndarray:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if metric == "cosine":
+            norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+            vectors = vectors / np.maximum(norms, 1e-12)
+        return vectors
+
+    @property
+    def dim(self) -> int:
+        return int(self.index.d)
+
+    @property
+    def model_id(self) -> str:
+        return self.embedder.model_id
+
+    def __len__(self) -> int:
+        return int(self.index.ntotal)
+
+    # -- searching
+    def search(self, query: str, k: int = 3) -> list[Hit]:
+        """The k chunks closest to the question, best first."""
+        return self.search_many([query], k)[0]
+
+    def search_many(self, queries: list[str], k: int = 3) -> list[list[Hit]]:
+        """`search` for several questions, embedding them together (one request for the API embedder)."""
+        if not queries or any(not isinstance(q, str) or not q.strip() for q in queries):
+            raise RagError("The question is empty: ask something (a non-blank string) to search for.")
+        if not 1 <= k <= len(self):
+            raise RagError(f"k={k} but the index holds {len(self)} chunks: use 1 ≤ k ≤ {len(self)}.")
+        vectors = self.embedder.embed(list(queries))
+        if vectors.shape[1] != self.dim:
+            raise IndexMismatchError(
+                f"The embedder returned {vectors.shape[1]}-dim vectors but the index holds {self.dim}-dim ones. "
+                "Search with the embedder that built the index, or rebuild it."
+            )
+        scores, ids = self.index.search(self._prepare(vectors, self.metric), k)
+        return [
+            [Hit(rank + 1, float(s), self.chunks[int(i)]) for rank, (s, i) in enumerate(zip(row_s, row_i, strict=True)) if i >= 0]
+            for row_s, row_i in zip(scores, ids, strict=True)
+        ]
+
+    # -- persistence
+    def save(self, path: str | os.PathLike) -> Path:
+        """Write index + chunks + model id + dimension to one file, atomically (temp file, then rename)."""
+        import faiss
+
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {"format": INDEX_FORMAT, "model_id": self.model_id, "dim": self.dim, "metric": self.metric,
+                "count": len(self), "chunks": [asdict(c) for c in self.chunks]}
+        raw = faiss.serialize_index(self.index)
+        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, index=np.asarray(raw, dtype=np.uint8),
+                         meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike, embedder: Embedder) -> VectorIndex:
+        """Read an index saved by `save`; fails clearly if `embedder` is not the one that built it."""
+        import faiss
+
+        path = Path(path)
+        if not path.exists():
+            raise FileNotFoundError(f"No index at {path}: build one with VectorIndex.build(...).save(path).")
+        with np.load(path, allow_pickle=False) as data:
+            meta = json.loads(bytes(data["meta"]).decode())
+            raw = np.array(data["index"], dtype=np.uint8)
+        if meta.get("format") != INDEX_FORMAT:
+            raise RagError(f"{path} has index format {meta.get('format')}, this course reads {INDEX_FORMAT}: rebuild it.")
+        if meta["model_id"] != embedder.model_id:
+            raise IndexMismatchError(
+                f"The index at {path} was built with {meta['model_id']!r} ({meta['dim']} dims) but you passed an "
+                f"embedder for {embedder.model_id!r}. Vectors from different models are not comparable: load it "
+                "with the embedder that built it, or rebuild the index with this one."
+            )
+        if meta["dim"] != embedder.dim:
+            raise IndexMismatchError(
+                f"The index at {path} holds {meta['dim']}-dim vectors but the embedder makes {embedder.dim}-dim ones. "
+                "Rebuild the index with this embedder."
+            )
+        index = faiss.deserialize_index(raw)
+        chunks = [Chunk(**c) for c in meta["chunks"]]
+        return cls(embedder, chunks, index, meta["metric"])
+
+
+def build_index(chunks: list[Chunk], embedder: Embedder, metric: str = "l2") -> VectorIndex:
+    """Embed and index the chunks (shorthand for VectorIndex.build)."""
+    return VectorIndex.build(chunks, embedder, metric)
+
+
+# ---------------------------------------------------------------- evaluation
+@dataclass(frozen=True)
+class EvalItem:
+    """A question and the passage of the document that answers it (offsets make relevance checkable for any chunking)."""
+
+    id: str
+    question: str
+    answer: str
+    start: int
+    end: int
+
+
+def is_relevant(chunk: Chunk, item: EvalItem, min_fraction: float = 0.5) -> bool:
+    """True when the chunk holds at least `min_fraction` of the passage that answers the question."""
+    overlap = min(chunk.end, item.end) - max(chunk.start, item.start)
+    return overlap >= min_fraction * (item.end - item.start)
+
+
+def first_relevant_rank(hits: Iterable[Hit], item: EvalItem) -> int | None:
+    """Rank (1-based) of the first hit that contains the answer passage, or None."""
+    for hit in hits:
+        if is_relevant(hit.chunk, item):
+            return hit.rank
+    return None
+
+
+def retrieval_metrics(ranks: Sequence[int | None], ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
+    """hit_rate_at_k (share of questions answered in the top k) and MRR (mean of 1/rank; 0 when not found)."""
+    if not ranks:
+        raise RagError("No questions to evaluate.")
+    n = len(ranks)
+    out = {f"hit_rate_at_{k}": sum(1 for r in ranks if r is not None and r <= k) / n for k in ks}
+    out["mrr"] = sum(1.0 / r for r in ranks if r is not None) / n
+    return out
+
+
+def evaluate(index: VectorIndex, eval_set: Sequence[EvalItem], ks: Sequence[int] = (1, 3, 5),
+             depth: int = 10) -> dict[str, Any]:
+    """Retrieval quality on an eval set: hit_rate_at_1/3/5, MRR (over the top `depth`), and each question's rank."""
+    depth = min(max(depth, *ks), len(index))
+    results = index.search_many([item.question for item in eval_set], k=depth)
+    ranks = [first_relevant_rank(hits, item) for hits, item in zip(results, eval_set, strict=True)]
+    metrics: dict[str, Any] = retrieval_metrics(ranks, ks)
+    metrics["n_questions"] = len(eval_set)
+    metrics["ranks"] = {item.id: r for item, r in zip(eval_set, ranks, strict=True)}
+    return metrics
+
+
+# ---------------------------------------------------------------- prompting
+def grounded_prompt(question: str, hits: Sequence[Hit]) -> str:
+    """A prompt that answers only from the retrieved chunks, cites their ids, and admits when they lack the answer."""
+    if not question or not question.strip():
+        raise RagError("The question is empty: ask something.")
+    context = "\n\n".join(f"[{h.chunk.id}] {h.chunk.text.strip()}" for h in hits)
+    return (
+        "Answer the question using only the context below. After each fact, cite the id of the chunk it "
+        "comes from in square brackets, e.g. [c012]. If the context does not contain the answer, reply "
+        "exactly: \"I don't know — the documents provided don't say.\" Do not use outside knowledge.\n\n"
+        f"Context:\n{context}\n\nQuestion: {question.strip()}\nAnswer:"
+    )
+
+
+def cited_ids(answer: str) -> list[str]:
+    """The chunk ids an answer cites, e.g. ['c003', 'c010'] from '... [c003] ... [c010]'."""
+    return re.findall(r"\[(c\d{3,})\]", answer or "")
+
+
+# ---------------------------------------------------------------- shipped data
+def load_document(name: str = DEFAULT_DOCUMENT) -> str:
+    """The course's RAG document (data/handbook.md: a fictional bank's customer handbook, written for the course)."""
+    return data_path(name).read_text(encoding="utf-8")
+
+
+def load_eval_set(name: str = DEFAULT_EVAL_SET, document: str | None = None) -> list[EvalItem]:
+    """The eval questions, each located in the document (its answer passage must occur there exactly once)."""
+    raw = json.loads(data_path(name).read_text(encoding="utf-8"))
+    text = document if document is not None else load_document(raw.get("document", DEFAULT_DOCUMENT))
+    items = []
+    for q in raw["questions"]:
+        start = text.find(q["answer"])
+        if start < 0 or text.find(q["answer"], start + 1) >= 0:
+            where = "not found" if start < 0 else "found more than once"
+            raise RagError(f"Eval item {q['id']}: its answer passage is {where} in the document; fix {name}.")
+        items.append(EvalItem(q["id"], q["question"], q["answer"], start, start + len(q["answer"])))
+    return items
+
+
+def requests_needed(n_inputs: int, max_inputs: int = EMBED_MAX_INPUTS) -> int:
+    """The fewest embedding requests for n inputs when only the input-count limit binds: ceil(n / 512)."""
+    return math.ceil(n_inputs / max_inputs)
