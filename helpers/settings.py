@@ -35,7 +35,7 @@ KNOBS: dict[str, tuple[str, str | None, str]] = {
     "LOCAL_EMBED_MODEL": (
         "COURSE_LOCAL_EMBED_MODEL",
         DEFAULT_LOCAL_EMBED_MODEL,
-        "sentence-transformers model for local embeddings (offline copy used when the hub is unreachable)",
+        "sentence-transformers model for local embeddings (all-MiniLM-L6-v2 loads from its packaged copy: no hub needed)",
     ),
     "DEVICE": ("COURSE_DEVICE", "auto", "`auto` (CUDA if present, else CPU), `cpu`, `cuda` or `mps`"),
     "LOCAL_URL": (

@@ -54,3 +54,12 @@ def test_current_sdk_majors():
 def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / ".ci" / "run").read_text()
     assert "make test" in (ROOT / "README.md").read_text()
+
+
+def test_readme_parameter_table_matches_settings():
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from scripts.readme_params import params_table
+
+    assert params_table() in (ROOT / "README.md").read_text(), "run: python scripts/readme_params.py"

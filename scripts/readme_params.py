@@ -1,0 +1,32 @@
+"""Regenerate the README's parameter table from helpers.settings.KNOBS (tests check they agree)."""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from helpers.settings import KEY_ENV, KNOBS  # noqa: E402
+
+
+def params_table() -> str:
+    rows = ["| parameter | environment variable | default | what it sets |", "|---|---|---|---|"]
+    for name, (env, default, what) in KNOBS.items():
+        rows.append(f"| `{name}` | `{env}` | {f'`{default}`' if default else '(none)'} | {what} |")
+    rows.append(f"| — | `{KEY_ENV}` | (none) | your La Plateforme key (or a Colab secret of that name) |")
+    return "\n".join(rows)
+
+
+def main() -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    new = re.sub(r"(<!-- PARAMS-TABLE -->\n).*?(\n<!-- /PARAMS-TABLE -->)",
+                 lambda m: m.group(1) + params_table() + m.group(2), text, flags=re.S)
+    readme.write_text(new)
+
+
+if __name__ == "__main__":
+    main()
