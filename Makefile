@@ -34,7 +34,7 @@ course: $(STAMP)
 	$(BIN)/python -m helpers.course run $(PARAMS) $(if $(ONLY),--only $(ONLY),)
 
 lint: $(STAMP)
-	$(BIN)/ruff check helpers tests benchmarks notebooks
+	$(BIN)/ruff check .
 
 # One pytest run: unit tests, notebook hygiene, papermill runs (tests/), and nbval over every notebook.
 test: $(STAMP) lint
