@@ -1,0 +1,303 @@
+"""helpers.rag: chunking, batching within mistral-embed's limits, the embedding cache, the index, metrics, errors."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from mistralai.client.models import EmbeddingResponse, EmbeddingResponseData, UsageInfo
+
+from helpers import rag
+from helpers.rag import (
+    Chunk,
+    EvalItem,
+    Hit,
+    IndexMismatchError,
+    RagError,
+    VectorIndex,
+    chunk_fixed,
+    chunk_sentences,
+    plan_batches,
+    retrieval_metrics,
+)
+
+TEXT = (
+    "Instant transfers are free. They arrive within ten seconds! Standard transfers take a day.\n\n"
+    "Cards cost nothing. A replacement card costs 5 euros? Express cards cost 20 euros. "
+) * 6
+
+
+class HashEmbedder:
+    """Deterministic bag-of-words vectors: texts sharing words are close. No model, no network."""
+
+    def __init__(self, model_id: str = "hash-32", dim: int = 32) -> None:
+        self.model_id, self._dim, self.calls = model_id, dim, 0
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.calls += 1
+        out = np.zeros((len(texts), self._dim), np.float32)
+        for row, text in enumerate(texts):
+            for word in text.lower().split():
+                h = int(hashlib.md5(word.strip(".,?!").encode()).hexdigest(), 16)
+                out[row, h % self._dim] += 1.0
+        return out
+
+
+class FakeEmbeddings:
+    """Stands in for client.embeddings: checks the limits on every request and answers with SDK types."""
+
+    def __init__(self, max_inputs: int, max_tokens: int, counter) -> None:
+        self.max_inputs, self.max_tokens, self.counter = max_inputs, max_tokens, counter
+        self.requests: list[list[str]] = []
+        self.retries_seen: list[object] = []
+
+    def create(self, *, model: str, inputs: list[str], retries=None) -> EmbeddingResponse:
+        assert len(inputs) <= self.max_inputs
+        tokens = sum(self.counter(t) for t in inputs)
+        assert tokens <= self.max_tokens
+        self.requests.append(list(inputs))
+        self.retries_seen.append(retries)
+        vecs = HashEmbedder().embed(inputs)
+        return EmbeddingResponse(
+            id="emb-test", object="list", model=model,
+            usage=UsageInfo(prompt_tokens=tokens, completion_tokens=0, total_tokens=tokens),
+            data=[EmbeddingResponseData(object="embedding", embedding=v.tolist(), index=i)
+                  for i, v in reversed(list(enumerate(vecs)))],  # out of order on purpose
+        )
+
+
+class FakeClient:
+    def __init__(self, max_inputs=512, max_tokens=16_384, counter=len) -> None:
+        self.embeddings = FakeEmbeddings(max_inputs, max_tokens, counter)
+
+
+def word_count(text: str) -> int:
+    return len(text.split()) + 1
+
+
+# ---------------------------------------------------------------- chunking
+def test_fixed_chunks_are_the_seeds_windows():
+    chunks = chunk_fixed(TEXT, 100)
+    assert len(chunks) == -(-len(TEXT) // 100)
+    assert all(c.text == TEXT[c.start:c.end] for c in chunks)
+    assert all(len(c.text) == 100 for c in chunks[:-1])
+    assert "".join(c.text for c in chunks) == TEXT
+    assert [c.id for c in chunks[:3]] == ["c000", "c001", "c002"]
+
+
+def test_sentence_chunks_respect_size_keep_offsets_and_overlap():
+    chunks = chunk_sentences(TEXT, max_chars=120, overlap=1)
+    assert all(len(c.text) <= 120 for c in chunks)
+    assert all(c.text == TEXT[c.start:c.end] for c in chunks)
+    for a, b in zip(chunks, chunks[1:], strict=False):
+        assert b.start < a.end, "overlap=1 repeats the last sentence of the previous chunk"
+        assert b.start > a.start, "chunking always moves forward"
+    assert chunks[-1].end == len(TEXT.rstrip())
+    no_overlap = chunk_sentences(TEXT, max_chars=120, overlap=0)
+    assert all(b.start >= a.end for a, b in zip(no_overlap, no_overlap[1:], strict=False))
+    assert len(no_overlap) < len(chunks)
+
+
+def test_sentence_chunks_never_cut_a_sentence_that_fits():
+    chunks = chunk_sentences(TEXT, max_chars=200, overlap=0)
+    for c in chunks:
+        assert c.text[-1] in ".!?", c.text
+
+
+def test_overlong_sentence_is_split_at_words():
+    text = "word " * 100
+    chunks = chunk_sentences(text, max_chars=50, overlap=0)
+    assert all(len(c.text) <= 50 for c in chunks)
+    assert all(not c.text.startswith(" ") for c in chunks)
+
+
+@pytest.mark.parametrize("bad", ["", "   \n\t "])
+def test_empty_document_is_a_clear_error(bad):
+    with pytest.raises(RagError, match="empty"):
+        chunk_fixed(bad)
+    with pytest.raises(RagError, match="empty"):
+        chunk_sentences(bad, 512, 1)
+
+
+# ---------------------------------------------------------------- batching
+@settings(max_examples=200, deadline=None)
+@given(
+    counts=st.lists(st.integers(min_value=1, max_value=3000), max_size=1500),
+    max_inputs=st.integers(min_value=1, max_value=512),
+    max_tokens=st.integers(min_value=3000, max_value=16_384),
+)
+def test_batches_never_exceed_either_limit_and_keep_every_input_once(counts, max_inputs, max_tokens):
+    batches = plan_batches(counts, max_inputs, max_tokens)
+    assert [i for b in batches for i in b] == list(range(len(counts)))
+    for b in batches:
+        assert 1 <= len(b) <= max_inputs
+        assert sum(counts[i] for i in b) <= max_tokens
+    # greedy packing: a batch is only closed when the next input would break a limit
+    for b, nxt in zip(batches, batches[1:], strict=False):
+        assert len(b) == max_inputs or sum(counts[i] for i in b) + counts[nxt[0]] > max_tokens
+
+
+def test_batches_use_ceil_n_over_512_requests_when_tokens_allow():
+    assert len(plan_batches([10] * 1025)) == rag.requests_needed(1025) == 3
+
+
+def test_single_input_over_the_token_limit_is_a_clear_error():
+    with pytest.raises(RagError, match="smaller chunks"):
+        plan_batches([10, 20_000, 10])
+
+
+def test_token_counting_uses_the_mistral_tokenizer():
+    assert rag.count_tokens("What is the capital of France?") == 8  # BOS + 7 pieces, v3 tokenizer
+    assert rag.count_tokens("word " * 100) > 100
+
+
+# ---------------------------------------------------------------- ApiEmbedder + cache
+def test_api_embedder_batches_within_limits_and_caches(tmp_path):
+    client = FakeClient(max_inputs=7, max_tokens=60, counter=word_count)
+    texts = [f"payment number {i} " + "x " * (i % 9) for i in range(40)]
+    emb = rag.ApiEmbedder(client, served_by="test", cache=tmp_path / "c.sqlite", max_inputs=7,
+                          max_tokens=60, token_counter=word_count, progress=False, retries="RETRY")
+    first = emb.embed(texts)
+    assert first.shape == (40, 32) and first.dtype == np.float32
+    assert np.allclose(first, HashEmbedder().embed(texts)), "vectors come back in input order"
+    assert emb.requests == len(client.embeddings.requests) >= 6
+    assert all(r == "RETRY" for r in client.embeddings.retries_seen), "the SDK's RetryConfig is passed"
+    assert emb.cache_hits == 0 and emb.inputs_sent == 40
+
+    emb.reset_stats()
+    again = emb.embed(texts)
+    assert emb.requests == 0 and emb.cache_hits == 40
+    assert np.array_equal(first, again)
+
+    # a new embedder over the same cache file (a rerun) pays nothing either
+    rerun = rag.ApiEmbedder(client, served_by="test", cache=tmp_path / "c.sqlite", progress=False,
+                            token_counter=word_count)
+    rerun.embed(texts[:5] + ["a brand new text"])
+    assert rerun.requests == 1 and rerun.cache_hits == 5 and rerun.inputs_sent == 1
+
+
+def test_cache_is_keyed_by_model_too(tmp_path):
+    client = FakeClient()
+    a = rag.ApiEmbedder(client, served_by="server-a", cache=tmp_path / "c.sqlite", progress=False)
+    b = rag.ApiEmbedder(client, served_by="server-b", cache=tmp_path / "c.sqlite", progress=False)
+    a.embed(["same text"])
+    b.embed(["same text"])
+    assert (a.requests, b.requests, b.cache_hits) == (1, 1, 0)
+    assert a.model_id == "mistral-embed@server-a" != b.model_id
+
+
+def test_api_embedder_rejects_empty_text(tmp_path):
+    emb = rag.ApiEmbedder(FakeClient(), served_by="t", cache=None, progress=False)
+    with pytest.raises(RagError, match="empty"):
+        emb.embed(["fine", "  "])
+
+
+# ---------------------------------------------------------------- index
+@pytest.fixture
+def index():
+    return VectorIndex.build(chunk_sentences(TEXT, 120, 0), HashEmbedder(), metric="cosine")
+
+
+def test_search_finds_the_chunk_sharing_the_words(index):
+    hits = index.search("replacement card costs euros", k=3)
+    assert [h.rank for h in hits] == [1, 2, 3]
+    assert "replacement card" in hits[0].chunk.text
+    assert hits[0].score >= hits[1].score  # cosine: higher is closer
+
+
+def test_l2_index_scores_are_distances():
+    ix = VectorIndex.build(chunk_fixed(TEXT, 80), HashEmbedder(), metric="l2")
+    hits = ix.search("instant transfers are free", k=4)
+    assert hits[0].score <= hits[-1].score
+
+
+def test_bad_queries_are_clear_errors(index):
+    with pytest.raises(RagError, match="empty"):
+        index.search("   ", k=1)
+    with pytest.raises(RagError, match=f"index holds {len(index)} chunks"):
+        index.search("cards", k=len(index) + 1)
+    with pytest.raises(RagError, match="metric"):
+        VectorIndex.build(chunk_fixed(TEXT), HashEmbedder(), metric="dot")
+
+
+def test_save_load_round_trip(index, tmp_path):
+    path = index.save(tmp_path / "idx" / "handbook.npz")
+    loaded = VectorIndex.load(path, HashEmbedder())
+    assert loaded.chunks == index.chunks and loaded.metric == "cosine" and len(loaded) == len(index)
+    q = "express cards cost"
+    assert [(h.chunk.id, round(h.score, 5)) for h in loaded.search(q, 3)] == \
+        [(h.chunk.id, round(h.score, 5)) for h in index.search(q, 3)]
+
+
+def test_loading_with_another_embedder_fails_clearly(index, tmp_path):
+    path = index.save(tmp_path / "handbook.npz")
+    with pytest.raises(IndexMismatchError, match="built with 'hash-32'.*other-model"):
+        VectorIndex.load(path, HashEmbedder(model_id="other-model"))
+    with pytest.raises(IndexMismatchError, match="32-dim.*64-dim"):
+        VectorIndex.load(path, HashEmbedder(dim=64))
+
+
+def test_failed_save_leaves_the_existing_index_intact(index, tmp_path, monkeypatch):
+    path = index.save(tmp_path / "handbook.npz")
+    before = path.read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(rag.np, "savez", boom)
+    with pytest.raises(OSError, match="disk full"):
+        index.save(path)
+    assert path.read_bytes() == before
+    assert list(tmp_path.iterdir()) == [path], "no temp file left behind"
+    monkeypatch.undo()
+    assert len(VectorIndex.load(path, HashEmbedder())) == len(index)
+
+
+# ---------------------------------------------------------------- evaluation
+def test_metrics_on_a_known_toy_case():
+    m = retrieval_metrics([1, 2, None, 4], ks=(1, 3, 5))
+    assert m["hit_rate_at_1"] == 0.25
+    assert m["hit_rate_at_3"] == 0.5
+    assert m["hit_rate_at_5"] == 0.75
+    assert m["mrr"] == pytest.approx((1 + 1 / 2 + 1 / 4) / 4)
+
+
+def test_relevance_needs_most_of_the_answer_passage():
+    item = EvalItem("q", "?", "x" * 10, start=100, end=110)
+    assert rag.is_relevant(Chunk("a", "", 95, 106), item)       # 6 of 10 chars
+    assert not rag.is_relevant(Chunk("b", "", 106, 200), item)  # 4 of 10 chars
+    assert not rag.is_relevant(Chunk("c", "", 0, 100), item)
+
+
+def test_evaluate_end_to_end_on_a_toy_index():
+    doc = "Alpha bananas are yellow. Beta cherries are red. Gamma grapes are green. Delta plums are purple."
+    items = [EvalItem("q1", "cherries red", "Beta cherries are red.", *(lambda s: (s, s + 22))(doc.find("Beta"))),
+             EvalItem("q2", "plums purple", "Delta plums are purple.", *(lambda s: (s, s + 23))(doc.find("Delta")))]
+    ix = VectorIndex.build(chunk_sentences(doc, 30, 0), HashEmbedder(dim=256), metric="cosine")
+    result = rag.evaluate(ix, items)
+    assert result["hit_rate_at_1"] == 1.0 and result["mrr"] == 1.0 and result["ranks"] == {"q1": 1, "q2": 1}
+
+
+def test_grounded_prompt_cites_ids_and_allows_i_dont_know():
+    hits = [Hit(1, 0.9, Chunk("c004", "Cards cost 5 euros.", 0, 19)), Hit(2, 0.5, Chunk("c010", "Fees.", 20, 25))]
+    prompt = rag.grounded_prompt("What does a card cost?", hits)
+    assert "[c004] Cards cost 5 euros." in prompt and "[c010]" in prompt
+    assert "I don't know" in prompt and "only the context" in prompt
+    assert rag.cited_ids("It costs 5 euros [c004], see also [c010].") == ["c004", "c010"]
+    with pytest.raises(RagError, match="empty"):
+        rag.grounded_prompt(" ", hits)
+
+
+def test_shipped_document_and_eval_set():
+    doc = rag.load_document()
+    items = rag.load_eval_set()
+    assert len(doc.split()) > 3000
+    assert len(items) >= 20 and len({i.id for i in items}) == len(items)
+    assert all(doc[i.start:i.end] == i.answer for i in items)
