@@ -1,23 +1,43 @@
 """Load open-weight models for self-hosting: one loader for the notebooks and the local endpoint.
 
-`load_model("standin" | hub id | path, precision=...)` returns the tokenizer and model, loaded with
-`from_pretrained` exactly as for Mistral-7B-Instruct; `load_embedder` does the same for
-sentence-transformers models, using the packaged all-MiniLM-L6-v2 copy when it is the one asked for.
+`load_model("standin" | hub id | path | "config:<name>", precision=...)` returns the tokenizer and model,
+loaded with `from_pretrained` exactly as for Mistral-7B-Instruct, at fp32/fp16/bf16 or quantized by
+bitsandbytes (int8, nf4). Then: `generate` (chat template, pad token, attention mask), `stream`,
+`tokens_per_second`, `score_text` (perplexity + top-1 next tokens) and `top1_agreement`.
+`load_embedder` does the same for sentence-transformers models.
 """
 
 from __future__ import annotations
 
+import gc
 import logging
-from dataclasses import dataclass
+import os
+import shutil
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .settings import DEFAULT_LOCAL_EMBED_MODEL, STANDIN, resolve_device
+from . import memory
+from .settings import DEFAULT_LOCAL_EMBED_MODEL, STANDIN, cache_dir, resolve_device
 from .standin import is_standin, minilm_path, standin_path
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "nf4")
+CONFIG_PREFIX = "config:"
+MIN_BNB_CPU = (0, 46)  # bitsandbytes runs 8-bit and 4-bit layers on CPU from 0.46 on
+
+# bitsandbytes logs this on every int8 matmul when activations are fp32 (our CPU compute dtype): the int8
+# kernel works in fp16 internally. True, once; as log spam it buries the notebook's output.
+logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
+# On CPUs with AVX512-BF16, bitsandbytes tries to fetch an optional faster 4-bit kernel from the hub and warns
+# when it can't; its built-in CPU path is used instead, which is all the course needs.
+logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
 
 
 class ModelLoadError(RuntimeError):
@@ -34,6 +54,9 @@ class LoadedModel:
     path: str
     precision: str
     device: str
+    compute_dtype: str = "fp32"  # dtype of activations and of every weight bitsandbytes leaves unquantized
+    load_seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
 
     @property
     def is_standin(self) -> bool:
@@ -43,19 +66,249 @@ class LoadedModel:
     def context_length(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
 
+    @property
+    def footprint_bytes(self) -> int:
+        """Parameters + buffers in bytes, as `model.get_memory_footprint()` reports them."""
+        return int(self.model.get_memory_footprint())
 
-def model_path(model: str) -> str:
-    """`standin` → the built stand-in folder; anything else (hub id or local path) unchanged."""
-    return str(standin_path()) if model == STANDIN else model
+    def estimated_bytes(self) -> int:
+        """What helpers.memory predicts for this config, precision and compute dtype."""
+        return memory.weight_bytes(self.model.config, self.precision, rest_dtype=self.compute_dtype)
 
 
+# ---------------------------------------------------------------- precision and device choices
 def default_precision(device: str) -> str:
     """fp32 on CPU (fp16 matmuls are slow or missing there); fp16 on CUDA (a T4 has no bf16)."""
     return "fp16" if device == "cuda" else "fp32"
 
 
+def compute_dtype_name(device: str) -> str:
+    """The float dtype for activations and unquantized weights: fp16 on CUDA (works on a T4), fp32 on CPU."""
+    return "fp16" if device == "cuda" else "fp32"
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+
+
+def bnb_support(device: str) -> tuple[bool, str]:
+    """Can bitsandbytes quantize on this device? (ok, reason) — CPU needs bitsandbytes >= 0.46."""
+    try:
+        import bitsandbytes as bnb
+    except Exception as exc:  # ImportError, or a CUDA-setup error on a broken install
+        return False, f"bitsandbytes is not usable here ({type(exc).__name__}: {exc}). pip install -U bitsandbytes"
+    version = tuple(int("".join(c for c in p if c.isdigit()) or 0) for p in bnb.__version__.split(".")[:2])
+    if device == "cpu" and version < MIN_BNB_CPU:
+        return False, (f"bitsandbytes {bnb.__version__} has no CPU kernels (8-bit/4-bit on CPU need >= 0.46): "
+                       "pip install -U bitsandbytes, or run this on a CUDA GPU")
+    if device == "mps":
+        return False, "bitsandbytes has no Apple-GPU (mps) backend: use DEVICE='cpu' or a CUDA GPU"
+    return True, f"bitsandbytes {bnb.__version__} on {device}"
+
+
+def quantization_config(precision: str, device: str):
+    """The BitsAndBytesConfig for int8 (LLM.int8, outlier threshold 6.0) or nf4 (double quant), else None."""
+    from transformers import BitsAndBytesConfig
+
+    compute = _torch_dtype(compute_dtype_name(device))
+    if precision == "int8":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0)
+    if precision == "nf4":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=compute,
+        )
+    return None
+
+
+def _check_precision_on_device(precision: str, device: str) -> None:
+    if precision == "bf16" and device == "cuda":
+        import torch
+
+        if not torch.cuda.is_bf16_supported():
+            raise ModelLoadError(
+                f"{torch.cuda.get_device_name()} has no bf16 (compute capability < 8.0, e.g. a T4): "
+                "use precision='fp16'."
+            )
+    if precision in memory.QUANTIZED:
+        ok, why = bnb_support(device)
+        if not ok:
+            raise ModelLoadError(f"precision={precision!r} needs bitsandbytes: {why}")
+
+
+# ---------------------------------------------------------------- where the weights come from
+def model_path(model: str) -> str:
+    """`standin` → the built stand-in folder; `config:<name>` → a random-weight checkpoint; else unchanged."""
+    if model == STANDIN:
+        return str(standin_path())
+    if model.startswith(CONFIG_PREFIX):
+        return str(config_checkpoint(model))
+    return model
+
+
+def _build_tokenizer(folder: Path, vocab_size: int) -> None:
+    """Put the matching real Mistral tokenizer beside a config: v3 (32,768) from the stand-in, v1 (32,000) built."""
+    if vocab_size == 32768:
+        src = standin_path()
+        for f in src.iterdir():
+            if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
+                shutil.copy(f, folder / f.name)
+        return
+    if vocab_size != 32000:
+        raise ModelLoadError(f"No shipped Mistral tokenizer has {vocab_size} tokens (have 32,000 and 32,768).")
+    import json
+
+    import mistral_common
+    from transformers import AutoTokenizer
+
+    from .standin import chat_template
+
+    sp = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
+    tmp = Path(tempfile.mkdtemp(dir=folder))
+    shutil.copy(sp, tmp / "tokenizer.model")
+    (tmp / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": False,
+        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+    }))
+    tok = AutoTokenizer.from_pretrained(tmp)
+    tok.chat_template = chat_template("mistral_v1")  # v0.1's template: strict user/assistant alternation
+    tok.save_pretrained(folder)
+    shutil.rmtree(tmp, ignore_errors=True)
+
+
+def config_checkpoint(name: str, seed: int = 0, device: str = "auto") -> Path:
+    """A real-size checkpoint with RANDOM weights from a config (`config:mistral-7b-instruct-v0.3`), built once.
+
+    Memory and speed do not depend on the weight values, so this measures the real architecture with no
+    download. The weights are initialised on the GPU when there is one (seconds for 7B), saved in the course
+    cache, then loaded by the same `from_pretrained` path as real weights. Its text is meaningless.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = memory.load_config(name.removeprefix(CONFIG_PREFIX))
+    label = Path(name.removeprefix(CONFIG_PREFIX)).name
+    target = cache_dir() / f"config-{label}-seed{seed}"
+    if (target / "config.json").exists() and (target / ".complete").exists():
+        return target
+    device = resolve_device(device)
+    need = memory.weight_bytes(cfg, "fp16")
+    free = memory.free_memory_bytes(device)
+    if free is not None and need > free:
+        raise ModelLoadError(
+            f"Building random weights for {label} needs {memory.human(need)} on {device}, "
+            f"but only {memory.human(free)} is free. Build it on a GPU machine, or use LOCAL_MODEL='{STANDIN}'."
+        )
+    disk_free = shutil.disk_usage(cache_dir()).free
+    if need * 1.05 > disk_free:
+        raise ModelLoadError(f"Saving {label} needs {memory.human(need)} of disk in {cache_dir()}, "
+                             f"only {memory.human(disk_free)} free. Set COURSE_CACHE_DIR to a bigger disk.")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    try:
+        torch.manual_seed(seed)
+        with torch.device(device):
+            lm = AutoModelForCausalLM.from_config(cfg, dtype=torch.float16)
+        lm.generation_config.do_sample = False
+        lm.save_pretrained(tmp, max_shard_size="2GB")
+        del lm
+        _build_tokenizer(tmp, cfg.vocab_size)
+        (tmp / "RANDOM_WEIGHTS.md").write_text(
+            f"Random weights (seed {seed}) in the shape of {label}, built by helpers.selfhost.config_checkpoint "
+            "to measure memory and speed. Its text is meaningless.\n")
+        (tmp / ".complete").write_text("ok\n")
+        os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    finally:
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return target
+
+
+# ---------------------------------------------------------------- helpful errors
+def _chain(exc: BaseException) -> list[BaseException]:
+    seen: list[BaseException] = []
+    while exc is not None and exc not in seen:
+        seen.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return seen
+
+
+def explain_load_error(exc: BaseException, model: str) -> ModelLoadError:
+    """Turn a hub/transformers loading error into one that says what to do (licence + HF_TOKEN, offline, typo)."""
+    chain = _chain(exc)
+    names = {type(e).__name__ for e in chain}
+    text = " ".join(str(e) for e in chain).lower()
+    if "GatedRepoError" in names or "gated" in text or "401" in text or "unauthorized" in text:
+        return ModelLoadError(
+            f"{model} is gated on the Hugging Face hub: open https://huggingface.co/{model}, accept the licence "
+            "with your account, then set HF_TOKEN (a read token from huggingface.co/settings/tokens; in Colab "
+            "add it to secrets) and run again."
+        )
+    offline = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectionError",
+               "ConnectTimeout", "NameResolutionError"}
+    if names & offline or "offline" in text or "couldn't connect" in text or "cannot find the requested files" in text:
+        return ModelLoadError(
+            f"Cannot fetch {model!r}: the Hugging Face hub is unreachable (offline, or HF_HUB_OFFLINE=1) and it "
+            f"is not in the local cache. Use LOCAL_MODEL='{STANDIN}' (offline stand-in), a local folder with the "
+            "weights, or run where the hub is reachable."
+        )
+    if "RepositoryNotFoundError" in names or "not a valid model identifier" in text:
+        return ModelLoadError(
+            f"{model!r} is not a model on the hub nor a local folder: check the spelling "
+            "(e.g. 'mistralai/Mistral-7B-Instruct-v0.3'), or use LOCAL_MODEL='standin'."
+        )
+    return ModelLoadError(f"Loading {model!r} failed: {type(exc).__name__}: {exc}")
+
+
+def oom_message(model: str, precision: str, needed: int, free: int | None, device: str) -> str:
+    """Say how much memory a load needed vs what was free, and which smaller precision to try."""
+    where = device
+    if device == "cuda":
+        import torch
+
+        where = f"cuda ({torch.cuda.get_device_name()})"
+    have = memory.human(free) if free is not None else "an unknown amount"
+    msg = f"Not enough memory to load {model} at {precision}: the weights need ≈{memory.human(needed)}, {have} is free on {where}."
+    nxt = memory.smaller_precision(precision)
+    if nxt:
+        msg += f" Try precision='{nxt}'"
+        try:
+            cfg_need = memory.weight_bytes(model if model.startswith(CONFIG_PREFIX) else _config_of(model), nxt)
+            msg += f" (≈{memory.human(cfg_need)})"
+        except Exception:
+            pass
+        msg += ", free memory (restart the kernel, unload other models), or use a smaller model."
+    else:
+        msg += " nf4 is the smallest precision here: use a smaller model or a GPU with more memory."
+    return msg
+
+
+def _config_of(model: str):
+    return memory.load_config(model_path(model) if model == STANDIN else model)
+
+
+def _preflight(model: str, path: str, precision: str, device: str, compute: str) -> None:
+    """Refuse early, with numbers, when the weights cannot fit: better than a crash halfway through loading."""
+    try:
+        cfg = memory.load_config(path)
+        needed = memory.weight_bytes(cfg, precision, rest_dtype=compute)
+    except Exception:  # no readable config (odd repo): let from_pretrained have its say
+        return
+    free = memory.free_memory_bytes(device)
+    if free is not None and needed > free:
+        raise ModelLoadError(oom_message(model, precision, needed, free, device))
+
+
+# ---------------------------------------------------------------- the loader
 def load_model(model: str = STANDIN, precision: str = "auto", device: str = "auto") -> LoadedModel:
-    """Load tokenizer + model (hub id, local path or `standin`) at a precision, on a device."""
+    """Load tokenizer + model (hub id, local path, `standin` or `config:<name>`) at a precision, on a device."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -64,26 +317,263 @@ def load_model(model: str = STANDIN, precision: str = "auto", device: str = "aut
     device = resolve_device(device)
     if precision == "auto":
         precision = default_precision(device)
-    path = model_path(model)
-    if not (Path(path).exists() or "/" in path):
+    _check_precision_on_device(precision, device)
+    if model.startswith(CONFIG_PREFIX):
+        try:
+            memory.load_config(model)
+        except FileNotFoundError as exc:
+            raise ModelLoadError(str(exc)) from exc
+        _preflight(model, model, precision, device, compute_dtype_name(device))
+    elif model != STANDIN and not (Path(model).exists() or "/" in model):
         raise ModelLoadError(
             f"Unknown model {model!r}: not a local folder and not a hub id (owner/name). "
             f"Use '{STANDIN}' offline, or e.g. 'mistralai/Mistral-7B-Instruct-v0.3' with network access."
         )
-    dtypes = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-    kwargs: dict[str, Any] = {}
-    if precision in dtypes:
-        kwargs["dtype"] = dtypes[precision]
-    if device == "cuda":
-        kwargs["device_map"] = "auto"
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    lm = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    if device != "cuda":
+    compute = precision if precision in memory.FLOAT_PRECISIONS else compute_dtype_name(device)
+    started = time.perf_counter()
+    try:
+        path = model_path(model)
+        if not model.startswith(CONFIG_PREFIX):
+            _preflight(model, path, precision, device, compute)
+        kwargs: dict[str, Any] = {"dtype": _torch_dtype(compute)}
+        qconfig = quantization_config(precision, device)
+        if qconfig is not None:
+            kwargs["quantization_config"] = qconfig
+        if device == "cuda":
+            kwargs["device_map"] = "auto"
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        lm = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except ModelLoadError:
+        raise
+    except (torch.OutOfMemoryError, RuntimeError) as exc:
+        if not isinstance(exc, torch.OutOfMemoryError) and "can't allocate memory" not in str(exc):
+            raise explain_load_error(exc, model) from exc
+        gc.collect()
+        if device == "cuda":
+            torch.cuda.empty_cache()
+        needed = memory.weight_bytes(_config_of(model) if not model.startswith(CONFIG_PREFIX) else model,
+                                     precision, rest_dtype=compute)
+        raise ModelLoadError(oom_message(model, precision, needed, memory.free_memory_bytes(device), device)) from exc
+    except (OSError, ValueError) as exc:
+        raise explain_load_error(exc, model) from exc
+    if device != "cuda" and qconfig is None:
         lm = lm.to(device)
     lm.eval()
-    return LoadedModel(model=lm, tokenizer=tokenizer, name=model, path=path, precision=precision, device=device)
+    if tokenizer.pad_token_id is None:
+        # Mistral defines no pad token. Generation needs one; reusing EOS is the usual choice and harmless
+        # at batch 1 because the attention mask tells the model which positions are real.
+        tokenizer.pad_token = tokenizer.eos_token
+    notes = []
+    offloaded = {d for d in (getattr(lm, "hf_device_map", None) or {}).values() if d in ("cpu", "disk")}
+    if device == "cuda" and offloaded:
+        notes.append(f"accelerate offloaded some layers to {', '.join(sorted(offloaded))}: the GPU was too small, "
+                     "generation will be very slow. Use a smaller precision.")
+        log.warning(notes[-1])
+    return LoadedModel(model=lm, tokenizer=tokenizer, name=model, path=str(path), precision=precision,
+                       device=device, compute_dtype=compute, load_seconds=time.perf_counter() - started,
+                       notes=notes)
 
 
+def unload(lm: LoadedModel | None) -> None:
+    """Free a loaded model's memory (CPU RAM and GPU) before loading the next one."""
+    if lm is not None:
+        lm.model = None
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+            torch.cuda.reset_peak_memory_stats()
+    except Exception:
+        pass
+
+
+def memory_report(lm: LoadedModel) -> dict[str, Any]:
+    """Measured footprint next to the estimate; on CUDA also what torch has allocated now and at peak."""
+    out: dict[str, Any] = {
+        "device": lm.device,
+        "precision": lm.precision,
+        "compute dtype": lm.compute_dtype,
+        "footprint_bytes": lm.footprint_bytes,
+        "estimated_bytes": lm.estimated_bytes(),
+    }
+    out["estimate error %"] = round(100 * (out["estimated_bytes"] - out["footprint_bytes"]) / out["footprint_bytes"], 3)
+    if lm.device == "cuda":
+        import torch
+
+        out["cuda_allocated_bytes"] = int(torch.cuda.memory_allocated())
+        out["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated())
+    return out
+
+
+# ---------------------------------------------------------------- generation
+Messages = list[dict[str, str]]
+
+
+def _as_messages(prompt: str | Messages) -> Messages:
+    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
+
+
+def chat_inputs(lm: LoadedModel, prompt: str | Messages) -> dict[str, Any]:
+    """Render messages with the model's chat template → input_ids + attention_mask on the model's device."""
+    enc = lm.tokenizer.apply_chat_template(
+        _as_messages(prompt), add_generation_prompt=True, return_dict=True, return_tensors="pt"
+    )
+    device = lm.model.device
+    return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+
+
+def generation_kwargs(lm: LoadedModel, max_new_tokens: int = 64, temperature: float = 0.7, top_p: float = 0.95,
+                      do_sample: bool = False, min_new_tokens: int | None = None) -> dict[str, Any]:
+    """The `generate` arguments: sampling knobs only when sampling (greedy ignores them), pad_token_id always."""
+    kw: dict[str, Any] = {
+        "max_new_tokens": int(max_new_tokens),
+        "do_sample": bool(do_sample),
+        "pad_token_id": lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id,
+    }
+    if do_sample:
+        kw["temperature"] = float(temperature)
+        kw["top_p"] = float(top_p)
+    else:  # explicit neutral values: silences "temperature is set but do_sample=False" warnings
+        kw["temperature"] = None
+        kw["top_p"] = None
+        kw["top_k"] = None
+    if min_new_tokens:
+        kw["min_new_tokens"] = int(min_new_tokens)
+    return kw
+
+
+@dataclass
+class Generation:
+    """One generation: the text, token counts and speed."""
+
+    text: str
+    prompt_tokens: int
+    new_tokens: int
+    seconds: float
+    token_ids: list[int]
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.new_tokens / self.seconds if self.seconds > 0 else float("nan")
+
+
+def _sync(lm: LoadedModel) -> None:
+    if lm.device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def generate(lm: LoadedModel, prompt: str | Messages, max_new_tokens: int = 64, temperature: float = 0.7,
+             top_p: float = 0.95, do_sample: bool = False, seed: int | None = None,
+             min_new_tokens: int | None = None) -> Generation:
+    """Chat-generate a reply: template applied, attention_mask passed, pad_token_id set, timed."""
+    import torch
+
+    if seed is not None:
+        torch.manual_seed(seed)
+    inputs = chat_inputs(lm, prompt)
+    kw = generation_kwargs(lm, max_new_tokens, temperature, top_p, do_sample, min_new_tokens)
+    _sync(lm)
+    started = time.perf_counter()
+    with torch.inference_mode():
+        out = lm.model.generate(**inputs, **kw)
+    _sync(lm)
+    seconds = time.perf_counter() - started
+    new = out[0, inputs["input_ids"].shape[1]:]
+    return Generation(
+        text=lm.tokenizer.decode(new, skip_special_tokens=True),
+        prompt_tokens=int(inputs["input_ids"].shape[1]),
+        new_tokens=int(new.shape[0]),
+        seconds=seconds,
+        token_ids=new.tolist(),
+    )
+
+
+def stream(lm: LoadedModel, prompt: str | Messages, max_new_tokens: int = 64, temperature: float = 0.7,
+           top_p: float = 0.95, do_sample: bool = False) -> Iterator[str]:
+    """Yield the reply piece by piece as it is generated (a TextIteratorStreamer fed by a background thread)."""
+    import torch
+    from transformers import TextIteratorStreamer
+
+    inputs = chat_inputs(lm, prompt)
+    streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
+    kw = generation_kwargs(lm, max_new_tokens, temperature, top_p, do_sample)
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with torch.inference_mode():
+                lm.model.generate(**inputs, **kw, streamer=streamer)
+        except BaseException as exc:  # surface it in the caller's thread instead of hanging the loop
+            errors.append(exc)
+            streamer.end()
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    yield from streamer
+    thread.join()
+    if errors:
+        raise errors[0]
+
+
+def tokens_per_second(lm: LoadedModel, prompt: str | Messages = "Tell me about the Mistral wind.",
+                      new_tokens: int = 32, repeats: int = 3, warmup: int = 1) -> float:
+    """Decode speed at batch 1: median of `repeats` greedy runs forced to make exactly `new_tokens` tokens."""
+    for _ in range(warmup):
+        generate(lm, prompt, max_new_tokens=4, min_new_tokens=4)
+    runs = [generate(lm, prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens).tokens_per_s
+            for _ in range(repeats)]
+    return float(statistics.median(runs))
+
+
+# ---------------------------------------------------------------- quality over a text
+@dataclass
+class TextScore:
+    """How a model predicts a text: perplexity and its top-1 guess for every next token."""
+
+    perplexity: float
+    n_tokens: int  # tokens predicted (text tokens minus the first of each window)
+    top1: list[int]  # argmax next-token id at every predicted position
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"perplexity": self.perplexity, "n_tokens": self.n_tokens}
+
+
+def score_text(lm: LoadedModel, text: str, window: int = 512) -> TextScore:
+    """Perplexity of `text` (exp of mean next-token loss) and the top-1 predictions, in non-overlapping windows."""
+    import math
+
+    import torch
+
+    ids = lm.tokenizer(text, return_tensors="pt")["input_ids"][0]
+    total_nll = 0.0
+    count = 0
+    top1: list[int] = []
+    with torch.inference_mode():
+        for start in range(0, len(ids) - 1, window):
+            chunk = ids[start:start + window].unsqueeze(0).to(lm.model.device)
+            if chunk.shape[1] < 2:
+                break
+            logits = lm.model(input_ids=chunk, attention_mask=torch.ones_like(chunk)).logits.float()
+            pred = logits[0, :-1]
+            target = chunk[0, 1:]
+            total_nll += float(torch.nn.functional.cross_entropy(pred, target, reduction="sum"))
+            count += int(target.numel())
+            top1.extend(pred.argmax(-1).tolist())
+    return TextScore(perplexity=math.exp(total_nll / count) if count else float("nan"), n_tokens=count, top1=top1)
+
+
+def top1_agreement(a: TextScore, b: TextScore) -> float:
+    """Share of positions where two models' most likely next token is the same (1.0 = identical choices)."""
+    if len(a.top1) != len(b.top1) or not a.top1:
+        raise ValueError(f"scores cover different texts ({len(a.top1)} vs {len(b.top1)} positions)")
+    return sum(x == y for x, y in zip(a.top1, b.top1, strict=True)) / len(a.top1)
+
+
+# ---------------------------------------------------------------- embeddings
 def embedder_path(model_id: str = DEFAULT_LOCAL_EMBED_MODEL) -> str:
     """The packaged offline copy for all-MiniLM-L6-v2 (same weights as the hub's), else the id unchanged."""
     if model_id in (DEFAULT_LOCAL_EMBED_MODEL, "all-MiniLM-L6-v2"):
