@@ -1,0 +1,251 @@
+"""helpers.selfhost and helpers.playground_local: loading at every precision, errors that say what to do,
+generation knobs, streaming, perplexity/agreement on toy cases, and the playground driven headless."""
+
+from __future__ import annotations
+
+import json
+import math
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from helpers import memory, selfhost
+from helpers.selfhost import ModelLoadError, TextScore, load_model, top1_agreement
+
+
+def _need_bnb():
+    ok, why = selfhost.bnb_support("cpu")
+    if not ok:
+        pytest.skip(why)
+
+
+@pytest.fixture(scope="module")
+def standin():
+    lm = load_model("standin", "fp32", "cpu")
+    yield lm
+    selfhost.unload(lm)
+
+
+# ---------------------------------------------------------------- loading
+@pytest.mark.parametrize("precision", ["fp32", "fp16", "bf16", "int8", "nf4"])
+def test_loads_every_precision_on_cpu(precision):
+    if precision in memory.QUANTIZED:
+        _need_bnb()
+    lm = load_model("standin", precision, "cpu")
+    try:
+        assert lm.precision == precision and lm.device == "cpu" and lm.is_standin
+        linear = lm.model.model.layers[0].self_attn.q_proj.weight
+        expected = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16,
+                    "int8": torch.int8, "nf4": torch.uint8}[precision]
+        assert linear.dtype == expected
+        assert lm.model.lm_head.weight.dtype in (torch.float32, torch.float16, torch.bfloat16)  # never quantized
+        g = selfhost.generate(lm, "Hello", max_new_tokens=3, min_new_tokens=3)
+        assert g.new_tokens == 3
+    finally:
+        selfhost.unload(lm)
+
+
+def test_auto_precision_is_fp32_on_cpu(standin):
+    assert load_model("standin", "auto", "cpu").precision == "fp32"
+    assert selfhost.default_precision("cuda") == "fp16"
+
+
+def test_pad_token_is_set(standin):
+    assert standin.tokenizer.pad_token_id is not None
+    assert selfhost.generation_kwargs(standin)["pad_token_id"] == standin.tokenizer.pad_token_id
+
+
+def test_bad_precision_is_refused():
+    with pytest.raises(ModelLoadError, match="int3"):
+        load_model("standin", "int3", "cpu")
+
+
+def test_unknown_name_offline():
+    with pytest.raises(ModelLoadError, match="standin"):
+        load_model("no-such-model", "fp32", "cpu")
+
+
+def test_hub_model_offline_says_use_the_standin(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(ModelLoadError) as info:
+        load_model("mistralai/Mistral-7B-Instruct-v0.3-not-cached", "fp32", "cpu")
+    assert "LOCAL_MODEL='standin'" in str(info.value)
+
+
+def test_gated_message_says_accept_licence_and_hf_token():
+    import httpx2
+    from huggingface_hub.errors import GatedRepoError
+
+    url = "https://huggingface.co/mistralai/Mistral-7B-Instruct-v0.3/resolve/main/config.json"
+    gated = GatedRepoError("401 Client Error", response=httpx2.Response(401, request=httpx2.Request("GET", url)))
+    try:
+        try:
+            raise gated
+        except GatedRepoError as inner:
+            raise OSError("You are trying to access a gated repo.") from inner
+    except OSError as exc:
+        err = selfhost.explain_load_error(exc, "mistralai/Mistral-7B-Instruct-v0.3")
+    assert "accept the licence" in str(err) and "HF_TOKEN" in str(err)
+    assert "huggingface.co/mistralai/Mistral-7B-Instruct-v0.3" in str(err)
+
+
+def test_oom_message_says_needed_free_and_next_precision():
+    needed = memory.weight_bytes("mistral-7b-instruct-v0.3", "fp16")
+    msg = selfhost.oom_message("config:mistral-7b-instruct-v0.3", "fp16", needed, 12 * memory.GiB, "cpu")
+    assert "14.50 GB" in msg and "12.00 GiB" in msg and "precision='int8'" in msg and "7.52 GB" in msg
+    assert "smallest" in selfhost.oom_message("x/y", "nf4", 10, 1, "cpu")
+
+
+def test_preflight_refuses_a_model_that_cannot_fit(monkeypatch):
+    monkeypatch.setattr(memory, "free_memory_bytes", lambda device: 2 * memory.GiB)
+    with pytest.raises(ModelLoadError, match=r"need ≈28\.99 GB .* Try precision='fp16'"):
+        load_model("config:mistral-7b-instruct-v0.3", "fp32", "cpu")
+
+
+def test_unknown_config_name():
+    with pytest.raises(ModelLoadError, match="mistral-7b-instruct-v0.3"):
+        load_model("config:mistral-70b", "fp32", "cpu")
+
+
+def _tiny_config(tmp_path, vocab):
+    folder = tmp_path / f"tiny-{vocab}"
+    folder.mkdir()
+    cfg = dict(json.loads((memory.configs_dir() / "mistral-7b-instruct-v0.3" / "config.json").read_text()))
+    cfg.update(vocab_size=vocab, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+               num_attention_heads=2, num_key_value_heads=1)
+    (folder / "config.json").write_text(json.dumps(cfg))
+    return folder
+
+
+def test_config_checkpoint_builds_random_weights_and_the_matching_tokenizer(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    v3 = load_model(f"config:{_tiny_config(tmp_path, 32768)}", "fp32", "cpu")
+    assert len(v3.tokenizer) == 32768 and v3.model.config.hidden_size == 32
+    assert selfhost.generate(v3, "Hi", max_new_tokens=2, min_new_tokens=2).new_tokens == 2
+    v1 = load_model(f"config:{_tiny_config(tmp_path, 32000)}", "fp32", "cpu")
+    assert len(v1.tokenizer) == 32000
+    # v0.1's template has no system role: the classic "roles must alternate" error
+    with pytest.raises(Exception, match="alternate"):
+        selfhost.chat_inputs(v1, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+
+
+# ---------------------------------------------------------------- generation
+def test_greedy_is_deterministic_and_sampling_depends_on_seed(standin):
+    a = selfhost.generate(standin, "Name a colour.", max_new_tokens=8)
+    b = selfhost.generate(standin, "Name a colour.", max_new_tokens=8)
+    assert a.token_ids == b.token_ids
+    s1 = selfhost.generate(standin, "Name a colour.", max_new_tokens=8, do_sample=True, temperature=1.5, seed=1)
+    s2 = selfhost.generate(standin, "Name a colour.", max_new_tokens=8, do_sample=True, temperature=1.5, seed=1)
+    s3 = selfhost.generate(standin, "Name a colour.", max_new_tokens=8, do_sample=True, temperature=1.5, seed=2)
+    assert s1.token_ids == s2.token_ids != s3.token_ids
+
+
+def test_chat_inputs_pass_the_attention_mask(standin):
+    enc = selfhost.chat_inputs(standin, "Hello")
+    assert enc["attention_mask"].shape == enc["input_ids"].shape and bool(enc["attention_mask"].all())
+    text = standin.tokenizer.decode(enc["input_ids"][0])
+    assert text.startswith("<s>") and "[INST]" in text and text.rstrip().endswith("[/INST]")
+
+
+def test_stream_yields_the_same_text_as_generate(standin):
+    pieces = list(selfhost.stream(standin, "Say hi", max_new_tokens=10))
+    assert len(pieces) >= 1
+    assert "".join(pieces).strip() == selfhost.generate(standin, "Say hi", max_new_tokens=10).text.strip()
+
+
+def test_tokens_per_second_is_positive(standin):
+    assert selfhost.tokens_per_second(standin, new_tokens=4, repeats=1) > 0
+
+
+# ---------------------------------------------------------------- perplexity and agreement on toy models
+class _Toy(torch.nn.Module):
+    """Uniform logits (perplexity = vocab size), or an oracle that puts all mass on the true next token."""
+
+    def __init__(self, vocab: int, oracle: bool):
+        super().__init__()
+        self.vocab, self.oracle = vocab, oracle
+        self.dummy = torch.nn.Parameter(torch.zeros(1))
+
+    @property
+    def device(self):
+        return self.dummy.device
+
+    def forward(self, input_ids, attention_mask=None):
+        logits = torch.zeros(*input_ids.shape, self.vocab)
+        if self.oracle:
+            nxt = torch.roll(input_ids, -1, dims=1)
+            logits.scatter_(2, nxt.unsqueeze(-1), 100.0)
+        return SimpleNamespace(logits=logits)
+
+
+def test_perplexity_of_uniform_logits_is_the_vocab_size(standin):
+    lm = SimpleNamespace(model=_Toy(32768, oracle=False), tokenizer=standin.tokenizer)
+    score = selfhost.score_text(lm, "The mistral blows down the Rhône valley.")
+    assert score.perplexity == pytest.approx(32768, rel=1e-4)
+    assert score.n_tokens == len(standin.tokenizer("The mistral blows down the Rhône valley.")["input_ids"]) - 1
+
+
+def test_oracle_has_perplexity_one_and_windows_cover_the_text(standin):
+    lm = SimpleNamespace(model=_Toy(32768, oracle=True), tokenizer=standin.tokenizer)
+    text = "one two three four five six seven eight nine ten " * 3
+    whole = selfhost.score_text(lm, text, window=512)
+    assert whole.perplexity == pytest.approx(1.0, abs=1e-6)
+    windowed = selfhost.score_text(lm, text, window=8)
+    assert windowed.perplexity == pytest.approx(1.0, abs=1e-6) and windowed.n_tokens < whole.n_tokens
+
+
+def test_top1_agreement():
+    a = TextScore(perplexity=1.0, n_tokens=4, top1=[1, 2, 3, 4])
+    assert top1_agreement(a, a) == 1.0
+    assert top1_agreement(a, TextScore(1.0, 4, [1, 2, 0, 4])) == 0.75
+    with pytest.raises(ValueError):
+        top1_agreement(a, TextScore(1.0, 3, [1, 2, 3]))
+
+
+def test_quantized_model_agrees_mostly_with_full_precision(standin):
+    _need_bnb()
+    text = (memory.configs_dir().parent / "perplexity_text.txt").read_text()
+    base = selfhost.score_text(standin, text)
+    q = load_model("standin", "int8", "cpu")
+    try:
+        s = selfhost.score_text(q, text)
+    finally:
+        selfhost.unload(q)
+    assert math.isfinite(s.perplexity) and s.n_tokens == base.n_tokens
+    assert top1_agreement(base, s) > 0.5
+
+
+# ---------------------------------------------------------------- the playground, headless
+def test_playground_headless(standin):
+    from helpers.playground_local import generation_playground
+
+    pg = generation_playground(standin, prompt="Hello")
+    assert pg.controls["temperature"].disabled  # greedy: sampling knobs off
+    pg.set(max_new_tokens=5, do_sample=False)
+    pg.button.click()
+    first = pg.last
+    assert first is not None and 1 <= first.new_tokens <= 5 and pg.output.value == first.text
+    assert "tokens/s" in pg.stats.value
+    pg.button.click()
+    assert pg.last.token_ids == first.token_ids  # greedy twice: identical
+    pg.set(do_sample=True, temperature=1.2, top_p=0.9, seed=3)
+    assert not pg.controls["temperature"].disabled
+    pg.button.click()
+    assert len(pg.history) == 3
+    with pytest.raises(KeyError):
+        pg.set(temprature=1.0)
+
+
+# ---------------------------------------------------------------- GPU
+@pytest.mark.gpu
+def test_fp16_on_cuda_reports_allocated_memory():
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU: this checks CUDA memory accounting")
+    lm = load_model("standin", "fp16", "cuda")
+    try:
+        report = selfhost.memory_report(lm)
+        assert report["cuda_allocated_bytes"] >= report["footprint_bytes"] * 0.9
+        assert abs(report["estimate error %"]) < 1
+    finally:
+        selfhost.unload(lm)
