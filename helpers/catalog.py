@@ -1,0 +1,307 @@
+"""Model tiers, dated prices, the cost of a call, and choosing a model: check the answer, escalate only on failure.
+
+Prices change, so they live in data/models.csv with the date and source of each row, not in code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Any
+
+from .settings import data_path
+
+MODELS_FILE = "models.csv"
+DEFAULT_TIERS = ("mistral-small-latest", "mistral-medium-latest", "mistral-large-latest")
+
+
+class UnknownModelError(KeyError):
+    """A model alias the price table does not list; the message names the ones it does."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0])
+
+
+@dataclass(frozen=True)
+class ModelTier:
+    """One row of the dated price table."""
+
+    alias: str
+    model: str
+    tier_rank: int  # capability order among chat tiers: 1 = smallest; 0 = not a chat model
+    best_for: str
+    input_usd_per_1m: float
+    output_usd_per_1m: float
+    context_window: int
+    prices_as_of: str
+    source: str
+
+
+@lru_cache(maxsize=4)
+def _load(name: str) -> tuple[ModelTier, ...]:
+    import pandas as pd
+
+    frame = pd.read_csv(data_path(name), dtype={"prices_as_of": str})
+    return tuple(ModelTier(**{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
+                 for row in frame.to_dict("records"))
+
+
+def load_tiers(name: str = MODELS_FILE) -> dict[str, ModelTier]:
+    """The price table (data/models.csv) as {alias: ModelTier}."""
+    return {t.alias: t for t in _load(name)}
+
+
+def price_table(name: str = MODELS_FILE):
+    """The price table as a DataFrame for display: alias, best for, USD per 1M tokens in/out, context, date, source."""
+    import pandas as pd
+
+    return pd.DataFrame([t.__dict__ for t in _load(name)]).set_index("alias")
+
+
+def tier(alias: str) -> ModelTier:
+    """The price-table row for a model alias, with a clear error for one it does not list."""
+    tiers = load_tiers()
+    if alias not in tiers:
+        raise UnknownModelError(
+            f"No price for model {alias!r}. The table (data/{MODELS_FILE}) lists: {', '.join(tiers)}. "
+            "Add a dated row for it, or use one of those aliases."
+        )
+    return tiers[alias]
+
+
+def _tokens(usage: Any) -> tuple[int, int]:
+    if usage is None:
+        return 0, 0
+    if isinstance(usage, dict):
+        return int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    return int(getattr(usage, "prompt_tokens", 0) or 0), int(getattr(usage, "completion_tokens", 0) or 0)
+
+
+def cost_usd(model: str, usage: Any = None, *, prompt_tokens: int | None = None,
+             completion_tokens: int | None = None) -> float:
+    """What a call costs on La Plateforme: prompt tokens × input price + completion tokens × output price."""
+    p, c = _tokens(usage)
+    if prompt_tokens is not None:
+        p = prompt_tokens
+    if completion_tokens is not None:
+        c = completion_tokens
+    if p < 0 or c < 0:
+        raise ValueError(f"Token counts cannot be negative (prompt={p}, completion={c}).")
+    t = tier(model)
+    return (p * t.input_usd_per_1m + c * t.output_usd_per_1m) / 1_000_000
+
+
+def by_price(aliases: Sequence[str]) -> list[str]:
+    """Aliases from cheapest to dearest (input + output price per 1M tokens)."""
+    return sorted(aliases, key=lambda a: (tier(a).input_usd_per_1m + tier(a).output_usd_per_1m, tier(a).tier_rank))
+
+
+def escalation_ladder(aliases: Sequence[str]) -> list[str]:
+    """Cheapest first, dropping any tier that costs more than a more capable one (it is never worth trying)."""
+    ladder: list[str] = []
+    for alias in by_price(aliases):
+        if all(tier(alias).tier_rank > tier(prev).tier_rank for prev in ladder):
+            ladder.append(alias)
+    return ladder
+
+
+# ---------------------------------------------------------------- one call, measured
+@dataclass
+class Reply:
+    """A chat completion with what it cost: text, token usage, seconds, USD (at the dated price of `model`)."""
+
+    model: str
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    latency_s: float
+    cost_usd: float
+    finish_reason: str | None = None
+    response: Any = field(default=None, repr=False)
+
+
+def complete(client: Any, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Reply:
+    """Call `client.chat.complete`, timing it and pricing its usage from the dated table."""
+    started = time.perf_counter()
+    response = client.chat.complete(model=model, messages=messages, **kwargs)
+    latency = time.perf_counter() - started
+    choice = response.choices[0]
+    text = choice.message.content if isinstance(choice.message.content, str) else str(choice.message.content or "")
+    p, c = _tokens(response.usage)
+    return Reply(model=model, text=text, prompt_tokens=p, completion_tokens=c, latency_s=latency,
+                 cost_usd=cost_usd(model, prompt_tokens=p, completion_tokens=c),
+                 finish_reason=str(choice.finish_reason) if choice.finish_reason is not None else None,
+                 response=response)
+
+
+# ---------------------------------------------------------------- checking answers
+_NUMBER = re.compile(r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every number written in the text, e.g. 'T1001 paid 1,125.50 on 2021-10-16' → [1125.5, 2021.0, 10.0, 16.0].
+
+    Ids such as T1001 are not numbers; dates split into their parts.
+    """
+    return [float(m.replace(",", "")) for m in _NUMBER.findall(text or "")]
+
+
+def mentions_numbers(text: str, expected: Sequence[float], tol: float = 0.005) -> bool:
+    """True when every expected number appears in the text (within `tol`)."""
+    found = numbers_in(text)
+    return all(any(abs(f - e) <= tol for f in found) for e in expected)
+
+
+def closest_payments(payments) -> dict[str, Any]:
+    """Ground truth for 'which two amounts are closest, and how many days apart were they paid?' (pandas)."""
+    import pandas as pd
+
+    df = payments.assign(payment_date=pd.to_datetime(payments["payment_date"])).sort_values("payment_amount")
+    gaps = df["payment_amount"].diff()
+    j = int(gaps.to_numpy()[1:].argmin()) + 1
+    a, b = df.iloc[j - 1], df.iloc[j]
+    return {"ids": (a["transaction_id"], b["transaction_id"]),
+            "amounts": (float(a["payment_amount"]), float(b["payment_amount"])),
+            "gap": round(float(b["payment_amount"] - a["payment_amount"]), 2),
+            "days_apart": abs(int((b["payment_date"] - a["payment_date"]).days))}
+
+
+def check_closest_answer(text: str, truth: dict[str, Any], all_amounts: Sequence[float]) -> bool:
+    """Right answer to the closest-amounts task: names exactly the two right amounts (of all in the table) and the days.
+
+    Echoing the whole table mentions every amount, so it fails.
+    """
+    found = numbers_in(text)
+    named = {a for a in all_amounts if any(abs(f - a) <= 0.005 for f in found)}
+    return named == set(truth["amounts"]) and any(abs(f - truth["days_apart"]) < 1e-9 for f in found)
+
+
+def json_fields_match(text: str, expected: dict[str, Any]) -> bool:
+    """True when the text is a JSON object whose fields equal `expected` (numbers within 0.005, text case-blind)."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    for key, want in expected.items():
+        got = data.get(key)
+        if isinstance(want, (int, float)) and not isinstance(want, bool):
+            try:
+                if abs(float(got) - want) > 0.005:  # type: ignore[arg-type]
+                    return False
+            except (TypeError, ValueError):
+                return False
+        elif str(got).strip().lower() != str(want).strip().lower():
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Task:
+    """A model-selection task: the messages to send, extra call options, and a checker for the answer."""
+
+    name: str
+    why: str
+    messages: list[dict[str, Any]]
+    check: Callable[[str], bool]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+ROUTES = ("cards", "payments", "disputes", "fraud", "fees")
+
+
+def model_selection_tasks(payments) -> list[Task]:
+    """The four tasks of notebook 02 (classify, extract, compose, reason over the payments table), with checkers."""
+    truth = closest_payments(payments)
+    table = payments.to_csv(index=False)
+    email_id = "T1002"
+    return [
+        Task(
+            "classification",
+            "route a customer message to a team: one word out of five",
+            [{"role": "system", "content": f"Route the customer's message to one team. Reply with one word: "
+                                           f"{', '.join(ROUTES)}."},
+             {"role": "user", "content": "Someone in another country just paid for a hotel with my card. "
+                                         "I still have the card in my wallet!"}],
+            lambda text: text.strip().strip(".").lower() == "fraud",
+            {"max_tokens": 5},
+        ),
+        Task(
+            "extraction",
+            "pull fields out of free text into JSON",
+            [{"role": "user", "content": "Extract customer_id, transaction_id, amount (a number) and currency from "
+                                         "this message as a JSON object.\n\nMessage: 'Hello, this is customer "
+                                         "C042. Payment T1007 for 49.90 EUR was taken twice, please refund one.'"}],
+            lambda text: json_fields_match(text, {"customer_id": "C042", "transaction_id": "T1007",
+                                                  "amount": 49.90, "currency": "EUR"}),
+            {"response_format": {"type": "json_object"}, "max_tokens": 80},
+        ),
+        Task(
+            "composition",
+            "write a short, polite email that keeps the facts",
+            [{"role": "user", "content": f"Write a short email (under 120 words) telling customer C002 that "
+                                         f"payment {email_id} of 89.99 EUR is still pending and should clear "
+                                         "within one business day. Sign it 'Harbourline Bank'."}],
+            lambda text: (email_id in text and "89.99" in text and "Harbourline" in text
+                          and 10 <= len(text.split()) <= 120),
+            {"max_tokens": 200},
+        ),
+        Task(
+            "reasoning",
+            "find the two closest amounts in a table and the days between them",
+            [{"role": "user", "content": "Here are our payments:\n\n" + table +
+                                         "\nWhich two payment amounts are closest to each other, and how many "
+                                         "days apart were they paid? Give both amounts and the number of days."}],
+            lambda text: check_closest_answer(text, truth, payments["payment_amount"].tolist()),
+            {"max_tokens": 300},
+        ),
+    ]
+
+
+# ---------------------------------------------------------------- escalation
+@dataclass(frozen=True)
+class Attempt:
+    """One try of a task on one model: was the answer right, what did it cost."""
+
+    model: str
+    correct: bool
+    cost_usd: float
+    latency_s: float
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class Escalation:
+    """Models tried in order until one passed the check (or the ladder ran out)."""
+
+    attempts: list[Attempt]
+
+    @property
+    def solved_by(self) -> str | None:
+        return next((a.model for a in self.attempts if a.correct), None)
+
+    @property
+    def cost_usd(self) -> float:
+        return sum(a.cost_usd for a in self.attempts)
+
+
+def escalate(attempt: Callable[[str], Attempt], models: Sequence[str]) -> Escalation:
+    """Try the cheapest worthwhile model first; move up the ladder only when the check fails."""
+    tried: list[Attempt] = []
+    for model in escalation_ladder(models):
+        result = attempt(model)
+        tried.append(result)
+        if result.correct:
+            break
+    return Escalation(tried)
+
+
+def run_task(client: Any, task: Task, model: str) -> Attempt:
+    """Send one task to one model and check the answer."""
+    reply = complete(client, model, task.messages, **task.options)
+    return Attempt(model, bool(task.check(reply.text)), reply.cost_usd, reply.latency_s, reply.text)

@@ -1,0 +1,145 @@
+"""helpers.catalog: the dated price table, cost arithmetic, answer checkers and escalation."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+from mistralai.client.models import AssistantMessage, ChatCompletionChoice, ChatCompletionResponse, UsageInfo
+
+from helpers import catalog
+from helpers.catalog import Attempt, UnknownModelError, cost_usd, escalate, escalation_ladder
+from helpers.settings import data_path
+
+SMALL, MEDIUM, LARGE = catalog.DEFAULT_TIERS
+
+
+def response(text: str, prompt: int, completion: int, model: str = SMALL) -> ChatCompletionResponse:
+    return ChatCompletionResponse(
+        id="cmpl-1", object="chat.completion", model=model, created=0,
+        usage=UsageInfo(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion),
+        choices=[ChatCompletionChoice(index=0, finish_reason="stop",
+                                      message=AssistantMessage(role="assistant", content=text))],
+    )
+
+
+class FakeChat:
+    def __init__(self, replies: dict[str, str]) -> None:
+        self.replies, self.calls = replies, []
+
+    def complete(self, *, model, messages, **kwargs):
+        self.calls.append(model)
+        return response(self.replies[model], 1000, 100, model)
+
+
+class FakeClient:
+    def __init__(self, replies):
+        self.chat = FakeChat(replies)
+
+
+def test_price_table_is_dated_and_has_the_anchored_prices():
+    table = catalog.price_table()
+    assert set(catalog.DEFAULT_TIERS) <= set(table.index)
+    assert (table.loc[SMALL, "input_usd_per_1m"], table.loc[SMALL, "output_usd_per_1m"]) == (0.15, 0.60)
+    assert (table.loc[MEDIUM, "input_usd_per_1m"], table.loc[MEDIUM, "output_usd_per_1m"]) == (1.50, 7.50)
+    assert (table.loc[LARGE, "input_usd_per_1m"], table.loc[LARGE, "output_usd_per_1m"]) == (0.50, 1.50)
+    assert table["prices_as_of"].str.match(r"\d{4}-\d{2}-\d{2}$").all()
+    assert table["source"].str.len().gt(10).all()
+
+
+def test_cost_arithmetic():
+    # 1M in + 1M out on small = 0.15 + 0.60
+    assert cost_usd(SMALL, prompt_tokens=1_000_000, completion_tokens=1_000_000) == pytest.approx(0.75)
+    # 2,000 in + 500 out on large = 0.001 + 0.00075
+    assert cost_usd(LARGE, {"prompt_tokens": 2000, "completion_tokens": 500}) == pytest.approx(0.00175)
+    usage = UsageInfo(prompt_tokens=10_000, completion_tokens=1_000, total_tokens=11_000)
+    assert cost_usd(MEDIUM, usage) == pytest.approx(0.015 + 0.0075)
+    assert cost_usd("mistral-embed", prompt_tokens=1_000_000) == pytest.approx(0.10)
+    assert cost_usd(SMALL, None) == 0.0
+
+
+def test_unknown_model_and_negative_tokens_are_clear_errors():
+    with pytest.raises(UnknownModelError, match="No price for model 'gpt-9'.*mistral-small-latest"):
+        cost_usd("gpt-9", prompt_tokens=1)
+    with pytest.raises(ValueError, match="negative"):
+        cost_usd(SMALL, prompt_tokens=-1)
+
+
+def test_ladder_drops_a_tier_that_costs_more_than_a_stronger_one():
+    assert catalog.by_price(catalog.DEFAULT_TIERS) == [SMALL, LARGE, MEDIUM]
+    assert escalation_ladder(catalog.DEFAULT_TIERS) == [SMALL, LARGE]  # medium now costs more than large
+    assert escalation_ladder([MEDIUM, SMALL]) == [SMALL, MEDIUM]
+
+
+def test_escalation_stops_at_the_first_pass():
+    tried = []
+
+    def attempt(model):
+        tried.append(model)
+        return Attempt(model, correct=(model == SMALL), cost_usd=0.001, latency_s=0.1)
+
+    result = escalate(attempt, catalog.DEFAULT_TIERS)
+    assert tried == [SMALL] and result.solved_by == SMALL and result.cost_usd == pytest.approx(0.001)
+
+
+def test_escalation_climbs_on_failure_and_reports_total_cost():
+    costs = {SMALL: 0.001, LARGE: 0.004, MEDIUM: 0.02}
+    result = escalate(lambda m: Attempt(m, correct=False, cost_usd=costs[m], latency_s=0.0), catalog.DEFAULT_TIERS)
+    assert [a.model for a in result.attempts] == [SMALL, LARGE]
+    assert result.solved_by is None and result.cost_usd == pytest.approx(0.005)
+
+
+def test_numbers_in_text():
+    assert catalog.numbers_in("T1001 paid 1,125.50 on 2021-10-16; 11 days") == [1125.5, 2021, 10, 16, 11]
+    assert catalog.numbers_in("no digits") == []
+
+
+@pytest.fixture
+def payments():
+    return pd.read_csv(data_path("payments.csv"))
+
+
+def test_shipped_payments_table(payments):
+    assert list(payments.columns) == ["transaction_id", "customer_id", "payment_amount", "payment_date",
+                                      "payment_status"]
+    assert len(payments) == 12 and payments["transaction_id"].iloc[0] == "T1001"
+    assert payments["transaction_id"].is_unique
+
+
+def test_closest_payments_ground_truth(payments):
+    truth = catalog.closest_payments(payments)
+    assert truth == {"ids": ("T1001", "T1012"), "amounts": (125.5, 128.95), "gap": 3.45, "days_apart": 11}
+
+
+def test_closest_answer_checker(payments):
+    truth = catalog.closest_payments(payments)
+    amounts = payments["payment_amount"].tolist()
+    ok = "The closest amounts are 125.50 (T1001) and 128.95 (T1012); they were paid 11 days apart."
+    assert catalog.check_closest_answer(ok, truth, amounts)
+    assert not catalog.check_closest_answer(ok.replace("11 days", "10 days"), truth, amounts)
+    assert not catalog.check_closest_answer("120.00 and 125.50, 2 days apart", truth, amounts)
+    echo = payments.to_csv(index=False) + " 11"
+    assert not catalog.check_closest_answer(echo, truth, amounts), "echoing the table is not an answer"
+
+
+def test_json_fields_match():
+    want = {"customer_id": "C042", "amount": 49.9}
+    assert catalog.json_fields_match(json.dumps({"customer_id": "c042", "amount": "49.90", "x": 1}), want)
+    assert not catalog.json_fields_match(json.dumps({"customer_id": "C042", "amount": 49.0}), want)
+    assert not catalog.json_fields_match("not json", want)
+    assert not catalog.json_fields_match("[1, 2]", want)
+
+
+def test_tasks_and_run_task_with_a_fake_client(payments):
+    tasks = {t.name: t for t in catalog.model_selection_tasks(payments)}
+    assert list(tasks) == ["classification", "extraction", "composition", "reasoning"]
+    assert tasks["extraction"].options["response_format"] == {"type": "json_object"}
+    client = FakeClient({SMALL: "fraud", LARGE: "Payments."})
+    a = catalog.run_task(client, tasks["classification"], SMALL)
+    b = catalog.run_task(client, tasks["classification"], LARGE)
+    assert a.correct and not b.correct
+    assert a.cost_usd == pytest.approx(cost_usd(SMALL, prompt_tokens=1000, completion_tokens=100))
+    reply = catalog.complete(client, LARGE, [{"role": "user", "content": "hi"}])
+    assert (reply.prompt_tokens, reply.completion_tokens, reply.finish_reason) == (1000, 100, "stop")
+    assert reply.latency_s >= 0 and reply.cost_usd == pytest.approx(0.00065)
