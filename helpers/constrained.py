@@ -1,0 +1,224 @@
+"""Constrained decoding with xgrammar: the model can only emit tokens that keep the output valid.
+
+This is how the local endpoint gives what La Plateforme gives for free: `tool_choice="any"` calls whose
+arguments always validate against the tool's JSON schema, and `response_format` JSON that always parses.
+At each step a `GrammarMatcher` masks out every token that would break the grammar (a bitmask over the
+vocabulary applied to the logits), then the sampler picks among what is left.
+
+Even a random-weight model must *finish* within `max_tokens`, so schemas are first made finite by
+:func:`bound_schema`: strings get a `maxLength`, arrays a `maxItems`, objects a `maxProperties`, numbers a
+range, and `$ref`s are inlined to a fixed depth. Bounds only narrow a schema, so anything that validates
+against the bounded schema validates against the original. Compiled grammars are cached by schema.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How far a constrained output may grow: keeps a random model's JSON finite."""
+
+    max_string: int = 16
+    max_items: int = 3
+    max_properties: int = 4
+    max_depth: int = 3
+    max_int: int = 10**6
+
+    @classmethod
+    def for_model(cls, is_standin: bool) -> Bounds:
+        """Tight bounds for the random stand-in (it never closes a string on its own); roomy ones for real models."""
+        if is_standin:
+            return cls()
+        return cls(max_string=2048, max_items=64, max_properties=32, max_depth=6, max_int=10**15)
+
+
+_STRING_BOUNDED = ("enum", "const", "format", "pattern")
+
+
+def _resolve_ref(ref: str, root: dict) -> dict:
+    if not ref.startswith("#/"):
+        raise ValueError(f"only local $refs are supported, got {ref!r}")
+    node: Any = root
+    for part in ref[2:].split("/"):
+        node = node[part.replace("~1", "/").replace("~0", "~")]
+    return node
+
+
+def bound_schema(schema: dict, bounds: Bounds = Bounds()) -> dict:
+    """A copy of a JSON schema made finite (see module doc); `$ref`s inlined, `$defs` dropped."""
+    root = copy.deepcopy(schema)
+
+    def walk(node: Any, depth: int) -> Any:
+        if not isinstance(node, dict):
+            return node
+        if "$ref" in node:
+            target = _resolve_ref(node["$ref"], root)
+            merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+            return walk(merged, depth)
+        out = {k: v for k, v in node.items() if k not in ("$defs", "definitions")}
+        for key in ("anyOf", "oneOf", "allOf"):
+            if key in out:
+                out[key] = [walk(s, depth) for s in out[key]]
+        types = out.get("type")
+        types = types if isinstance(types, list) else [types]
+        deep = depth >= bounds.max_depth
+        if "string" in types and not any(k in out for k in _STRING_BOUNDED):
+            out["maxLength"] = min(out.get("maxLength", bounds.max_string), bounds.max_string)
+            out["minLength"] = min(out.get("minLength", 0), out["maxLength"])
+        if "integer" in types or "number" in types:
+            lo = out.get("minimum", out.get("exclusiveMinimum"))
+            hi = out.get("maximum", out.get("exclusiveMaximum"))
+            if lo is None and hi is None:
+                out["minimum"], out["maximum"] = -bounds.max_int, bounds.max_int
+            elif lo is None:
+                out["minimum"] = min(hi, 0) - bounds.max_int
+            elif hi is None:
+                out["maximum"] = max(lo, 0) + bounds.max_int
+        if "array" in types or "items" in out or "prefixItems" in out:
+            cap = 0 if deep else bounds.max_items
+            cap = max(cap, out.get("minItems", 0))
+            out["maxItems"] = min(out.get("maxItems", cap), cap)
+            if isinstance(out.get("items"), dict):
+                out["items"] = walk(out["items"], depth + 1)
+            if "prefixItems" in out:
+                out["prefixItems"] = [walk(s, depth + 1) for s in out["prefixItems"]]
+        if "object" in types or "properties" in out or "additionalProperties" in out:
+            props = out.get("properties") or {}
+            required = list(out.get("required") or [])
+            if deep:  # past the depth limit keep only what is required
+                props = {k: v for k, v in props.items() if k in required}
+            out["properties"] = {k: walk(v, depth + 1) for k, v in props.items()}
+            extra = out.get("additionalProperties")
+            if extra not in (None, False):
+                out["additionalProperties"] = False if deep else (
+                    walk(extra, depth + 1) if isinstance(extra, dict) else
+                    walk({"type": ["string", "integer", "boolean", "null"]}, depth + 1))
+                out["maxProperties"] = min(out.get("maxProperties", bounds.max_properties),
+                                           max(bounds.max_properties, len(required)))
+                out["propertyNames"] = {"maxLength": bounds.max_string}
+        return out
+
+    return walk(root, 0)
+
+
+def tool_calls_schema(tools: list[dict], bounds: Bounds = Bounds()) -> dict:
+    """Schema of Mistral's tool-call payload `[{"name": ..., "arguments": {...}}]`: one call to one of `tools`."""
+    options = []
+    for tool in tools:
+        fn = tool["function"]
+        params = fn.get("parameters") or {"type": "object", "properties": {}}
+        options.append({
+            "type": "object",
+            "properties": {"name": {"const": fn["name"]}, "arguments": bound_schema(params, bounds)},
+            "required": ["name", "arguments"],
+            "additionalProperties": False,
+        })
+    item = options[0] if len(options) == 1 else {"anyOf": options}
+    return {"type": "array", "items": item, "minItems": 1, "maxItems": 1}
+
+
+def json_value_ebnf(bounds: Bounds = Bounds()) -> str:
+    """EBNF for any JSON object of bounded size and depth (what `response_format=json_object` allows)."""
+    n, s = bounds.max_properties - 1, bounds.max_string
+    lines = [
+        'root ::= obj0',
+        f'str ::= "\\"" [^"\\\\\\x00-\\x1f]{{0,{s}}} "\\""',
+        f'key ::= "\\"" [a-zA-Z_] [a-zA-Z0-9_]{{0,{min(s, 24) - 1}}} "\\""',
+        'int ::= "-"? ("0" | [1-9] [0-9]{0,8})',
+        'num ::= int ("." [0-9]{1,6})?',
+        'scalar ::= str | num | "true" | "false" | "null"',
+    ]
+    for d in range(bounds.max_depth):
+        last = d == bounds.max_depth - 1
+        val = "scalar" if last else f"scalar | obj{d + 1} | arr{d + 1}"
+        lines.append(f"val{d} ::= {val}")
+        lines.append(f'obj{d} ::= "{{}}" | "{{" key ": " val{d} (", " key ": " val{d}){{0,{n}}} "}}"')
+        lines.append(f'arr{d} ::= "[]" | "[" val{d} (", " val{d}){{0,{bounds.max_items - 1}}} "]"')
+    return "\n".join(lines)
+
+
+class GrammarCache:
+    """One xgrammar compiler per tokenizer, with compiled grammars cached by their source (thread-safe)."""
+
+    def __init__(self, hf_tokenizer: Any, vocab_size: int, stop_token_ids: list[int], size: int = 64) -> None:
+        import xgrammar as xgr
+
+        self._xgr = xgr
+        self.info = xgr.TokenizerInfo.from_huggingface(hf_tokenizer, vocab_size=vocab_size,
+                                                       stop_token_ids=stop_token_ids)
+        self.compiler = xgr.GrammarCompiler(self.info, max_threads=2)
+        self.vocab_size = vocab_size
+        self._cache: OrderedDict[str, Any] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def _get(self, key: str, build) -> Any:
+        with self._lock:
+            if key in self._cache:
+                self._cache.move_to_end(key)
+                self.hits += 1
+                return self._cache[key]
+        compiled = build()
+        with self._lock:
+            self.misses += 1
+            self._cache[key] = compiled
+            while len(self._cache) > self._size:
+                self._cache.popitem(last=False)
+        return compiled
+
+    def json_schema(self, schema: dict, *, leading_space: bool = False) -> Any:
+        """Compile a (bounded) JSON schema; `leading_space` allows the one space Mistral puts after `[TOOL_CALLS]`."""
+        key = json.dumps(["schema", leading_space, schema], sort_keys=True)
+
+        def build():
+            xgr = self._xgr
+            grammar = xgr.Grammar.from_json_schema(schema, any_whitespace=False, strict_mode=True)
+            if leading_space:
+                grammar = xgr.Grammar.concat(xgr.Grammar.from_ebnf('root ::= " "?'), grammar)
+            return self.compiler.compile_grammar(grammar)
+
+        return self._get(key, build)
+
+    def ebnf(self, source: str) -> Any:
+        """Compile an EBNF grammar (cached)."""
+        return self._get(json.dumps(["ebnf", source]), lambda: self.compiler.compile_grammar(source))
+
+    def matcher(self, compiled: Any) -> Constraint:
+        """A fresh per-request matcher for a compiled grammar."""
+        return Constraint(self._xgr.GrammarMatcher(compiled), self.vocab_size)
+
+
+class Constraint:
+    """The per-request grammar state: masks logits, then is told which token was picked."""
+
+    def __init__(self, matcher: Any, vocab_size: int) -> None:
+        import xgrammar as xgr
+
+        self._xgr = xgr
+        self.matcher = matcher
+        self.vocab_size = vocab_size
+        self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+
+    def mask(self, logits: torch.Tensor) -> None:
+        """Set the logits of every token the grammar forbids to -inf (in place); logits shape (1, vocab)."""
+        self.matcher.fill_next_token_bitmask(self.bitmask)
+        self._xgr.apply_token_bitmask_inplace(logits, self.bitmask, vocab_size=self.vocab_size)
+
+    def accept(self, token_id: int) -> bool:
+        """Advance the grammar by one token; False if the token was not allowed."""
+        return bool(self.matcher.accept_token(int(token_id)))
+
+    @property
+    def finished(self) -> bool:
+        """True once the grammar has accepted its stop token."""
+        return bool(self.matcher.is_terminated())

@@ -1,0 +1,443 @@
+"""Chat generation behind the local endpoint: render the prompt, decode token by token, parse tool calls.
+
+- Prompts are rendered by `mistral-common` (Mistral's official instruct formats, tools and tool results
+  included) whenever the model has a Mistral tokenizer: the stand-in and Mistral-7B-Instruct-v0.3 use v3.
+  Other models fall back to their own Hugging Face chat template (``tokenizer.apply_chat_template``).
+- Decoding is a small loop over the model with a KV cache, so every step can be masked by a grammar
+  (:mod:`helpers.constrained`), a per-request seeded ``torch.Generator`` makes `random_seed` reproducible
+  without touching global RNG state, and text can be streamed as it is produced.
+- `[TOOL_CALLS]` output is parsed into tool calls with 9-character alphanumeric ids, as the API returns.
+
+The engine is not thread-safe: the server drives it from one worker thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import string
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .constrained import Bounds, Constraint, GrammarCache, json_value_ebnf, tool_calls_schema
+
+log = logging.getLogger(__name__)
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+class PromptError(ValueError):
+    """The conversation cannot be rendered (bad role order, bad tool message…); maps to HTTP 400."""
+
+
+@dataclass
+class SamplingParams:
+    """What one request asks of the sampler."""
+
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 1.0
+    min_tokens: int = 0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Prompt:
+    """A rendered prompt and how to read the model's answer to it."""
+
+    ids: list[int]
+    tools: list[dict] | None = None
+    mode: str = "text"  # text | tools_auto | tools_forced | tools_none | json_object | json_schema
+    schema: dict | None = None  # json_schema mode: the user's schema (unbounded, for reference)
+
+
+@dataclass
+class Generation:
+    """What came out: generated ids, content text, parsed tool calls and why it stopped."""
+
+    ids: list[int]
+    content: str
+    tool_calls: list[dict] | None
+    finish_reason: str  # stop | length | tool_calls
+    prompt_tokens: int
+    seconds: float = 0.0
+
+
+def new_tool_call_id(rng: random.Random | None = None) -> str:
+    """A Mistral-style tool-call id: 9 alphanumeric characters."""
+    rng = rng or random.Random()
+    return "".join(rng.choice(_ID_ALPHABET) for _ in range(9))
+
+
+# ------------------------------------------------------------------ prompt rendering
+def find_mistral_tokenizer(loaded: Any):
+    """The `mistral-common` tokenizer for a loaded model, or None when it has none (→ HF chat template)."""
+    from mistral_common.protocol.instruct.validator import ValidationMode
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    from .standin import tokenizer_source
+
+    candidates: list[Callable[[], Any]] = []
+    if getattr(loaded, "is_standin", False):
+        candidates.append(lambda: MistralTokenizer.from_file(str(tokenizer_source()), mode=ValidationMode.serving))
+    path = Path(str(loaded.path))
+    if path.is_dir():
+        for pattern in ("tekken.json", "tokenizer.model.v*", "*.model.v*"):
+            for file in sorted(path.glob(pattern)):
+                candidates.append(lambda f=file: MistralTokenizer.from_file(str(f), mode=ValidationMode.serving))
+    elif "/" in str(loaded.path):
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        candidates.append(lambda: MistralTokenizer.from_hf_hub(
+            str(loaded.path), local_files_only=offline, mode=ValidationMode.serving))
+    if "mistral-7b-instruct-v0.3" in str(loaded.path).lower():
+        data = Path(tokenizer_source())
+        candidates.append(lambda: MistralTokenizer.from_file(str(data), mode=ValidationMode.serving))
+    vocab = int(getattr(loaded.model.config, "vocab_size", 0) or 0)
+    for make in candidates:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tok = make()
+        except Exception as exc:  # no such file / offline / not a Mistral repo
+            log.debug("mistral-common tokenizer candidate failed: %s", exc)
+            continue
+        if vocab and tok.instruct_tokenizer.tokenizer.n_words != vocab:
+            log.warning("mistral-common tokenizer has %d tokens but the model %d; using the HF chat template",
+                        tok.instruct_tokenizer.tokenizer.n_words, vocab)
+            continue
+        return tok
+    return None
+
+
+def _text_of(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for chunk in content:
+            if isinstance(chunk, dict) and chunk.get("type", "text") == "text":
+                parts.append(str(chunk.get("text", "")))
+            elif isinstance(chunk, str):
+                parts.append(chunk)
+            else:
+                raise PromptError(f"content chunk of type {chunk.get('type') if isinstance(chunk, dict) else chunk!r} "
+                                  "is not supported by the local endpoint (text only)")
+        return "".join(parts)
+    raise PromptError(f"message content must be a string or a list of text chunks, not {type(content).__name__}")
+
+
+def normalize_messages(messages: list[dict]) -> list[dict]:
+    """Keep the fields each role has in Mistral's schema (SDK and OpenAI clients add extras); check the order."""
+    out: list[dict] = []
+    for i, m in enumerate(messages):
+        role = m.get("role")
+        if role in ("system", "user"):
+            out.append({"role": role, "content": _text_of(m.get("content"))})
+        elif role == "assistant":
+            msg: dict[str, Any] = {"role": "assistant", "content": _text_of(m.get("content")) or None}
+            calls = []
+            for c in m.get("tool_calls") or []:
+                fn = c.get("function") or {}
+                args = fn.get("arguments", "{}")
+                calls.append({"id": c.get("id") or new_tool_call_id(), "type": "function",
+                              "function": {"name": fn.get("name", ""),
+                                           "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)}})
+            if calls:
+                msg["tool_calls"] = calls
+            if m.get("prefix"):
+                msg["prefix"] = True
+            out.append(msg)
+        elif role == "tool":
+            out.append({"role": "tool", "content": _text_of(m.get("content")),
+                        "tool_call_id": m.get("tool_call_id"), "name": m.get("name")})
+        else:
+            raise PromptError(f"messages[{i}].role must be system, user, assistant or tool, not {role!r}")
+    if not out:
+        raise PromptError("messages must not be empty")
+    first = next((m for m in out if m["role"] != "system"), None)
+    if first is not None and first["role"] != "user":
+        raise PromptError(f"the first non-system message must come from the user, not {first['role']!r}")
+    return out
+
+
+class ChatEngine:
+    """A loaded model + its prompt renderer + a token-by-token sampler with optional grammar constraints."""
+
+    def __init__(self, loaded: Any, bounds: Bounds | None = None) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.hf_tokenizer = loaded.tokenizer
+        self.name = str(loaded.name)
+        self.device = torch.device(getattr(loaded, "device", "cpu") if loaded.device != "cuda" else "cuda")
+        self.mistral = find_mistral_tokenizer(loaded)
+        self.bounds = bounds or Bounds.for_model(getattr(loaded, "is_standin", False))
+        if self.mistral is not None:
+            raw = self.mistral.instruct_tokenizer.tokenizer
+            self.eos_id = raw.eos_id
+            self.renderer = f"mistral-common {raw.version.value if hasattr(raw.version, 'value') else raw.version}"
+            try:
+                self.tool_calls_id: int | None = raw.get_special_token("[TOOL_CALLS]")
+            except Exception:
+                self.tool_calls_id = None
+        else:
+            if not getattr(self.hf_tokenizer, "chat_template", None):
+                raise PromptError(f"{self.name} has neither a Mistral tokenizer nor a chat template; "
+                                  "the local endpoint cannot render prompts for it.")
+            self.eos_id = self.hf_tokenizer.eos_token_id
+            self.renderer = "Hugging Face chat template"
+            tid = self.hf_tokenizer.convert_tokens_to_ids("[TOOL_CALLS]")
+            self.tool_calls_id = tid if isinstance(tid, int) and tid != self.hf_tokenizer.unk_token_id else None
+        self.vocab_size = int(self.model.config.vocab_size)
+        self.context_length = int(getattr(loaded, "context_length", 0) or
+                                  getattr(self.model.config, "max_position_embeddings", 0) or 4096)
+        self.grammars = GrammarCache(self.hf_tokenizer, self.vocab_size, [self.eos_id])
+
+    # ---------------------------------------------------------------- prompts
+    def render(self, messages: list[dict], *, tools: list[dict] | None = None, tool_choice: Any = "auto",
+               response_format: dict | None = None) -> Prompt:
+        """Turn an API request's messages/tools/format into prompt token ids and an output mode."""
+        msgs = normalize_messages(messages)
+        rf = (response_format or {}).get("type", "text")
+        schema = None
+        if rf == "json_schema":
+            js = (response_format or {}).get("json_schema") or {}
+            schema = js.get("schema") or js.get("schema_")
+            if not isinstance(schema, dict):
+                raise PromptError("response_format.json_schema.schema must be a JSON schema object")
+            note = "Answer with a JSON object that follows this JSON schema:\n" + json.dumps(schema)
+            msgs = self._add_system_note(msgs, note)
+        elif rf == "json_object":
+            msgs = self._add_system_note(msgs, "Answer with a JSON object only.")
+        elif rf not in ("text", None):
+            raise PromptError(f"response_format.type must be text, json_object or json_schema, not {rf!r}")
+
+        tools = list(tools or []) or None
+        mode = {"json_object": "json_object", "json_schema": "json_schema"}.get(rf, "text")
+        if tools:
+            choice = tool_choice if tool_choice is not None else "auto"
+            if isinstance(choice, dict):
+                name = (choice.get("function") or {}).get("name")
+                picked = [t for t in tools if t["function"]["name"] == name]
+                if not picked:
+                    raise PromptError(f"tool_choice names function {name!r}, which is not among the tools given")
+                mode, forced = "tools_forced", picked
+            elif choice in ("any", "required"):
+                mode, forced = "tools_forced", tools
+            elif choice == "none":
+                mode, forced = ("tools_none" if mode == "text" else mode), None
+            elif choice == "auto":
+                mode = "tools_auto" if mode == "text" else mode
+                forced = tools
+            else:
+                raise PromptError(f"tool_choice must be auto, none, any, required or a named function, not {choice!r}")
+        else:
+            forced = None
+        ids = self._encode(msgs, tools)
+        return Prompt(ids=ids, tools=forced, mode=mode, schema=schema)
+
+    @staticmethod
+    def _add_system_note(msgs: list[dict], note: str) -> list[dict]:
+        msgs = [dict(m) for m in msgs]
+        for m in msgs:
+            if m["role"] == "system":
+                m["content"] = (m["content"] + "\n\n" + note).strip()
+                return msgs
+        return [{"role": "system", "content": note}, *msgs]
+
+    def _encode(self, msgs: list[dict], tools: list[dict] | None) -> list[int]:
+        if self.mistral is not None:
+            from mistral_common.exceptions import MistralCommonException
+            from mistral_common.protocol.instruct.request import ChatCompletionRequest
+
+            try:
+                req = ChatCompletionRequest(model=self.name, messages=msgs, tools=[
+                    {"type": "function", "function": {
+                        "name": t["function"]["name"],
+                        "description": t["function"].get("description") or "",
+                        "parameters": t["function"].get("parameters") or {"type": "object", "properties": {}}}}
+                    for t in tools] if tools else None)
+                return list(self.mistral.encode_chat_completion(req).tokens)
+            except MistralCommonException as exc:
+                raise PromptError(str(exc)) from exc
+            except ValueError as exc:  # pydantic validation inside mistral-common
+                raise PromptError(str(exc).split("\nFor further information")[0]) from exc
+        hf_msgs = []
+        for m in msgs:
+            m = dict(m)
+            for call in m.get("tool_calls") or []:
+                try:
+                    call["function"]["arguments"] = json.loads(call["function"]["arguments"])
+                except (TypeError, ValueError):
+                    pass
+            hf_msgs.append({k: v for k, v in m.items() if v is not None})
+        try:
+            text = self.hf_tokenizer.apply_chat_template(hf_msgs, tools=tools, add_generation_prompt=True,
+                                                         tokenize=False)
+        except Exception as exc:  # jinja's "roles must alternate" and friends
+            raise PromptError(f"chat template refused the conversation: {exc}") from exc
+        return list(self.hf_tokenizer.encode(text, add_special_tokens=False))
+
+    def decode(self, ids: list[int]) -> str:
+        """Token ids → text, special tokens dropped."""
+        if self.mistral is not None:
+            from mistral_common.tokens.tokenizers.base import SpecialTokenPolicy
+
+            return self.mistral.instruct_tokenizer.tokenizer.decode(ids, special_token_policy=SpecialTokenPolicy.IGNORE)
+        return self.hf_tokenizer.decode(ids, skip_special_tokens=True)
+
+    # ---------------------------------------------------------------- constraints
+    def constraint_for(self, prompt: Prompt) -> Constraint | None:
+        """The grammar this prompt's mode demands (None for free text); compiled grammars are cached."""
+        if prompt.mode in ("tools_forced", "tools_auto") and prompt.tools:
+            schema = tool_calls_schema(prompt.tools, self.bounds)
+            return self.grammars.matcher(self.grammars.json_schema(schema, leading_space=self.tool_calls_id is not None))
+        if prompt.mode == "json_schema":
+            from .constrained import bound_schema
+
+            return self.grammars.matcher(self.grammars.json_schema(bound_schema(prompt.schema, self.bounds)))
+        if prompt.mode == "json_object":
+            return self.grammars.matcher(self.grammars.ebnf(json_value_ebnf(self.bounds)))
+        return None
+
+    # ---------------------------------------------------------------- decoding
+    @torch.inference_mode()
+    def generate(self, prompt: Prompt, params: SamplingParams, *, on_text: Callable[[str], None] | None = None,
+                 cancelled: Callable[[], bool] | None = None) -> Generation:
+        """Sample up to `max_tokens` tokens for a rendered prompt, honouring its mode; stream text via `on_text`."""
+        from transformers import DynamicCache
+
+        t0 = time.perf_counter()
+        seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(6), "little")
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        id_rng = random.Random(seed)
+        constraint = self.constraint_for(prompt)
+        trigger = self.tool_calls_id if prompt.mode in ("tools_forced", "tools_auto") else None
+        # tools_auto: free text until the model itself emits [TOOL_CALLS], then the call is constrained.
+        # tools_forced: the first token is [TOOL_CALLS] (when the tokenizer has it) and the call is constrained.
+        active = prompt.mode in ("json_object", "json_schema") or (prompt.mode == "tools_forced" and trigger is None)
+        force_first = trigger if prompt.mode == "tools_forced" else None
+        banned = [self.tool_calls_id] if (self.tool_calls_id is not None and prompt.mode in
+                                          ("text", "tools_none", "json_object", "json_schema")) else []
+
+        out_ids: list[int] = []
+        content_ids: list[int] = []
+        call_ids: list[int] = []
+        in_call = active and prompt.mode == "tools_forced"
+        finish = "length"
+        sent = ""
+        stops = [s for s in params.stop if s]
+        hold = max((len(s) for s in stops), default=1) - 1
+        past = DynamicCache()
+        x = torch.tensor([prompt.ids], device=self.device)
+        for step in range(params.max_tokens):
+            if cancelled is not None and cancelled():
+                finish = "cancelled"
+                break
+            logits = self.model(input_ids=x, past_key_values=past, use_cache=True).logits[:, -1, :].float()
+            if logits.device.type != "cpu":
+                logits = logits.cpu()
+            if force_first is not None and step == 0:
+                tok = force_first
+            else:
+                if banned:
+                    logits[:, banned] = float("-inf")
+                if step < params.min_tokens and not active:
+                    logits[:, self.eos_id] = float("-inf")
+                if active:
+                    constraint.mask(logits)
+                tok = self._sample(logits, params, gen)
+            out_ids.append(tok)
+            x = torch.tensor([[tok]], device=self.device)
+            if tok == trigger and not active and constraint is not None:
+                active = in_call = True
+                continue
+            if active:
+                if not constraint.accept(tok):  # cannot happen with a correct mask; stop rather than emit junk
+                    log.error("grammar rejected token %d; stopping", tok)
+                    finish = "stop"
+                    break
+                if tok != self.eos_id:
+                    (call_ids if in_call else content_ids).append(tok)
+                if constraint.finished:
+                    finish = "stop"
+                    break
+                if in_call:
+                    continue
+            elif tok == self.eos_id:
+                finish = "stop"
+                break
+            else:
+                content_ids.append(tok)
+            if on_text is not None or stops:
+                text = self.decode(content_ids)
+                cut = min((text.find(s) for s in stops if s in text), default=-1)
+                if cut >= 0:
+                    text, finish = text[:cut], "stop"
+                if on_text is not None:
+                    safe = text if cut >= 0 else text[: max(len(sent), len(text) - hold)]
+                    if safe.endswith("\ufffd"):  # half of a multi-byte character
+                        safe = safe[:-1]
+                    if len(safe) > len(sent) and safe.startswith(sent):
+                        on_text(safe[len(sent):])
+                        sent = safe
+                if cut >= 0:
+                    content_ids = self._trim_to(content_ids, text)
+                    break
+        content = self.decode(content_ids)
+        if on_text is not None and len(content) > len(sent) and content.startswith(sent):
+            on_text(content[len(sent):])
+        tool_calls = None
+        if in_call:
+            tool_calls = self._parse_calls(call_ids, id_rng)
+            if tool_calls is None:  # unfinished (hit max_tokens): report the raw text, as the API would
+                content = content + self.decode(call_ids)
+            elif finish == "stop":
+                finish = "tool_calls"
+        return Generation(ids=out_ids, content=content, tool_calls=tool_calls, finish_reason=finish,
+                          prompt_tokens=len(prompt.ids), seconds=time.perf_counter() - t0)
+
+    def _trim_to(self, ids: list[int], text: str) -> list[int]:
+        while ids and len(self.decode(ids)) > len(text):
+            ids = ids[:-1]
+        return ids
+
+    @staticmethod
+    def _sample(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator) -> int:
+        if params.temperature is None or params.temperature <= 0:
+            return int(torch.argmax(logits, dim=-1))
+        probs = torch.softmax(logits / params.temperature, dim=-1)[0]
+        if params.top_p is not None and params.top_p < 1.0:
+            sorted_p, order = torch.sort(probs, descending=True)
+            keep = torch.cumsum(sorted_p, 0) - sorted_p < params.top_p
+            keep[0] = True
+            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+        return int(torch.multinomial(probs, 1, generator=gen))
+
+    def _parse_calls(self, call_ids: list[int], rng: random.Random) -> list[dict] | None:
+        text = self.decode(call_ids).strip()
+        try:
+            payload = json.loads(text)
+        except ValueError:
+            return None
+        if isinstance(payload, dict):
+            payload = [payload]
+        calls = []
+        for item in payload if isinstance(payload, list) else []:
+            if not isinstance(item, dict) or "name" not in item:
+                return None
+            args = item.get("arguments", {})
+            calls.append({"id": new_tool_call_id(rng), "type": "function", "index": len(calls),
+                          "function": {"name": item["name"],
+                                       "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)}})
+        return calls or None
