@@ -112,14 +112,17 @@ def escalation_ladder(aliases: Sequence[str]) -> list[str]:
 # ---------------------------------------------------------------- one call, measured
 @dataclass
 class Reply:
-    """A chat completion with what it cost: text, token usage, seconds, USD (at the dated price of `model`)."""
+    """A chat completion with what it cost: text, token usage, seconds, USD (at the dated price of `model`).
+
+    `cost_usd` is None for a model the price table does not list (the call itself still succeeded).
+    """
 
     model: str
     text: str
     prompt_tokens: int
     completion_tokens: int
     latency_s: float
-    cost_usd: float
+    cost_usd: float | None
     finish_reason: str | None = None
     response: Any = field(default=None, repr=False)
 
@@ -133,7 +136,7 @@ def complete(client: Any, model: str, messages: list[dict[str, Any]], **kwargs: 
     text = choice.message.content if isinstance(choice.message.content, str) else str(choice.message.content or "")
     p, c = _tokens(response.usage)
     return Reply(model=model, text=text, prompt_tokens=p, completion_tokens=c, latency_s=latency,
-                 cost_usd=cost_usd(model, prompt_tokens=p, completion_tokens=c),
+                 cost_usd=(cost_usd(model, prompt_tokens=p, completion_tokens=c) if model in load_tiers() else None),
                  finish_reason=str(choice.finish_reason) if choice.finish_reason is not None else None,
                  response=response)
 
@@ -304,4 +307,4 @@ def escalate(attempt: Callable[[str], Attempt], models: Sequence[str]) -> Escala
 def run_task(client: Any, task: Task, model: str) -> Attempt:
     """Send one task to one model and check the answer."""
     reply = complete(client, model, task.messages, **task.options)
-    return Attempt(model, bool(task.check(reply.text)), reply.cost_usd, reply.latency_s, reply.text)
+    return Attempt(model, bool(task.check(reply.text)), reply.cost_usd or 0.0, reply.latency_s, reply.text)

@@ -1,0 +1,91 @@
+"""A chat playground for the API: pick a model, set the temperature, type a prompt, Send — see the answer and its cost.
+
+`api_playground(client)` returns an :class:`ApiPlayground` whose `.widget` is shown in Jupyter. Everything it
+does goes through :func:`helpers.catalog.complete`, so the cost shown is the dated price table's. It works
+headless: tests set the controls and call `.button.click()`.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from .catalog import DEFAULT_TIERS, Reply, complete
+
+
+@dataclass
+class ApiPlayground:
+    """The widgets of one playground, the replies it got, and the last error (if any)."""
+
+    widget: Any
+    controls: dict[str, Any]
+    button: Any
+    answer: Any
+    cost: Any
+    history: list[Reply] = field(default_factory=list)
+    error: Exception | None = None
+
+    @property
+    def last(self) -> Reply | None:
+        return self.history[-1] if self.history else None
+
+    @property
+    def total_cost_usd(self) -> float:
+        return sum(r.cost_usd or 0.0 for r in self.history)
+
+    def set(self, **values: Any) -> ApiPlayground:
+        """Set controls by name (model, temperature, max_tokens, prompt)."""
+        for name, value in values.items():
+            if name not in self.controls:
+                raise KeyError(f"No control {name!r}; have {sorted(self.controls)}")
+            self.controls[name].value = value
+        return self
+
+
+def api_playground(client: Any, models: Sequence[str] = DEFAULT_TIERS, *, model: str | None = None,
+                   prompt: str = "What is the capital of France?", system: str | None = None) -> ApiPlayground:
+    """Build the playground over an SDK client (La Plateforme or the local endpoint; the code is the same)."""
+    import ipywidgets as w
+
+    models = list(models)
+    if model and model not in models:
+        models.insert(0, model)
+    controls: dict[str, Any] = {
+        "model": w.Dropdown(options=models, value=model or models[0], description="model"),
+        "temperature": w.FloatSlider(value=0.3, min=0.0, max=1.5, step=0.05, description="temperature"),
+        "max_tokens": w.IntSlider(value=128, min=1, max=1024, description="max tokens"),
+        "prompt": w.Textarea(value=prompt, description="prompt", layout=w.Layout(width="95%", height="70px")),
+    }
+    button = w.Button(description="Send", button_style="primary", icon="paper-plane")
+    answer = w.Textarea(value="", description="answer", disabled=True,
+                        layout=w.Layout(width="95%", height="140px"))
+    cost = w.HTML(value="")
+    pg = ApiPlayground(widget=None, controls=controls, button=button, answer=answer, cost=cost)
+
+    def on_click(_button: Any) -> None:
+        c = {k: v.value for k, v in controls.items()}
+        button.disabled = True
+        cost.value = "waiting for the model…"
+        pg.error = None
+        try:
+            messages = ([{"role": "system", "content": system}] if system else []) + \
+                [{"role": "user", "content": c["prompt"]}]
+            reply = complete(client, c["model"], messages, temperature=c["temperature"], max_tokens=c["max_tokens"])
+            pg.history.append(reply)
+            answer.value = reply.text
+            price = f"<b>${reply.cost_usd:.6f}</b>" if reply.cost_usd is not None else "no price in data/models.csv"
+            cost.value = (f"{reply.model}: {reply.prompt_tokens} prompt + {reply.completion_tokens} completion tokens, "
+                          f"{reply.latency_s:.2f} s, {price} "
+                          f"(session total ${pg.total_cost_usd:.6f}; finish: {reply.finish_reason})")
+        except Exception as exc:  # shown in the widget: an exception in a callback would vanish silently
+            pg.error = exc
+            cost.value = f"<span style='color:#b91c1c'>{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</span>"
+        finally:
+            button.disabled = False
+
+    button.on_click(on_click)
+    pg.widget = w.VBox([controls["model"], controls["temperature"], controls["max_tokens"], controls["prompt"],
+                        button, answer, cost])
+    return pg
