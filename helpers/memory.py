@@ -271,3 +271,30 @@ def free_memory_bytes(device: str) -> int | None:
         except OSError:
             return None
     return None
+
+
+def plot_budget(rows: list[Fit], title: str = "Mistral-7B on a T4"):
+    """Stacked bars per context length: weights, KV cache, overhead, and what is left (or missing) of the GPU."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.7 * len(rows)))
+    labels = [f"{r.precision}, {r.context_tokens // 1024}k tokens" for r in rows]
+    for y, r in enumerate(rows):
+        left = 0.0
+        for part, value, colour in (("weights", r.weights_bytes, "#2563eb"), ("KV cache", r.kv_cache_bytes, "#f59e0b"),
+                                    ("overhead", r.overhead_bytes, "#9ca3af")):
+            ax.barh(y, value / GiB, left=left, color=colour, label=part if y == 0 else None)
+            left += value / GiB
+        if r.fits:
+            ax.barh(y, r.headroom_bytes / GiB, left=left, color="#86efac", label="left free" if y == 0 else None)
+        ax.text(max(left, r.budget_bytes / GiB) + 0.2, y,
+                f"{r.headroom_bytes / GiB:+.2f} GiB", va="center", color="#15803d" if r.fits else "#b91c1c")
+    budget = rows[0].budget_bytes / GiB
+    ax.axvline(budget, color="black", linestyle="--", label=f"usable memory {budget:.2f} GiB")
+    ax.set_yticks(range(len(rows)), labels)
+    ax.set_xlabel("GiB")
+    ax.set_title(title)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.set_xlim(0, max(r.total_bytes for r in rows) / GiB * 1.18)
+    fig.tight_layout()
+    return fig

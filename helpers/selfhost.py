@@ -18,12 +18,13 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from . import memory
-from .settings import DEFAULT_LOCAL_EMBED_MODEL, STANDIN, cache_dir, resolve_device
+from .settings import DEFAULT_LOCAL_EMBED_MODEL, STANDIN, cache_dir, resolve_device, unattended
 from .standin import is_standin, minilm_path, standin_path
 
 log = logging.getLogger(__name__)
@@ -307,6 +308,21 @@ def _preflight(model: str, path: str, precision: str, device: str, compute: str)
 
 
 # ---------------------------------------------------------------- the loader
+@contextmanager
+def _quiet_progress() -> Iterator[None]:
+    """No "Loading weights" bars in CI/papermill logs (they are noise there); people at a notebook keep them."""
+    from transformers.utils import logging as hf_logging
+
+    if not unattended() or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def load_model(model: str = STANDIN, precision: str = "auto", device: str = "auto") -> LoadedModel:
     """Load tokenizer + model (hub id, local path, `standin` or `config:<name>`) at a precision, on a device."""
     import torch
@@ -342,7 +358,8 @@ def load_model(model: str = STANDIN, precision: str = "auto", device: str = "aut
         if device == "cuda":
             kwargs["device_map"] = "auto"
         tokenizer = AutoTokenizer.from_pretrained(path)
-        lm = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        with _quiet_progress():
+            lm = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except ModelLoadError:
         raise
     except (torch.OutOfMemoryError, RuntimeError) as exc:

@@ -1,0 +1,35 @@
+"""Notebooks 05–07 run end to end with non-default parameters (papermill) and record what they measured."""
+
+from __future__ import annotations
+
+import pytest
+
+from helpers.selfhost import bnb_support
+
+pytestmark = pytest.mark.notebook
+
+
+def test_05_fp16_on_cpu(notebook_runner):
+    m = notebook_runner("05_selfhost_fp16", LOCAL_MODEL="standin", DEVICE="cpu", PRECISION="fp16", MAX_NEW_TOKENS=8)
+    assert m["device"] == "cpu" and m["dtype"] == "fp16"
+    assert m["footprint_bytes"] > 0 and abs(m["estimated_bytes"] - m["footprint_bytes"]) / m["footprint_bytes"] < 0.01
+    assert m["tokens_per_s"] > 0
+    assert 14.4 <= m["mistral7b_fp16_estimated_gb"] <= 14.6
+    assert "CPU" in m["measured_on"] and "stand-in" in m["measured_on"]
+
+
+def test_06_only_nf4(notebook_runner):
+    ok, why = bnb_support("cpu")
+    if not ok:
+        pytest.skip(why)
+    m = notebook_runner("06_quantization_int8", LOCAL_MODEL="standin", DEVICE="cpu", PRECISIONS=["nf4"], NEW_TOKENS=8)
+    assert set(m["precisions"]) == {"fp32", "nf4"}  # the baseline is always measured: it is the reference
+    base, nf4 = m["precisions"]["fp32"], m["precisions"]["nf4"]
+    assert base["top1_agreement"] == 1.0 and 0.5 < nf4["top1_agreement"] <= 1.0
+    assert nf4["footprint_bytes"] < base["footprint_bytes"]
+    for row in (base, nf4):
+        assert abs(row["estimated_bytes"] - row["footprint_bytes"]) / row["footprint_bytes"] < 0.01
+        assert row["tokens_per_s"] > 0 and row["perplexity"] > 1
+    est = m["mistral7b_estimated_gb"]
+    assert 14.4 <= est["fp16"] <= 14.6 and 7.4 <= est["int8"] <= 7.6 and 3.9 <= est["nf4"] <= 4.1
+    assert est["nf4"] < est["int8"] < est["fp16"]
