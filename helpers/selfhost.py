@@ -602,4 +602,5 @@ def load_embedder(model_id: str = DEFAULT_LOCAL_EMBED_MODEL, device: str = "auto
     """A sentence-transformers model (all-MiniLM-L6-v2 comes from its offline package)."""
     from sentence_transformers import SentenceTransformer
 
-    return SentenceTransformer(embedder_path(model_id), device=resolve_device(device))
+    with _quiet_progress():
+        return SentenceTransformer(embedder_path(model_id), device=resolve_device(device))

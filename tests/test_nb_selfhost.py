@@ -33,3 +33,14 @@ def test_06_only_nf4(notebook_runner):
     est = m["mistral7b_estimated_gb"]
     assert 14.4 <= est["fp16"] <= 14.6 and 7.4 <= est["int8"] <= 7.6 and 3.9 <= est["nf4"] <= 4.1
     assert est["nf4"] < est["int8"] < est["fp16"]
+
+
+def test_07_with_k5(notebook_runner):
+    m = notebook_runner("07_local_rag", LOCAL_MODEL="standin", DEVICE="cpu", K=5, N_QUERIES=20, MAX_NEW_TOKENS=4)
+    assert m["k"] == 5 and m["n_queries"] == 20
+    assert m["embed_model"].endswith("all-MiniLM-L6-v2")
+    assert 0 <= m["hit_rate_at_1"] <= m["hit_rate_at_3"] <= m["hit_rate_at_5"] <= 1
+    assert 0 < m["mrr"] <= 1 and m["hit_rate_at_5"] >= 0.5  # a real embedder on the course's handbook
+    for stage in ("embed_ms", "search_ms", "generate_ms"):
+        assert 0 <= m[f"{stage}_p50"] <= m[f"{stage}_p95"]
+    assert "api" not in m  # no key in tests: the side-by-side is skipped

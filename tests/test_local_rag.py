@@ -1,0 +1,66 @@
+"""helpers.local_rag: stage timings add up, percentiles are right, and the untimed index is refused."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from helpers import local_rag, rag
+
+
+class _BagOfLetters:
+    """A deterministic toy embedder: letter counts (26 dims), slowed down so its time is measurable."""
+
+    model_id = "toy-letters"
+    dim = 26
+
+    def embed(self, texts):
+        time.sleep(0.01)
+        out = np.zeros((len(texts), 26), np.float32)
+        for i, t in enumerate(texts):
+            for ch in t.lower():
+                if "a" <= ch <= "z":
+                    out[i, ord(ch) - 97] += 1
+        return out + 1e-3
+
+
+def _index():
+    text = "apples and apricots. " * 10 + "zebras zigzag with zeal. " * 10
+    chunks = rag.chunk_fixed(text, size=60)
+    return rag.build_index(chunks, local_rag.TimedEmbedder(_BagOfLetters()), metric="cosine")
+
+
+def test_answer_times_each_stage_and_uses_the_grounded_prompt():
+    index = _index()
+    prompts = []
+
+    def gen(prompt):
+        prompts.append(prompt)
+        time.sleep(0.02)
+        return "an answer [c000]"
+
+    a = local_rag.answer(index, "zebra zigzag", 2, gen)
+    assert len(a.hits) == 2 and "zebras" in a.hits[0].chunk.text
+    assert a.embed_ms >= 9 and a.generate_ms >= 19 and a.search_ms >= 0
+    assert a.total_ms == pytest.approx(a.embed_ms + a.search_ms + a.generate_ms)
+    assert "Question: zebra zigzag" in prompts[0] and a.answer == "an answer [c000]"
+
+
+def test_untimed_index_is_refused():
+    text = "apples and apricots. " * 10
+    plain = rag.build_index(rag.chunk_fixed(text, size=60), _BagOfLetters(), metric="cosine")
+    with pytest.raises(TypeError, match="TimedEmbedder"):
+        local_rag.answer(plain, "apples", 1, lambda p: "")
+
+
+def test_latency_summary_percentiles():
+    answers = [local_rag.TimedAnswer("q", [], "", embed_ms=float(i), search_ms=1.0, generate_ms=10.0 * i)
+               for i in range(1, 21)]
+    s = local_rag.latency_summary(answers)
+    assert s["embed_ms_p50"] == pytest.approx(10.5) and s["generate_ms_p50"] == pytest.approx(105.0)
+    assert s["embed_ms_p95"] == pytest.approx(np.percentile(range(1, 21), 95))
+    assert s["search_ms_p50"] == s["search_ms_p95"] == 1.0
+    with pytest.raises(ValueError):
+        local_rag.latency_summary([])
