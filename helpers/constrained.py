@@ -32,13 +32,14 @@ class Bounds:
     max_properties: int = 4
     max_depth: int = 3
     max_int: int = 10**6
+    plain_strings: bool = True  # strings as a regex without escapes/control chars (compiles only for short bounds)
 
     @classmethod
     def for_model(cls, is_standin: bool) -> Bounds:
         """Tight bounds for the random stand-in (it never closes a string on its own); roomy ones for real models."""
         if is_standin:
             return cls()
-        return cls(max_string=2048, max_items=64, max_properties=32, max_depth=6, max_int=10**15)
+        return cls(max_string=2048, max_items=64, max_properties=32, max_depth=6, max_int=10**15, plain_strings=False)
 
 
 _STRING_BOUNDED = ("enum", "const", "format", "pattern")
@@ -72,8 +73,14 @@ def bound_schema(schema: dict, bounds: Bounds = Bounds()) -> dict:
         types = types if isinstance(types, list) else [types]
         deep = depth >= bounds.max_depth
         if "string" in types and not any(k in out for k in _STRING_BOUNDED):
-            out["maxLength"] = min(out.get("maxLength", bounds.max_string), bounds.max_string)
-            out["minLength"] = min(out.get("minLength", 0), out["maxLength"])
+            hi = min(out.get("maxLength", bounds.max_string), bounds.max_string)
+            lo = min(out.get("minLength", 0), hi)
+            if bounds.plain_strings:  # xgrammar's maxLength lets raw control characters through; a regex does not
+                out.pop("maxLength", None)
+                out.pop("minLength", None)
+                out["pattern"] = f'^[^"\\\\\\x00-\\x1f]{{{lo},{hi}}}$'
+            else:
+                out["maxLength"], out["minLength"] = hi, lo
         if "integer" in types or "number" in types:
             lo = out.get("minimum", out.get("exclusiveMinimum"))
             hi = out.get("maximum", out.get("exclusiveMaximum"))

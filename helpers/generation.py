@@ -13,6 +13,7 @@ The engine is not thread-safe: the server drives it from one worker thread.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import os
@@ -70,6 +71,18 @@ class Generation:
     finish_reason: str  # stop | length | tool_calls
     prompt_tokens: int
     seconds: float = 0.0
+
+
+def _strict_json(text: str) -> str:
+    """Re-serialise JSON whose strings hold raw control characters (legal in the grammar, not in strict JSON)."""
+    try:
+        json.loads(text)
+        return text
+    except ValueError:
+        try:
+            return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
+        except ValueError:
+            return text
 
 
 def new_tool_call_id(rng: random.Random | None = None) -> str:
@@ -201,6 +214,9 @@ class ChatEngine:
         self.vocab_size = int(self.model.config.vocab_size)
         self.context_length = int(getattr(loaded, "context_length", 0) or
                                   getattr(self.model.config, "max_position_embeddings", 0) or 4096)
+        # transformers renamed forward(past_key_values=) to forward(cache=) in 5.x; use whichever this one has
+        params = inspect.signature(self.model.forward).parameters
+        self._cache_kw = "cache" if "cache" in params else "past_key_values"
         self.grammars = GrammarCache(self.hf_tokenizer, self.vocab_size, [self.eos_id])
 
     # ---------------------------------------------------------------- prompts
@@ -344,7 +360,7 @@ class ChatEngine:
             if cancelled is not None and cancelled():
                 finish = "cancelled"
                 break
-            logits = self.model(input_ids=x, past_key_values=past, use_cache=True).logits[:, -1, :].float()
+            logits = self.model(input_ids=x, **{self._cache_kw: past}, use_cache=True).logits[:, -1, :].float()
             if logits.device.type != "cpu":
                 logits = logits.cpu()
             if force_first is not None and step == 0:
@@ -397,6 +413,8 @@ class ChatEngine:
         content = self.decode(content_ids)
         if on_text is not None and len(content) > len(sent) and content.startswith(sent):
             on_text(content[len(sent):])
+        if prompt.mode in ("json_object", "json_schema") and finish == "stop":
+            content = _strict_json(content)
         tool_calls = None
         if in_call:
             tool_calls = self._parse_calls(call_ids, id_rng)
@@ -426,8 +444,8 @@ class ChatEngine:
 
     def _parse_calls(self, call_ids: list[int], rng: random.Random) -> list[dict] | None:
         text = self.decode(call_ids).strip()
-        try:
-            payload = json.loads(text)
+        try:  # strict=False: a raw control character inside a string is re-escaped by json.dumps below
+            payload = json.loads(text, strict=False)
         except ValueError:
             return None
         if isinstance(payload, dict):

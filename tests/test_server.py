@@ -1,0 +1,353 @@
+"""The local endpoint driven over real loopback HTTP by the unmodified `mistralai` SDK (and the `openai` client).
+
+One server (the offline stand-in + all-MiniLM-L6-v2) is started for the whole module through
+`ensure_server`, exactly as `helpers.client` starts it; a few tests start a second one on the same
+loaded model for the auth / rate-limit options.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+import sys
+import time
+import warnings
+from concurrent.futures import ThreadPoolExecutor
+
+import httpx
+import jsonschema
+import pytest
+from mistralai.client import Mistral
+from mistralai.client.errors import MistralError
+from mistralai.client.utils import BackoffStrategy, RetryConfig
+from pydantic import BaseModel
+
+from helpers import server as srv
+from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
+
+CHAT = "mistral-small-latest"
+USER = [{"role": "user", "content": "What is the status of transaction T1001?"}]
+
+PAYMENT_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "retrieve_payment_status",
+        "description": "Get the payment status of a transaction",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "transaction_id": {"type": "string", "description": "e.g. T1001"},
+                "amount": {"type": "number"},
+                "count": {"type": "integer", "minimum": 1},
+                "currency": {"type": "string", "enum": ["EUR", "USD"]},
+                "tags": {"type": "array", "items": {"type": "string"}},
+                "customer": {"type": "object", "properties": {"id": {"type": "string"}, "vip": {"type": "boolean"}},
+                             "required": ["id"]},
+            },
+            "required": ["transaction_id", "currency"],
+        },
+    },
+}
+DATE_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "retrieve_payment_date",
+        "description": "Get the payment date of a transaction",
+        "parameters": {"type": "object", "properties": {"transaction_id": {"type": "string"}},
+                       "required": ["transaction_id"]},
+    },
+}
+TOOLS = [PAYMENT_TOOL, DATE_TOOL]
+SCHEMAS = {t["function"]["name"]: t["function"]["parameters"] for t in TOOLS}
+
+
+@pytest.fixture(scope="module")
+def url():
+    warnings.simplefilter("ignore")
+    return srv.ensure_server(model="standin", embed_model=DEFAULT_LOCAL_EMBED_MODEL, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def client(url):
+    return Mistral(api_key="any", server_url=url)
+
+
+def ask(client, **kw):
+    args = dict(model=CHAT, messages=USER, max_tokens=8, random_seed=0)
+    args.update(kw)
+    return client.chat.complete(**args)
+
+
+def assert_valid_call(call, names=tuple(SCHEMAS)):
+    assert re.fullmatch(r"[A-Za-z0-9]{9}", call.id), call.id
+    assert call.function.name in names
+    args = call.function.arguments
+    args = json.loads(args) if isinstance(args, str) else args
+    jsonschema.validate(args, SCHEMAS[call.function.name])
+    return args
+
+
+# ---------------------------------------------------------------- the SDK's main calls
+def test_chat_complete_counts_real_tokens(client):
+    from mistral_common.protocol.instruct.request import ChatCompletionRequest
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    r = ask(client, max_tokens=12, min_tokens=12)
+    expected_prompt = len(MistralTokenizer.v3().encode_chat_completion(ChatCompletionRequest(messages=USER)).tokens)
+    assert r.usage.prompt_tokens == expected_prompt  # rendered by mistral-common's v3 format
+    assert r.usage.completion_tokens == 12 and r.usage.total_tokens == expected_prompt + 12
+    assert r.choices[0].finish_reason == "length"
+    assert isinstance(r.choices[0].message.content, str) and r.choices[0].message.content
+    assert r.model == CHAT and r.object == "chat.completion"
+
+
+def test_stream_matches_complete_and_ends_like_the_api(client):
+    full = ask(client, max_tokens=10, random_seed=7, temperature=0.9).choices[0].message.content
+    chunks = list(client.chat.stream(model=CHAT, messages=USER, max_tokens=10, random_seed=7, temperature=0.9))
+    text = "".join(c.data.choices[0].delta.content or "" for c in chunks)
+    assert text == full
+    assert chunks[-1].data.choices[0].finish_reason == "length"
+    assert all(c.data.choices[0].finish_reason is None for c in chunks[:-1])
+    assert chunks[-1].data.usage.completion_tokens == 10
+
+
+def test_random_seed_reproducible(client):
+    a = ask(client, max_tokens=16, random_seed=123, temperature=1.0).choices[0].message.content
+    b = ask(client, max_tokens=16, random_seed=123, temperature=1.0).choices[0].message.content
+    c = ask(client, max_tokens=16, random_seed=124, temperature=1.0).choices[0].message.content
+    assert a == b
+    assert a != c
+
+
+def test_stop_sequence_cuts_the_text(client):
+    base = ask(client, max_tokens=16, random_seed=3, temperature=0).choices[0].message.content
+    stop = base.split()[2]  # a word that does occur in the greedy text
+    r = ask(client, max_tokens=16, random_seed=3, temperature=0, stop=[stop])
+    assert r.choices[0].finish_reason == "stop"
+    assert stop not in r.choices[0].message.content
+    assert base.startswith(r.choices[0].message.content)
+
+
+def test_embeddings_batch(client):
+    texts = ["The cat sat on the mat.", "A cat was sitting on a mat.", "Quarterly revenue rose 8%."]
+    r = client.embeddings.create(model="mistral-embed", inputs=texts)
+    assert [d.index for d in r.data] == [0, 1, 2]
+    vectors = [d.embedding for d in r.data]
+    assert all(len(v) == 384 for v in vectors)
+
+    def cos(a, b):
+        return sum(x * y for x, y in zip(a, b, strict=True)) / (sum(x * x for x in a) ** 0.5 * sum(y * y for y in b) ** 0.5)
+
+    assert cos(vectors[0], vectors[1]) > cos(vectors[0], vectors[2]) + 0.3  # a real model, real similarity
+    assert r.usage.prompt_tokens > len(texts)
+
+
+# ---------------------------------------------------------------- tools
+@pytest.mark.parametrize("choice", ["any", "required", {"type": "function", "function": {"name": "retrieve_payment_date"}}])
+def test_forced_tool_choice_returns_valid_call(client, choice):
+    r = ask(client, tools=TOOLS, tool_choice=choice, max_tokens=200)
+    assert r.choices[0].finish_reason == "tool_calls"
+    calls = r.choices[0].message.tool_calls
+    assert len(calls) == 1
+    assert_valid_call(calls[0])
+    if isinstance(choice, dict):
+        assert calls[0].function.name == "retrieve_payment_date"
+
+
+def test_tool_choice_none_and_auto(client):
+    r = ask(client, tools=TOOLS, tool_choice="none", max_tokens=30, random_seed=1)
+    assert not r.choices[0].message.tool_calls and r.choices[0].finish_reason in ("stop", "length")
+    r = ask(client, tools=TOOLS, tool_choice="auto", max_tokens=30, random_seed=1)
+    msg = r.choices[0].message
+    if msg.tool_calls:  # a random model mostly answers in text; if it calls, the call is valid
+        assert_valid_call(msg.tool_calls[0])
+    else:
+        assert isinstance(msg.content, str)
+
+
+def test_tool_result_round_trip(client):
+    r = ask(client, tools=TOOLS, tool_choice="any", max_tokens=200)
+    msg = r.choices[0].message
+    call = msg.tool_calls[0]
+    messages = [*USER, msg, {"role": "tool", "name": call.function.name, "content": '{"status": "Paid"}',
+                             "tool_call_id": call.id}]
+    follow = client.chat.complete(model=CHAT, messages=messages, tools=TOOLS, tool_choice="none", max_tokens=5,
+                                  random_seed=0)
+    assert follow.usage.prompt_tokens > r.usage.prompt_tokens  # the call and its result are in the prompt
+
+
+def test_fifty_forced_calls_all_validate(client):
+    for seed in range(50):
+        r = ask(client, tools=TOOLS, tool_choice="any", max_tokens=256, random_seed=seed, temperature=1.0)
+        assert r.choices[0].finish_reason == "tool_calls", seed
+        assert_valid_call(r.choices[0].message.tool_calls[0])
+
+
+def test_streamed_tool_call(client):
+    chunks = list(client.chat.stream(model=CHAT, messages=USER, tools=TOOLS, tool_choice="any", max_tokens=200,
+                                     random_seed=5))
+    last = chunks[-1].data.choices[0]
+    assert last.finish_reason == "tool_calls"
+    assert_valid_call(last.delta.tool_calls[0])
+
+
+# ---------------------------------------------------------------- structured output
+def test_json_object_parses(client):
+    r = ask(client, response_format={"type": "json_object"}, max_tokens=200, random_seed=11)
+    assert isinstance(json.loads(r.choices[0].message.content), dict)
+
+
+def test_json_schema_validates(client):
+    schema = {"type": "object", "properties": {"id": {"type": "string"}, "paid": {"type": "boolean"},
+                                               "amounts": {"type": "array", "items": {"type": "number"}}},
+              "required": ["id", "paid", "amounts"], "additionalProperties": False}
+    for seed in range(3):
+        r = ask(client, response_format={"type": "json_schema",
+                                         "json_schema": {"name": "payment", "schema": schema, "strict": True}},
+                max_tokens=200, random_seed=seed)
+        jsonschema.validate(json.loads(r.choices[0].message.content), schema)
+
+
+def test_chat_parse_with_pydantic(client):
+    class Payment(BaseModel):
+        transaction_id: str
+        amount: float
+        paid: bool
+
+    r = client.chat.parse(response_format=Payment, model=CHAT, messages=USER, max_tokens=200, random_seed=2)
+    assert isinstance(r.choices[0].message.parsed, Payment)
+
+
+# ---------------------------------------------------------------- bad input: API-shaped errors, server survives
+def _status(call):
+    with pytest.raises(MistralError) as info:
+        call()
+    return info.value.status_code, info.value.body
+
+
+@pytest.mark.parametrize("kwargs, status", [
+    (dict(model="gpt-4o"), 404),
+    (dict(model="mistral-embed"), 404),  # an embedding model is not a chat model
+    (dict(messages=[]), 422),
+    (dict(max_tokens=-1), 422),
+    (dict(temperature=-0.5), 422),
+    (dict(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]), 400),
+    (dict(messages=[{"role": "assistant", "content": "I speak first"}, {"role": "user", "content": "hi"}]), 400),
+    (dict(tools=TOOLS, tool_choice={"type": "function", "function": {"name": "no_such_tool"}}), 400),
+])
+def test_bad_chat_requests(client, kwargs, status):
+    got, body = _status(lambda: ask(client, **kwargs))
+    assert got == status
+    assert json.loads(body)["object"] == "error"
+    assert ask(client).choices[0].message.content  # and the next good request still works
+
+
+def test_prompt_longer_than_context(client):
+    long = [{"role": "user", "content": "payment " * 9000}]
+    got, body = _status(lambda: ask(client, messages=long))
+    assert got == 400
+    message = json.loads(body)["message"]
+    assert "8192" in message and re.search(r"\d{4,} tokens", message)
+    got, body = _status(lambda: ask(client, max_tokens=9000))  # prompt fits, prompt + max_tokens does not
+    assert got == 400 and "9000" in json.loads(body)["message"]
+    assert ask(client).usage.completion_tokens > 0
+
+
+def test_bad_embedding_requests(client):
+    assert _status(lambda: client.embeddings.create(model="nope-embed", inputs=["x"]))[0] == 404
+    assert _status(lambda: client.embeddings.create(model="mistral-embed", inputs=["x"] * 513))[0] == 400
+    assert len(client.embeddings.create(model="mistral-embed", inputs=["x"]).data) == 1
+
+
+def test_malformed_and_oversized_bodies(url):
+    with httpx.Client(base_url=url, timeout=30) as http:
+        r = http.post("/v1/chat/completions", content=b"{not json", headers={"content-type": "application/json"})
+        assert r.status_code == 422 and r.json()["object"] == "error"
+        r = http.post("/v1/chat/completions", json={"model": CHAT, "messages": "hello"})
+        assert r.status_code == 422
+        r = http.post("/v1/chat/completions", json={"model": CHAT, "messages": [{"role": "robot", "content": "x"}]})
+        assert r.status_code == 422
+        r = http.post("/v1/embeddings", content=b"x" * (5 * 1024 * 1024), headers={"content-type": "application/json"})
+        assert r.status_code == 413 and r.json()["object"] == "error"
+        r = http.post("/v1/chat/completions", json={"model": CHAT, "messages": USER, "max_tokens": 2})
+        assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
+
+
+# ---------------------------------------------------------------- other clients, concurrency, housekeeping
+def test_openai_client_completes_a_chat(url):
+    from openai import OpenAI
+
+    oa = OpenAI(api_key="any", base_url=url + "/v1")
+    r = oa.chat.completions.create(model="open-mistral-7b", messages=USER, max_tokens=6, seed=1)
+    assert r.choices[0].message.content and r.usage.completion_tokens == 6
+
+
+def test_eight_concurrent_requests(client):
+    def one(seed):
+        return ask(client, max_tokens=12, random_seed=seed, temperature=1.0).choices[0].message.content
+
+    with ThreadPoolExecutor(8) as pool:
+        parallel = list(pool.map(one, range(8)))
+    assert all(parallel)
+    assert parallel == [one(s) for s in range(8)]  # queued, not interleaved: same seed, same text
+
+
+def test_models_and_health(client, url):
+    ids = [m.id for m in client.models.list().data]
+    for name in ("standin", "mistral-small-latest", "mistral-large-latest", "open-mistral-7b", "mistral-embed"):
+        assert name in ids
+    health = httpx.get(url + "/health").json()
+    assert health["status"] == "ok" and health["renderer"].startswith("mistral-common")
+
+
+def test_ensure_server_reuses_the_running_server(url):
+    assert srv.ensure_server(model="standin", embed_model=DEFAULT_LOCAL_EMBED_MODEL, device="cpu") == url
+
+
+def test_one_log_line_per_request_without_prompt_text(client, caplog):
+    with caplog.at_level(logging.INFO, logger="helpers.server"):
+        ask(client, messages=[{"role": "user", "content": "secret-word-xyz"}], max_tokens=3)
+    lines = [r.getMessage() for r in caplog.records if r.name == "helpers.server"]
+    assert len(lines) == 1
+    assert re.match(r"POST /v1/chat/completions 200 \d+ms tokens=\d+\+3$", lines[0])
+    assert "secret-word-xyz" not in lines[0]
+
+
+def _server_on_same_model(url, **kw):
+    engine = next(s for s in srv._servers.values() if s.url == url).engine
+    return srv.LocalServer(engine=engine, **kw)
+
+
+def test_api_key_is_required_when_set(url):
+    with _server_on_same_model(url, api_key="s3cret") as locked:
+        got, _ = _status(lambda: ask(Mistral(api_key="wrong", server_url=locked)))
+        assert got == 401
+        assert ask(Mistral(api_key="s3cret", server_url=locked)).choices[0].message.content
+        assert httpx.get(locked + "/health").status_code == 200  # health stays open for probes
+
+
+def test_rate_limit_gives_429_and_sdk_retries(url):
+    with _server_on_same_model(url, max_rps=1) as limited:
+        with httpx.Client(base_url=limited) as http:
+            codes = [http.get("/v1/models") for _ in range(3)]
+        assert codes[0].status_code == 200 and codes[-1].status_code == 429
+        assert codes[-1].json()["object"] == "error" and int(codes[-1].headers["retry-after"]) >= 1
+        assert "x-ratelimit-remaining-requests" in codes[-1].headers
+        retrying = Mistral(api_key="x", server_url=limited,
+                           retry_config=RetryConfig("backoff", BackoffStrategy(200, 2000, 1.5, 10_000), False))
+        plain = Mistral(api_key="x", server_url=limited)
+        time.sleep(1.1)  # let the bucket refill
+        ask(plain)
+        assert _status(lambda: ask(plain))[0] == 429
+        assert ask(retrying).choices[0].message.content  # the SDK waits (Retry-After) and succeeds
+
+
+def test_cli_help_and_clear_load_error():
+    out = subprocess.run([sys.executable, "-m", "helpers.server", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and "--max-rps" in out.stdout and "--api-key" in out.stdout
+    out = subprocess.run([sys.executable, "-m", "helpers.server", "--model", "no-such-model", "--port", "0"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "no-such-model" in out.stderr and "Traceback" not in out.stderr
