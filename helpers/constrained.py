@@ -61,6 +61,8 @@ def bound_schema(schema: dict, bounds: Bounds = Bounds()) -> dict:
     def walk(node: Any, depth: int) -> Any:
         if not isinstance(node, dict):
             return node
+        if depth > bounds.max_depth + 8:
+            raise ValueError("JSON schema recurses through required fields without end; it cannot be bounded")
         if "$ref" in node:
             target = _resolve_ref(node["$ref"], root)
             merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
@@ -94,7 +96,10 @@ def bound_schema(schema: dict, bounds: Bounds = Bounds()) -> dict:
             cap = 0 if deep else bounds.max_items
             cap = max(cap, out.get("minItems", 0))
             out["maxItems"] = min(out.get("maxItems", cap), cap)
-            if isinstance(out.get("items"), dict):
+            if out["maxItems"] == 0:
+                out["items"] = {}  # never instantiated; dropping it also stops a recursive $ref here
+                out.pop("prefixItems", None)
+            elif isinstance(out.get("items"), dict):
                 out["items"] = walk(out["items"], depth + 1)
             if "prefixItems" in out:
                 out["prefixItems"] = [walk(s, depth + 1) for s in out["prefixItems"]]
