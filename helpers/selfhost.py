@@ -64,6 +64,18 @@ class LoadedModel:
         return is_standin(self.path) or self.name == STANDIN
 
     @property
+    def random_weights(self) -> bool:
+        """True for the stand-in and for `config:` checkpoints: memory and speed are real, the text is not."""
+        return self.is_standin or self.name.startswith(CONFIG_PREFIX)
+
+    @property
+    def label(self) -> str:
+        """The model's name for measurement labels, saying when its weights are random."""
+        if self.is_standin:
+            return f"{self.name} (stand-in)"
+        return f"{self.name} (random weights)" if self.random_weights else self.name
+
+    @property
     def context_length(self) -> int:
         return int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
 
@@ -389,6 +401,24 @@ def load_model(model: str = STANDIN, precision: str = "auto", device: str = "aut
     return LoadedModel(model=lm, tokenizer=tokenizer, name=model, path=str(path), precision=precision,
                        device=device, compute_dtype=compute, load_seconds=time.perf_counter() - started,
                        notes=notes)
+
+
+RANDOM_WEIGHTS_BANNER = (
+    "⚠️  RANDOM WEIGHTS in the real model's shape (built from its config): memory and speed are real, "
+    "its text is meaningless."
+)
+
+
+def banner(lm: LoadedModel) -> str | None:
+    """Say loudly when the model's text means nothing (stand-in or random-weight `config:` model)."""
+    from . import standin
+
+    if lm.is_standin:
+        return standin.banner()
+    if lm.random_weights:
+        print(RANDOM_WEIGHTS_BANNER)
+        return RANDOM_WEIGHTS_BANNER
+    return None
 
 
 def unload(lm: LoadedModel | None) -> None:

@@ -52,8 +52,7 @@ weights fit *before* loading, and a pad token.
 a T4 has no bf16. On a CPU it defaults to **fp32**: most CPUs have no fast fp16 matrix multiply, so fp16 there saves
 memory but usually costs speed (pass `PRECISION="fp16"` to see it on yours)."""),
         code('''lm = selfhost.load_model(cfg.local_model, PRECISION, cfg.device)
-if lm.is_standin:
-    standin.banner()
+selfhost.banner(lm)
 print(f"loaded {lm.name} at {lm.precision} on {lm.device} in {lm.load_seconds:.1f} s")
 for note in lm.notes:
     print("note:", note)
@@ -150,8 +149,8 @@ assert pieces'''),
         code('''tps = selfhost.tokens_per_second(lm, new_tokens=MAX_NEW_TOKENS, repeats=3)
 print(f"{tps:.1f} tokens/s — {lm.name} at {lm.precision} on {hw['name']}")
 if lm.is_standin:
-    print("Stand-in speed says nothing about Mistral-7B: it has 2 tiny layers. "
-          "ANCHORS: Mistral-7B FP16 on a T4 ≈16 tokens/s (public benchmark).")
+    print("The stand-in's speed says nothing about Mistral-7B: it has 2 tiny layers.")
+print("Reference, not this run: Mistral-7B-Instruct FP16 on a T4 ≈16 tokens/s at batch 1 (a public benchmark).")
 assert tps > 0'''),
         md("""## 8 · Playground
 
@@ -167,7 +166,7 @@ pg.widget'''),
         md("## What we measured\n\nRecorded for the course summary; every value comes from this run on the device named in `measured_on`."),
         code('''cuda_peak = report.get("cuda_peak_bytes")
 record(
-    source=f"{hw['name']}, {lm.name}{' (stand-in)' if lm.is_standin else ''}, {today()}",
+    source=f"{hw['name']}, {lm.label}, {today()}",
     device=lm.device,
     dtype=lm.precision,
     footprint_bytes=report["footprint_bytes"],
@@ -223,8 +222,7 @@ ok, why = selfhost.bnb_support(cfg.device)
 print(f"baseline: {BASELINE} · compared: {PRECISIONS} · bitsandbytes: {why}")
 if cfg.device == "cpu":
     print("Baseline is fp32 on CPU: fp16 matmuls are slow or unsupported on most CPUs.")
-if cfg.local_model == "standin" or standin.is_standin(cfg.local_model):
-    standin.banner()'''),
+label = None  # set from the first model loaded'''),
         md("""## 2 · How the two quantizations work
 
 - **INT8 (LLM.int8, bitsandbytes)**: each `nn.Linear` weight is stored as 8-bit integers with one scale per row.
@@ -243,6 +241,9 @@ for precision in [BASELINE, *PRECISIONS]:
         print(f"skip {precision}: {why}")
         continue
     lm = selfhost.load_model(cfg.local_model, precision, cfg.device)
+    if label is None:
+        label = lm.label
+        selfhost.banner(lm)
     score = selfhost.score_text(lm, TEXT)
     base_score = base_score or score
     rows.append({
@@ -309,7 +310,7 @@ the seed's "free performance" is about memory only. Measure on your own GPU with
 `LOCAL_MODEL="config:mistral-7b-instruct-v0.3"` (real shapes, random weights)."""),
         md("## What we measured\n\nEvery number from this run, on the device named in `measured_on`; the 7B numbers are estimates from the config."),
         code('''record(
-    source=f"{hw['name']}, {cfg.local_model}{' (stand-in)' if cfg.local_model == 'standin' else ''}, {today()}",
+    source=f"{hw['name']}, {label}, {today()}",
     device=cfg.device,
     baseline=BASELINE,
     precisions={p: {k: r[k] for k in ("footprint_bytes", "estimated_bytes", "tokens_per_s", "perplexity", "top1_agreement")}
@@ -395,8 +396,7 @@ pd.Series({m: round(quality[m], 3) for m in ("hit_rate_at_1", "hit_rate_at_3", "
 The grounded prompt (`rag.grounded_prompt`) asks the model to answer only from the retrieved chunks and cite their
 ids. The LLM is loaded by the same `helpers.selfhost.load_model` as in notebooks 05–06."""),
         code("""lm = selfhost.load_model(cfg.local_model, PRECISION, cfg.device)
-if lm.is_standin:
-    standin.banner()
+selfhost.banner(lm)
 
 
 def local_generate(prompt: str) -> str:
@@ -450,7 +450,7 @@ if api_latency:
     measured["api"] = {f"{s}_{q}": round(api_latency[f"{s}_{q}"], 1) for s in stages for q in ("p50", "p95")}
     measured["api"].update({m: api_quality[m] for m in ("hit_rate_at_1", "hit_rate_at_3", "hit_rate_at_5", "mrr")})
 record(
-    source=f"{hw['name']}, {lm.name}{' (stand-in)' if lm.is_standin else ''} + {index.model_id}, {today()}",
+    source=f"{hw['name']}, {lm.label} + {index.model_id}, {today()}",
     k=K,
     chunk_chars=CHUNK_CHARS,
     n_queries=N_QUERIES,

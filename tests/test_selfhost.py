@@ -51,6 +51,11 @@ def test_auto_precision_is_fp32_on_cpu(standin):
     assert selfhost.default_precision("cuda") == "fp16"
 
 
+def test_standin_is_labelled(standin):
+    assert standin.random_weights and standin.label == "standin (stand-in)"
+    assert "STAND-IN" in selfhost.banner(standin)
+
+
 def test_pad_token_is_set(standin):
     assert standin.tokenizer.pad_token_id is not None
     assert selfhost.generation_kwargs(standin)["pad_token_id"] == standin.tokenizer.pad_token_id
@@ -122,6 +127,8 @@ def test_config_checkpoint_builds_random_weights_and_the_matching_tokenizer(tmp_
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
     v3 = load_model(f"config:{_tiny_config(tmp_path, 32768)}", "fp32", "cpu")
     assert len(v3.tokenizer) == 32768 and v3.model.config.hidden_size == 32
+    assert v3.random_weights and not v3.is_standin and "random weights" in v3.label
+    assert selfhost.banner(v3) == selfhost.RANDOM_WEIGHTS_BANNER
     assert selfhost.generate(v3, "Hi", max_new_tokens=2, min_new_tokens=2).new_tokens == 2
     v1 = load_model(f"config:{_tiny_config(tmp_path, 32000)}", "fp32", "cpu")
     assert len(v1.tokenizer) == 32000
