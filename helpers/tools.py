@@ -201,11 +201,11 @@ class Toolbox:
             value = self.functions[name](**{k: getattr(checked, k) for k in type(checked).model_fields})
         except Exception as exc:
             return self._error(name, arguments, f"{type(exc).__name__}: {exc}")
-        return ToolResult(name, arguments, value if isinstance(value, str) else json.dumps(value, default=str), False)
+        return ToolResult(name, arguments, value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False), False)
 
     @staticmethod
     def _error(name: str, arguments: Any, message: str) -> ToolResult:
-        return ToolResult(name, arguments, json.dumps({"error": message}), True)
+        return ToolResult(name, arguments, json.dumps({"error": message}, ensure_ascii=False), True)
 
 
 # ---------------------------------------------------------------- the loop
