@@ -285,6 +285,12 @@ class ApiEmbedder:
         self._dim: int | None = None
         self.reset_stats()
 
+    @classmethod
+    def for_settings(cls, client: Any, settings: Any, **kwargs: Any) -> ApiEmbedder:
+        """The embedder for a resolved course backend: on `local`, name what really serves `mistral-embed`."""
+        served_by = None if settings.backend == "mistral" else (settings.local_url or settings.local_embed_model)
+        return cls(client, settings.embed_model, served_by=served_by, **kwargs)
+
     def reset_stats(self) -> None:
         """Zero the counters (requests, inputs sent, cache hits, tokens billed)."""
         self.requests = 0
