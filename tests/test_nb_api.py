@@ -1,0 +1,57 @@
+"""Notebooks 01-04 end to end with papermill and NON-default parameters, offline (local endpoint + stand-in)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from helpers.catalog import cost_usd
+
+pytestmark = pytest.mark.notebook
+
+
+def test_01_with_another_chat_model(notebook_runner):
+    m = notebook_runner("01_api_quickstart", CHAT_MODEL="mistral-large-latest", MAX_TOKENS=16, BACKEND="local")
+    assert m["backend"] == "local" and m["model"] == "mistral-large-latest"
+    assert m["prompt_tokens"] > 0 and 1 <= m["completion_tokens"] <= 16
+    assert m["cost_usd"] == pytest.approx(cost_usd("mistral-large-latest", prompt_tokens=m["prompt_tokens"],
+                                                   completion_tokens=m["completion_tokens"]), abs=1e-9)
+    assert m["error_statuses"] == {"bad key": 401, "rate limit": 429, "unknown model": 404}
+
+
+def test_02_with_another_tier_list(notebook_runner):
+    tiers = ["mistral-small-latest", "mistral-large-latest"]
+    m = notebook_runner("02_model_selection", MODELS=tiers, MAX_TOKENS=40, BACKEND="local")
+    assert set(m["results"]) == set(tiers)
+    for model in tiers:
+        assert set(m["results"][model]) == {"classification", "extraction", "composition", "reasoning"}
+        for cell in m["results"][model].values():
+            assert isinstance(cell["correct"], bool) and cell["latency_s"] > 0 and cell["cost_usd"] > 0
+    large = sum(c["cost_usd"] for c in m["results"]["mistral-large-latest"].values())
+    assert m["always_large_cost_usd"] == pytest.approx(large, rel=1e-6)
+    # escalation pays at least the small model on every task, at most small + large on every task
+    small = sum(c["cost_usd"] for c in m["results"]["mistral-small-latest"].values())
+    assert small - 1e-9 <= m["escalation_cost_usd"] <= small + large + 1e-9
+
+
+def test_03_with_tool_choice_none(notebook_runner):
+    m = notebook_runner("03_function_calling", TOOL_CHOICE="none", MAX_TURNS=2, BACKEND="local")
+    assert m["tool_choice"] == "none"
+    assert m["tool_calls"] == 0 and m["turns"] == 1 and m["errors_fed_back"] == 0 and m["stopped"] == "answered"
+
+
+def test_04_with_fixed_chunks_of_another_size(notebook_runner, tmp_path):
+    m = notebook_runner("04_api_rag", CHUNKING="fixed", CHUNK_SIZE=384, METRIC="l2", TOP_K=2, BACKEND="local",
+                        CACHE_DIR=str(tmp_path / "rag"))
+    from helpers import rag
+
+    expected_chunks = len(rag.chunk_fixed(rag.load_document(), 384))
+    assert (m["chunking"], m["chunk_size"], m["metric"], m["chunks"]) == ("fixed", 384, "l2", expected_chunks)
+    assert m["embedding_requests"] == math.ceil(expected_chunks / 512) == 1  # a fresh cache: one batched request
+    assert m["embedding_cache_hits_first_pass"] == 0
+    assert m["embedding_requests_on_rerun"] == 0 and m["embedding_cache_hits_on_rerun"] == expected_chunks
+    assert 0 <= m["hit_rate_at_1"] <= m["hit_rate_at_3"] <= m["hit_rate_at_5"] <= 1
+    assert m["hit_rate_at_5"] >= 0.6, "all-MiniLM-L6-v2 retrieval should be far better than chance"
+    assert m["hit_rate_at_1"] <= m["mrr"] <= 1
+    assert "all-MiniLM-L6-v2" in m["embedder"]
