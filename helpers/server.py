@@ -486,9 +486,18 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         async def events():
             try:
                 yield chunk({"role": "assistant", "content": ""})
+                held = None
                 while True:
-                    kind, value = await job.events.get()
+                    kind, value = held or await job.events.get()
+                    held = None
                     if kind == "text":
+                        # coalesce: when the client reads slower than the model writes, send what piled up at once
+                        while not job.events.empty():
+                            more = job.events.get_nowait()
+                            if more[0] != "text":
+                                held = more
+                                break
+                            value += more[1]
                         yield chunk({"content": value})
                     elif kind == "error":
                         yield f"data: {json.dumps(error_body(str(value), 'internal_error'))}\n\n"
