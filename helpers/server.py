@@ -301,35 +301,28 @@ class Gate:
             return await self._reply(send, 413, error_body(
                 f"Request body of {int(length)} bytes exceeds this server's limit of {self.max_body} bytes",
                 "invalid_request_error", "request_too_large"))
-        seen = 0
+        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
+            # a chunked body has no length up front: read it here, bounded, then hand it on
+            chunks, total = [], 0
+            while True:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                total += len(message.get("body", b""))
+                if total > self.max_body:
+                    return await self._reply(send, 413, error_body(
+                        f"Request body exceeds this server's limit of {self.max_body} bytes",
+                        "invalid_request_error", "request_too_large"))
+                chunks.append(message.get("body", b""))
+                if not message.get("more_body", False):
+                    break
+            replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
 
-        async def receive_bounded():
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_body:
-                    raise _TooLarge()
-            return message
+            async def receive_replayed():
+                return replay.pop() if replay else await receive()
 
-        started = False
-
-        async def send_tracked(message):
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive_bounded, send_tracked)
-        except _TooLarge:
-            if not started:
-                await self._reply(send, 413, error_body(
-                    f"Request body exceeds this server's limit of {self.max_body} bytes",
-                    "invalid_request_error", "request_too_large"))
-
-
-class _TooLarge(Exception):
-    pass
+            return await self.app(scope, receive_replayed, send)
+        await self.app(scope, receive, send)
 
 
 # ---------------------------------------------------------------- the app

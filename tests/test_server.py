@@ -271,6 +271,9 @@ def test_malformed_and_oversized_bodies(url):
         assert r.status_code == 422
         r = http.post("/v1/embeddings", content=b"x" * (5 * 1024 * 1024), headers={"content-type": "application/json"})
         assert r.status_code == 413 and r.json()["object"] == "error"
+        chunked = (b"x" * 65536 for _ in range(80))  # no content-length: counted as it arrives
+        r = http.post("/v1/embeddings", content=chunked, headers={"content-type": "application/json"})
+        assert r.status_code == 413
         r = http.post("/v1/chat/completions", json={"model": CHAT, "messages": USER, "max_tokens": 2})
         assert r.status_code == 200 and r.json()["usage"]["completion_tokens"] == 2
 
