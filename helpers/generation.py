@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import random
+import re
 import string
 import time
 import warnings
@@ -28,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .constrained import Bounds, Constraint, GrammarCache, json_value_ebnf, tool_calls_schema
+from .constrained import Bounds, Constraint, GrammarCache, bound_schema, json_value_ebnf, tool_calls_schema
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,7 @@ class Prompt:
     tools: list[dict] | None = None
     mode: str = "text"  # text | tools_auto | tools_forced | tools_none | json_object | json_schema
     schema: dict | None = None  # json_schema mode: the user's schema (unbounded, for reference)
+    grammar: Any = None  # the compiled grammar for this mode (None: free text)
 
 
 @dataclass
@@ -260,7 +262,13 @@ class ChatEngine:
         else:
             forced = None
         ids = self._encode(msgs, tools)
-        return Prompt(ids=ids, tools=forced, mode=mode, schema=schema)
+        prompt = Prompt(ids=ids, tools=forced, mode=mode, schema=schema)
+        try:  # compile (or fetch from the cache) now, so a schema xgrammar cannot take is the caller's 400
+            prompt.grammar = self._compile(prompt)
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            detail = re.sub(r"^\[[\d:]+\] \S+: ", "", str(exc).strip().splitlines()[-1] if str(exc).strip() else "")
+            raise PromptError(f"cannot build a grammar from this JSON schema: {detail or type(exc).__name__}") from exc
+        return prompt
 
     @staticmethod
     def _add_system_note(msgs: list[dict], note: str) -> list[dict]:
@@ -313,18 +321,21 @@ class ChatEngine:
         return self.hf_tokenizer.decode(ids, skip_special_tokens=True)
 
     # ---------------------------------------------------------------- constraints
-    def constraint_for(self, prompt: Prompt) -> Constraint | None:
-        """The grammar this prompt's mode demands (None for free text); compiled grammars are cached."""
+    def _compile(self, prompt: Prompt) -> Any:
+        """The compiled grammar this prompt's mode demands (None for free text); cached by schema."""
         if prompt.mode in ("tools_forced", "tools_auto") and prompt.tools:
             schema = tool_calls_schema(prompt.tools, self.bounds)
-            return self.grammars.matcher(self.grammars.json_schema(schema, leading_space=self.tool_calls_id is not None))
+            return self.grammars.json_schema(schema, leading_space=self.tool_calls_id is not None)
         if prompt.mode == "json_schema":
-            from .constrained import bound_schema
-
-            return self.grammars.matcher(self.grammars.json_schema(bound_schema(prompt.schema, self.bounds)))
+            return self.grammars.json_schema(bound_schema(prompt.schema, self.bounds))
         if prompt.mode == "json_object":
-            return self.grammars.matcher(self.grammars.ebnf(json_value_ebnf(self.bounds)))
+            return self.grammars.ebnf(json_value_ebnf(self.bounds))
         return None
+
+    def constraint_for(self, prompt: Prompt) -> Constraint | None:
+        """A fresh grammar matcher for this prompt (None for free text)."""
+        compiled = prompt.grammar if prompt.grammar is not None else self._compile(prompt)
+        return None if compiled is None else self.grammars.matcher(compiled)
 
     # ---------------------------------------------------------------- decoding
     @torch.inference_mode()
@@ -335,7 +346,7 @@ class ChatEngine:
 
         t0 = time.perf_counter()
         seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(6), "little")
-        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        gen = torch.Generator(device="cpu").manual_seed(int(seed) % 2**63)
         id_rng = random.Random(seed)
         constraint = self.constraint_for(prompt)
         trigger = self.tool_calls_id if prompt.mode in ("tools_forced", "tools_auto") else None

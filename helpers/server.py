@@ -119,8 +119,8 @@ class ChatRequest(_Loose):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=0)
     min_tokens: int | None = Field(None, ge=0)
-    random_seed: int | None = Field(None, ge=0)
-    seed: int | None = Field(None, ge=0)  # the OpenAI client's name for it
+    random_seed: int | None = Field(None, ge=0, lt=2**63)
+    seed: int | None = Field(None, ge=0, lt=2**63)  # the OpenAI client's name for it
     stop: str | list[str] | None = None
     stream: bool = False
     n: int | None = Field(None, ge=1)

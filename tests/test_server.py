@@ -236,6 +236,11 @@ def _status(call):
     (dict(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]), 400),
     (dict(messages=[{"role": "assistant", "content": "I speak first"}, {"role": "user", "content": "hi"}]), 400),
     (dict(tools=TOOLS, tool_choice={"type": "function", "function": {"name": "no_such_tool"}}), 400),
+    (dict(response_format={"type": "json_schema", "json_schema": {"name": "x", "schema": {"type": "foo"}}}), 400),
+    (dict(tools=[{"type": "function", "function": {"name": "f", "parameters": {"$ref": "#/nope"}}}],
+          tool_choice="any"), 400),
+    (dict(random_seed=2**70), 422),
+    (dict(messages=[{"role": "user", "content": [{"type": "image_url", "image_url": "x"}]}]), 400),
 ])
 def test_bad_chat_requests(client, kwargs, status):
     got, body = _status(lambda: ask(client, **kwargs))
