@@ -359,3 +359,20 @@ def test_cli_help_and_clear_load_error():
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "no-such-model" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_hf_chat_template_fallback_for_models_without_a_mistral_tokenizer(url, monkeypatch):
+    from helpers import generation
+
+    loaded = next(s for s in srv._servers.values() if s.url == url).engine.loaded
+    monkeypatch.setattr(generation, "find_mistral_tokenizer", lambda loaded: None)
+    engine = generation.ChatEngine(loaded)
+    assert engine.renderer == "Hugging Face chat template"
+    prompt = engine.render(USER)
+    text = loaded.tokenizer.apply_chat_template(USER, add_generation_prompt=True, tokenize=False)
+    assert prompt.ids == loaded.tokenizer.encode(text, add_special_tokens=False)
+    forced = engine.render(USER, tools=TOOLS, tool_choice="any")
+    gen = engine.generate(forced, generation.SamplingParams(max_tokens=256, seed=0))
+    assert gen.finish_reason == "tool_calls"
+    jsonschema.validate(json.loads(gen.tool_calls[0]["function"]["arguments"]),
+                        SCHEMAS[gen.tool_calls[0]["function"]["name"]])
