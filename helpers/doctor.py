@@ -6,7 +6,7 @@ import importlib.metadata as md
 import platform
 from dataclasses import dataclass
 
-from .settings import Settings
+from .settings import Settings, hf_token_available
 
 PACKAGES = (
     "mistralai", "mistral-common", "transformers", "torch", "bitsandbytes", "accelerate", "xgrammar",
@@ -90,7 +90,13 @@ def problems(settings: Settings, found: dict[str, str | None] | None = None,
             "No CUDA GPU: self-hosting notebooks use the tiny stand-in model (meaningless text)",
             "In Colab: Runtime → Change runtime type → T4 GPU, then re-run. On CPU everything still runs.",
         ))
-    elif gpu_info.get("bf16") is False:
+    elif not hf_token_available():
+        out.append(Problem(
+            "CUDA GPU but no Hugging Face token: Mistral-7B-Instruct is gated, so LOCAL_MODEL='auto' uses the stand-in",
+            "Accept the licence on the model's hub page, then set HF_TOKEN (Colab: key icon → HF_TOKEN). "
+            "Or LOCAL_MODEL='config:mistral-7b-instruct-v0.3' for the real size with random weights.",
+        ))
+    if gpu_info.get("device") == "cuda" and gpu_info.get("bf16") is False:
         out.append(Problem(
             f"{gpu_info.get('name')} has no bf16",
             "Load models in fp16 (the course's default on CUDA); don't ask for bf16 here.",

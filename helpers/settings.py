@@ -29,8 +29,9 @@ KNOBS: dict[str, tuple[str, str | None, str]] = {
     "LOCAL_MODEL": (
         "COURSE_LOCAL_MODEL",
         "auto",
-        f"what the local backend / self-host notebooks load: `auto` ({DEFAULT_HUB_MODEL} on a CUDA GPU, "
-        f"else `{STANDIN}`), `{STANDIN}`, a hub id or a local path",
+        f"what the local backend / self-host notebooks load: `auto` ({DEFAULT_HUB_MODEL} on a CUDA GPU "
+        f"with `HF_TOKEN` set, else `{STANDIN}`), `{STANDIN}`, `config:<name>` (real shape, random weights), "
+        "a hub id or a local path",
     ),
     "LOCAL_EMBED_MODEL": (
         "COURSE_LOCAL_EMBED_MODEL",
@@ -211,13 +212,31 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def hf_token_available() -> bool:
+    """True when a Hugging Face token is configured ($HF_TOKEN, `hf auth login`, or Colab's HF_TOKEN secret)."""
+    if os.environ.get("HF_TOKEN"):
+        return True
+    try:
+        from huggingface_hub import get_token
+
+        return bool(get_token())
+    except Exception:
+        return False
+
+
 def resolve_local_model(local_model: str, device: str) -> tuple[str, str]:
-    """`auto` → the real hub model on a CUDA GPU, else the offline stand-in; returns (model, why)."""
+    """`auto` → the real (gated) hub model on a CUDA GPU with a Hugging Face token, else the stand-in; (model, why)."""
     if local_model.lower() != "auto":
         return local_model, "as asked"
-    if device == "cuda":
-        return DEFAULT_HUB_MODEL, "a CUDA GPU is present"
-    return STANDIN, "no CUDA GPU: the offline stand-in (its text is meaningless)"
+    if device != "cuda":
+        return STANDIN, "no CUDA GPU: the offline stand-in (its text is meaningless)"
+    if not hf_token_available():
+        return STANDIN, (
+            f"a CUDA GPU is present but no Hugging Face token, and {DEFAULT_HUB_MODEL} is gated: "
+            "accept its licence on the hub and set HF_TOKEN (or a Colab secret) to load it; until then the "
+            "stand-in (its text is meaningless)"
+        )
+    return DEFAULT_HUB_MODEL, "a CUDA GPU and a Hugging Face token are present"
 
 
 def resolve(
@@ -250,6 +269,8 @@ def resolve(
         )
     device = resolve_device(values["DEVICE"] or "auto")
     local_model, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", device)
+    if (values["LOCAL_MODEL"] or "auto").lower() == "auto":
+        sources["LOCAL_MODEL"] += f" (auto → {local_model}: {local_why})"
 
     key = find_api_key(MISTRAL_API_KEY, ask=(requested == "mistral"))
     if requested == "mistral":

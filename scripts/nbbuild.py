@@ -33,7 +33,10 @@ if "google.colab" in sys.modules:
     !git clone -q --depth 1 https://github.com/{REPO} /content/course
     %pip install -q -e /content/course
     sys.path.insert(0, "/content/course")
-    %cd /content/course/notebooks'''
+    %cd /content/course/notebooks
+    from google.colab import output
+
+    output.enable_custom_widget_manager()  # ipywidgets 8 playgrounds render in Colab'''
 
 
 def write_notebook(path: str | Path, *, title: str, learn: str, runs_on: str, params: str,

@@ -38,7 +38,15 @@ def test_problems_each_come_with_a_fix(monkeypatch):
     assert all(p.fix for p in probs)
 
 
+def test_gpu_without_hf_token_is_flagged(monkeypatch):
+    cfg = _cfg(monkeypatch, "k" * 32)
+    monkeypatch.setattr(doctor, "hf_token_available", lambda: False)
+    probs = doctor.problems(cfg, doctor.versions(), {"device": "cuda", "name": "NVIDIA A100", "bf16": True})
+    assert len(probs) == 1 and "gated" in probs[0].what and "HF_TOKEN" in probs[0].fix
+
+
 def test_t4_has_no_bf16_note(monkeypatch):
+    monkeypatch.setattr(doctor, "hf_token_available", lambda: True)
     cfg = _cfg(monkeypatch, "k" * 32)
     probs = doctor.problems(cfg, doctor.versions(), {"device": "cuda", "name": "Tesla T4", "bf16": False})
     assert [p.what for p in probs] == ["Tesla T4 has no bf16"]

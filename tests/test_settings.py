@@ -157,10 +157,23 @@ def test_local_model_auto_picks_standin_on_cpu(monkeypatch):
     assert resolve().local_model == "standin"
 
 
-def test_local_model_auto_picks_hub_model_on_gpu(monkeypatch):
+def test_local_model_auto_picks_hub_model_on_gpu_with_hf_token(monkeypatch):
     monkeypatch.setattr(settings, "cuda_available", lambda: True)
+    monkeypatch.setenv("HF_TOKEN", "hf-test-token")
     cfg = resolve()
     assert cfg.device == "cuda" and cfg.local_model == settings.DEFAULT_HUB_MODEL
+
+
+def test_local_model_auto_on_gpu_without_hf_token_stays_standin(monkeypatch):
+    monkeypatch.setattr(settings, "cuda_available", lambda: True)
+    monkeypatch.setattr(settings, "hf_token_available", lambda: False)
+    cfg = resolve()
+    assert cfg.local_model == "standin"
+    assert "gated" in cfg.sources["LOCAL_MODEL"] and "HF_TOKEN" in cfg.sources["LOCAL_MODEL"]
+
+
+def test_explicit_local_model_is_kept_on_cpu():
+    assert resolve(LOCAL_MODEL="mistralai/Mistral-7B-Instruct-v0.1").local_model == "mistralai/Mistral-7B-Instruct-v0.1"
 
 
 def test_key_never_in_repr_str_or_logs(monkeypatch, caplog):
