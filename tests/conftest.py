@@ -47,3 +47,16 @@ def run_notebook(name: str, tmp_path: Path, **parameters) -> dict:
 def notebook_runner(tmp_path):
     """Call as notebook_runner("05_selfhost_fp16", PRECISION="fp32") → the recorded metrics dict."""
     return lambda name, **params: run_notebook(name, tmp_path, **params)
+
+
+@pytest.fixture
+def clean_settings_env(monkeypatch):
+    """No course env vars, no key, no Colab, unattended: settings resolve from parameters and defaults only."""
+    from helpers import settings
+
+    for env_name, _, _ in settings.KNOBS.values():
+        monkeypatch.delenv(env_name, raising=False)
+    monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
+    monkeypatch.setattr(settings, "_colab_cache", {})
+    monkeypatch.setattr(settings, "in_colab", lambda: False)
+    monkeypatch.setenv("COURSE_UNATTENDED", "1")

@@ -38,7 +38,7 @@ class FakeClient:
         self.chat = FakeChat(replies)
 
 
-def test_price_table_is_dated_and_has_the_anchored_prices():
+def test_price_table_is_dated_and_has_the_published_prices():
     table = catalog.price_table()
     assert set(catalog.DEFAULT_TIERS) <= set(table.index)
     assert (table.loc[SMALL, "input_usd_per_1m"], table.loc[SMALL, "output_usd_per_1m"]) == (0.15, 0.60)
@@ -64,6 +64,14 @@ def test_unknown_model_and_negative_tokens_are_clear_errors():
         cost_usd("gpt-9", prompt_tokens=1)
     with pytest.raises(ValueError, match="negative"):
         cost_usd(SMALL, prompt_tokens=-1)
+
+
+def test_cost_or_none_and_show_cost_for_a_model_without_a_price():
+    assert catalog.cost_or_none("ministral-8b-latest", prompt_tokens=100, completion_tokens=10) is None
+    assert catalog.cost_or_none(SMALL, prompt_tokens=1_000_000) == pytest.approx(0.15)
+    assert catalog.show_cost(None) == "n/a (not in the price table)"
+    assert catalog.show_cost(0.0000123) == "$0.00001230"
+    assert catalog.show_cost(0.5, digits=2) == "$0.50"
 
 
 def test_ladder_drops_a_tier_that_costs_more_than_a_stronger_one():

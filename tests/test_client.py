@@ -11,11 +11,8 @@ FAKE_KEY = "fake-key-for-tests-0123456789"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for env_name, _, _ in settings.KNOBS.values():
-        monkeypatch.delenv(env_name, raising=False)
-    monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
-    monkeypatch.setattr(settings, "in_colab", lambda: False)
+def _clean(clean_settings_env):
+    pass
 
 
 def test_retry_config_covers_rate_limits_and_server_errors():
@@ -43,3 +40,15 @@ def test_local_backend_with_external_url_points_the_same_client_there():
 def test_mistral_backend_without_key_is_clear():
     with pytest.raises(settings.SettingsError, match="MISTRAL_API_KEY"):
         client.get_client(BACKEND="mistral")
+
+
+def test_unknown_local_model_offline_is_a_clear_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from helpers.selfhost import ModelLoadError
+
+    with pytest.raises(ModelLoadError) as info:
+        client.get_client(BACKEND="local", LOCAL_MODEL="nobody/no-such-model-xyz")
+    message = str(info.value)
+    assert "nobody/no-such-model-xyz" in message
+    assert "standin" in message  # says what to do offline
+    assert "Traceback" not in message

@@ -352,6 +352,16 @@ def test_rate_limit_gives_429_and_sdk_retries(url):
         assert ask(retrying).choices[0].message.content  # the SDK waits (Retry-After) and succeeds
 
 
+def test_error_demo_provokes_each_error_and_the_retry_fix(url):
+    engine = next(s for s in srv._servers.values() if s.url == url).engine
+    rows = {r.error: r for r in srv.error_demo(CHAT, engine=engine)}
+    assert [(rows[k].status, rows[k].exception) for k in ("bad key", "rate limit", "invalid value")] == [
+        (401, "SDKError"), (429, "SDKError"), (422, "HTTPValidationError")]
+    assert "retry-after" in rows["rate limit"].message and "temperature" in rows["invalid value"].message
+    assert rows["rate limit, with RetryConfig"].status == 200
+    assert all(r.what_to_do for r in rows.values())
+
+
 def test_cli_help_and_clear_load_error():
     out = subprocess.run([sys.executable, "-m", "helpers.server", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--max-rps" in out.stdout and "--api-key" in out.stdout

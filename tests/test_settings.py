@@ -14,13 +14,8 @@ FAKE_KEY = "sk-test-0123456789abcdefFAKE"
 
 
 @pytest.fixture(autouse=True)
-def clean_env(monkeypatch):
-    for env_name, _, _ in settings.KNOBS.values():
-        monkeypatch.delenv(env_name, raising=False)
-    monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
-    monkeypatch.setattr(settings, "_colab_cache", {})
-    monkeypatch.setattr(settings, "in_colab", lambda: False)
-    monkeypatch.setenv("COURSE_UNATTENDED", "1")
+def _clean(clean_settings_env):
+    pass
 
 
 def test_default_when_nothing_set():
