@@ -229,12 +229,12 @@ def resolve_local_model(local_model: str, device: str) -> tuple[str, str]:
     if local_model.lower() != "auto":
         return local_model, "as asked"
     if device != "cuda":
-        return STANDIN, "no CUDA GPU: the offline stand-in (its text is meaningless)"
+        return STANDIN, "no CUDA GPU, so the offline stand-in, whose text is meaningless"
     if not hf_token_available():
         return STANDIN, (
             f"a CUDA GPU is present but no Hugging Face token, and {DEFAULT_HUB_MODEL} is gated: "
             "accept its licence on the hub and set HF_TOKEN (or a Colab secret) to load it; until then the "
-            "stand-in (its text is meaningless)"
+            "stand-in, whose text is meaningless"
         )
     return DEFAULT_HUB_MODEL, "a CUDA GPU and a Hugging Face token are present"
 
