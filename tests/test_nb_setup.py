@@ -1,0 +1,16 @@
+"""00_setup under papermill with non-default parameters records what it resolved."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.mark.notebook
+def test_00_with_explicit_local_backend_and_model(notebook_runner):
+    metrics = notebook_runner("00_setup", BACKEND="local", LOCAL_MODEL="config:mistral-7b-instruct-v0.3",
+                              DEVICE="cpu")
+    assert metrics["backend"] == "local"
+    assert metrics["device"] == "cpu"
+    assert metrics["local_model"] == "config:mistral-7b-instruct-v0.3"
+    assert metrics["key_found"] is False
+    assert metrics["torch_version"].startswith("2.")
