@@ -32,9 +32,12 @@ KiB = 2**10
 BYTES_PER_PARAM: dict[str, float] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "nf4": 0.5}
 FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
 QUANTIZED = ("int8", "nf4")
-# Usable memory torch reports on a Colab/T4 (15 GB card); see ANCHORS.md.
+# A T4 is marketed as 16 GB; about 15 GB of it is visible to programs, which torch.cuda reports as 14.56 GiB
+# (figure as collected for the course on 2026-11-25). A constant, so the budget can be computed without a T4;
+# on a GPU, `cuda_total_gib()` gives the measured value to compare.
 GPU_BUDGETS_GIB: dict[str, float] = {"T4": 14.56}
 DEFAULT_OVERHEAD_GIB = 0.5  # CUDA context + activations at batch 1: a stated allowance, not a measurement
+TIGHT_MARGIN_GIB = 1.0  # headroom under this "fits on paper" only: the allowance above is a guess
 SMALLER = {"fp32": "fp16", "fp16": "int8", "bf16": "int8", "int8": "nf4", "nf4": None}
 
 
@@ -197,6 +200,22 @@ class Fit:
     def fits(self) -> bool:
         return self.headroom_bytes >= 0
 
+    @property
+    def tight(self) -> bool:
+        """Fits, but by less than TIGHT_MARGIN_GIB: on paper only, since the overhead is an allowance."""
+        return self.fits and self.headroom_bytes < TIGHT_MARGIN_GIB * GiB
+
+    def verdict(self) -> str:
+        """The fit in words, computed from the numbers: fits with room, fits on paper only, or short by how much."""
+        gib = self.headroom_bytes / GiB
+        what = f"{self.precision}, {self.context_tokens:,} tokens"
+        allowance = f"on paper, with a {self.overhead_bytes / GiB:.1f} GiB allowance"
+        if not self.fits:
+            return f"{what}: does not fit — {-gib:.2f} GiB short ({allowance})"
+        if self.tight:
+            return f"{what}: fits by only {gib:.2f} GiB ({allowance}) — expect OOMs in practice; measure"
+        return f"{what}: fits, {gib:.2f} GiB to spare ({allowance})"
+
     def as_row(self) -> dict[str, Any]:
         """One table row in GiB, for a pandas DataFrame."""
         return {
@@ -207,6 +226,7 @@ class Fit:
             "overhead GiB": round(self.overhead_bytes / GiB, 2),
             "total GiB": round(self.total_bytes / GiB, 2),
             "budget GiB": round(self.budget_bytes / GiB, 2),
+            "headroom GiB": round(self.headroom_bytes / GiB, 2),
             "fits": self.fits,
         }
 
@@ -250,6 +270,18 @@ def smaller_precision(precision: str) -> str | None:
 def human(n_bytes: float) -> str:
     """Bytes as '14.50 GB (13.50 GiB)': decimal GB as vendors print, GiB as torch and nvidia-smi do."""
     return f"{n_bytes / GB:.2f} GB ({n_bytes / GiB:.2f} GiB)"
+
+
+def cuda_total_gib() -> float | None:
+    """Total memory of the current CUDA GPU as torch reports it (GiB), or None without one: the measured budget."""
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return None
+        return torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory / GiB
+    except Exception:
+        return None
 
 
 def free_memory_bytes(device: str) -> int | None:

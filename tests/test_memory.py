@@ -1,4 +1,5 @@
-"""helpers.memory: the estimate matches get_memory_footprint, and the Mistral-7B numbers match ANCHORS.md."""
+"""helpers.memory: the estimate matches get_memory_footprint, and the Mistral-7B numbers match the published
+parameter counts (params × bytes per precision) and the KV-cache formula."""
 
 from __future__ import annotations
 
@@ -50,6 +51,29 @@ def test_fits_on_a_t4_or_not():
     big = memory.fits(V03, "nf4", 32768, "T4")
     assert big.fits and big.headroom_bytes > 5 * memory.GiB
     assert memory.fits(V03, "fp16", 4096, gpu=80.0).headroom_bytes > 60 * memory.GiB
+
+
+def test_verdict_is_computed_from_the_margin():
+    tight = memory.fits(V03, "fp16", 4096, "T4")
+    assert tight.tight and 0 < tight.headroom_bytes < 0.1 * memory.GiB
+    assert "fits by only 0.06 GiB" in tight.verdict() and "expect OOMs" in tight.verdict()
+    assert "0.5 GiB allowance" in tight.verdict()
+    short = memory.fits(V03, "fp16", 8192, "T4")
+    assert not short.tight and "does not fit" in short.verdict() and "short" in short.verdict()
+    roomy = memory.fits(V03, "nf4", 4096, "T4")
+    assert not roomy.tight and "to spare" in roomy.verdict()
+    # a bigger GPU changes the verdict: nothing is hard-coded
+    assert "to spare" in memory.fits(V03, "fp16", 8192, gpu=40.0).verdict()
+    assert memory.fits(V03, "fp16", 4096, "T4").as_row()["headroom GiB"] == round(tight.headroom_bytes / memory.GiB, 2)
+
+
+def test_cuda_total_is_none_without_a_gpu():
+    import torch
+
+    total = memory.cuda_total_gib()
+    assert (total is None) == (not torch.cuda.is_available())
+    if total is not None:
+        assert total > 1
 
 
 def test_bad_precision_is_refused():
