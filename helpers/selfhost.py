@@ -262,7 +262,9 @@ def explain_load_error(exc: BaseException, model: str) -> ModelLoadError:
         return ModelLoadError(
             f"{model} is gated on the Hugging Face hub: open https://huggingface.co/{model}, accept the licence "
             "with your account, then set HF_TOKEN (a read token from huggingface.co/settings/tokens; in Colab "
-            "add it to secrets) and run again."
+            "add it to secrets) and run again. Without access: LOCAL_MODEL='config:mistral-7b-instruct-v0.3' "
+            "(the real size and shape with random weights: memory and speed are real, text is not) or "
+            f"LOCAL_MODEL='{STANDIN}' (a tiny offline stand-in)."
         )
     offline = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectionError",
                "ConnectTimeout", "NameResolutionError"}
