@@ -26,7 +26,8 @@ import numpy as np
 
 from .settings import DEFAULT_LOCAL_EMBED_MODEL, cache_dir, data_path
 
-# mistral-embed's per-request limits, from users' error reports (not documented): see ANCHORS.md.
+# mistral-embed's per-request limits, as reported by users in the mistralai SDK's issue tracker (seen 2026-11-25);
+# Mistral does not document them, so a 400 from the API saying otherwise wins.
 EMBED_MAX_INPUTS = 512
 EMBED_MAX_TOKENS = 16_384
 EMBED_MAX_TOKENS_PER_INPUT = 8_192
