@@ -95,6 +95,16 @@ def cost_usd(model: str, usage: Any = None, *, prompt_tokens: int | None = None,
     return (p * t.input_usd_per_1m + c * t.output_usd_per_1m) / 1_000_000
 
 
+def cost_or_none(model: str, usage: Any = None, **tokens: int | None) -> float | None:
+    """What a call costs, or None when the price table has no row for `model` (the call itself still worked)."""
+    return cost_usd(model, usage, **tokens) if model in load_tiers() else None
+
+
+def show_cost(cost: float | None, digits: int = 8) -> str:
+    """A cost for display: '$0.00001234', or 'n/a (not in the price table)' for a model without a price."""
+    return "n/a (not in the price table)" if cost is None else f"${cost:.{digits}f}"
+
+
 def by_price(aliases: Sequence[str]) -> list[str]:
     """Aliases from cheapest to dearest (input + output price per 1M tokens)."""
     return sorted(aliases, key=lambda a: (tier(a).input_usd_per_1m + tier(a).output_usd_per_1m, tier(a).tier_rank))
@@ -136,7 +146,7 @@ def complete(client: Any, model: str, messages: list[dict[str, Any]], **kwargs: 
     text = choice.message.content if isinstance(choice.message.content, str) else str(choice.message.content or "")
     p, c = _tokens(response.usage)
     return Reply(model=model, text=text, prompt_tokens=p, completion_tokens=c, latency_s=latency,
-                 cost_usd=(cost_usd(model, prompt_tokens=p, completion_tokens=c) if model in load_tiers() else None),
+                 cost_usd=cost_or_none(model, prompt_tokens=p, completion_tokens=c),
                  finish_reason=str(choice.finish_reason) if choice.finish_reason is not None else None,
                  response=response)
 

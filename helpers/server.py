@@ -58,7 +58,9 @@ EMBED_ALIASES: tuple[str, ...] = ("mistral-embed", "mistral-embed-latest", "code
 _DATED = re.compile(r"^(mistral-(small|medium|large)|ministral-\d+b|magistral-(small|medium)|"
                     r"codestral|devstral-small|open-mistral-nemo)-\d{4}$")
 
-MAX_EMBED_INPUTS = 512  # mistral-embed's per-request limits (ANCHORS.md), mirrored so code that works here works there
+# mistral-embed's per-request limits as reported by users in the SDK's issue tracker (not documented; seen
+# 2026-11-25), mirrored so code that works here works there
+MAX_EMBED_INPUTS = 512
 MAX_EMBED_TOKENS = 16_384
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 STREAM_INTERVAL_S = 0.015  # streamed text is sent at most this often (batched in between)
@@ -651,6 +653,71 @@ def ensure_server(model: str, embed_model: str, device: str) -> str:
             _servers[key] = server
             log.info("local endpoint for %s (+ %s) on %s at %s", model, embed_model, device, server.url)
         return server.url  # type: ignore[return-value]
+
+
+@dataclass(frozen=True)
+class ErrorCase:
+    """One HTTP error provoked on purpose: what happened, the status, the SDK exception, what to do about it."""
+
+    error: str
+    status: int
+    exception: str
+    message: str
+    what_to_do: str
+
+
+def error_demo(model: str = "mistral-small-latest", *, engine: ChatEngine | None = None) -> list[ErrorCase]:
+    """Provoke 401, 429 and 422 against a strict copy of the local endpoint and show how the SDK reports each.
+
+    The copy requires a key and allows 1 request per second (La Plateforme answers with the same status
+    codes). It serves the stand-in unless `engine` is given; every request asks for one token.
+    """
+    from mistralai.client import Mistral
+    from mistralai.client.errors import MistralError
+
+    from .client import retry_config
+
+    ask = [{"role": "user", "content": "ping"}]
+    rows: list[ErrorCase] = []
+
+    def provoke(name: str, what_to_do: str, call: Any) -> None:
+        try:
+            call()
+        except MistralError as exc:
+            try:
+                message = json.loads(exc.body).get("message", exc.body)
+            except ValueError:
+                message = exc.body
+            retry = exc.headers.get("retry-after")
+            message = f"{message} (retry-after: {retry} s)" if retry else str(message)
+            rows.append(ErrorCase(name, exc.status_code, type(exc).__name__, message[:160], what_to_do))
+        else:
+            raise AssertionError(f"{name}: the strict endpoint answered without an error")
+
+    with LocalServer(model="standin", engine=engine, api_key="the-right-key", max_rps=1) as url:
+        provoke("bad key", "check MISTRAL_API_KEY (no quotes or spaces), or create a new key in the console",
+                lambda: Mistral(api_key="a-wrong-key", server_url=url).chat.complete(
+                    model=model, messages=ask, max_tokens=1))
+        plain = Mistral(api_key="the-right-key", server_url=url)  # no retry_config: the SDK gives up at once
+
+        def twice() -> None:
+            for _ in range(2):
+                plain.chat.complete(model=model, messages=ask, max_tokens=1)
+
+        provoke("rate limit", "batch requests, and give the client retry_config=RetryConfig('backoff', …)", twice)
+        time.sleep(1.1)  # let the rate limit's bucket refill
+        provoke("invalid value", "read the message: it names the field and what it accepts",
+                lambda: plain.chat.complete(model=model, messages=ask, max_tokens=1, temperature=5.0))
+        time.sleep(1.1)
+        patient = Mistral(api_key="the-right-key", server_url=url, retry_config=retry_config())
+        started = time.perf_counter()
+        for _ in range(2):
+            patient.chat.complete(model=model, messages=ask, max_tokens=1)
+        waited = time.perf_counter() - started
+        rows.append(ErrorCase("rate limit, with RetryConfig", 200, "—",
+                              f"2 back-to-back requests both succeeded in {waited:.1f} s (the SDK backed off)",
+                              "nothing: this is the fix for 429"))
+    return rows
 
 
 @atexit.register

@@ -17,7 +17,7 @@ def test_01_with_another_chat_model(notebook_runner):
     assert m["prompt_tokens"] > 0 and 1 <= m["completion_tokens"] <= 16
     assert m["cost_usd"] == pytest.approx(cost_usd("mistral-large-latest", prompt_tokens=m["prompt_tokens"],
                                                    completion_tokens=m["completion_tokens"]), abs=1e-9)
-    assert m["error_statuses"] == {"bad key": 401, "rate limit": 429, "unknown model": 404}
+    assert m["error_statuses"] == {"bad key": 401, "rate limit": 429, "invalid value": 422, "unknown model": 404}
 
 
 def test_02_with_another_tier_list(notebook_runner):
@@ -33,6 +33,9 @@ def test_02_with_another_tier_list(notebook_runner):
     # escalation pays at least the small model on every task, at most small + large on every task
     small = sum(c["cost_usd"] for c in m["results"]["mistral-small-latest"].values())
     assert small - 1e-9 <= m["escalation_cost_usd"] <= small + large + 1e-9
+    assert 4 <= m["escalation_rungs_tried"] <= 8  # 4 tasks, a ladder of 2 rungs
+    correct = [c["correct"] for r in m["results"].values() for c in r.values()]
+    assert m["share_correct"] == pytest.approx(sum(correct) / len(correct), abs=1e-4)
 
 
 def test_03_with_tool_choice_none(notebook_runner):
