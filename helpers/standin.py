@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from .settings import STANDIN, cache_dir
@@ -95,45 +97,71 @@ def chat_template(name: str = "mistral_v3") -> str:
     return path.read_text()
 
 
-def _build(target: Path, seed: int) -> None:
-    import torch
-    from transformers import AutoTokenizer, MistralConfig, MistralForCausalLM
+# SentencePiece file in mistral-common → the Instruct chat template that goes with it
+TOKENIZERS = {
+    "v3": (TOKENIZER_FILE, "mistral_v3"),  # Mistral-7B-Instruct-v0.3: 32,768 tokens
+    "v1": ("tokenizer.model.v1", "mistral_v1"),  # v0.1/v0.2: 32,000 tokens, strict role alternation
+}
 
+
+@contextmanager
+def atomic_folder(target: Path) -> Iterator[Path]:
+    """Build a folder in a temp dir beside `target` and move it into place only if the build succeeds.
+
+    A failed or interrupted build leaves nothing half-written at `target`; if another process finished
+    `target` first, theirs is kept and this build is discarded.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
     try:
-        shutil.copy(tokenizer_source(), tmp / "tokenizer.model")
-        (tmp / "tokenizer_config.json").write_text(json.dumps({
-            "tokenizer_class": "LlamaTokenizer",
-            "add_bos_token": True,
-            "add_eos_token": False,
-            "legacy": False,
-            "bos_token": "<s>",
-            "eos_token": "</s>",
-            "unk_token": "<unk>",
-            "model_max_length": STANDIN_CONFIG["max_position_embeddings"],
-        }))
-        tokenizer = AutoTokenizer.from_pretrained(tmp)  # converts the SentencePiece model to tokenizer.json
-        tokenizer.chat_template = chat_template("mistral_v3")
-        (tmp / "tokenizer.model").unlink()
-        (tmp / "tokenizer_config.json").unlink()
-        tokenizer.save_pretrained(tmp)
+        yield tmp
+        if target.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            os.replace(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
+
+def build_mistral_tokenizer(target: Path, version: str = "v3", model_max_length: int | None = None) -> None:
+    """Write a Hugging Face tokenizer converted from mistral-common's own SentencePiece file, with its chat template."""
+    from transformers import AutoTokenizer
+
+    if version not in TOKENIZERS:
+        raise ValueError(f"Unknown Mistral tokenizer version {version!r}; have {sorted(TOKENIZERS)}.")
+    file_name, template = TOKENIZERS[version]
+    source = tokenizer_source() if version == "v3" else Path(tokenizer_source().parent / file_name)
+    with tempfile.TemporaryDirectory() as work:
+        work_dir = Path(work)
+        shutil.copy(source, work_dir / "tokenizer.model")
+        config = {
+            "tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": False,
+            "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+        }
+        if model_max_length:
+            config["model_max_length"] = model_max_length
+        (work_dir / "tokenizer_config.json").write_text(json.dumps(config))
+        tokenizer = AutoTokenizer.from_pretrained(work_dir)  # converts the SentencePiece model to tokenizer.json
+    tokenizer.chat_template = chat_template(template)
+    tokenizer.save_pretrained(target)
+
+
+def _build(target: Path, seed: int) -> None:
+    import torch
+    from transformers import MistralConfig, MistralForCausalLM
+
+    with atomic_folder(target) as tmp:
+        build_mistral_tokenizer(tmp, "v3", model_max_length=STANDIN_CONFIG["max_position_embeddings"])
         torch.manual_seed(seed)
-        config = MistralConfig(**STANDIN_CONFIG)
-        model = MistralForCausalLM(config)
+        model = MistralForCausalLM(MistralConfig(**STANDIN_CONFIG))
         model.generation_config.do_sample = False
-        model.save_pretrained(tmp, safe_serialization=True)
+        model.save_pretrained(tmp)
         (tmp / "STANDIN.md").write_text(
             f"Offline stand-in built by helpers.standin (recipe v{STANDIN_VERSION}, seed {seed}).\n"
             "Random weights: its text is meaningless.\n"
         )
-        if target.exists():  # another process won the race; keep theirs
-            shutil.rmtree(tmp, ignore_errors=True)
-            return
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def standin_path(seed: int = DEFAULT_SEED, root: Path | None = None) -> Path:

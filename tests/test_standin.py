@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from jinja2 import TemplateError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from helpers import standin
@@ -98,7 +99,7 @@ def test_v1_template_reproduces_the_alternation_trap(built):
     _, path = built
     tok = AutoTokenizer.from_pretrained(path)
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
-    with pytest.raises(Exception, match="roles must alternate"):
+    with pytest.raises(TemplateError, match="roles must alternate"):
         tok.apply_chat_template(messages, tokenize=False, chat_template=standin.chat_template("mistral_v1"))
     # the v3 template folds the system message into the user turn instead
     assert "Be brief." in tok.apply_chat_template(messages, tokenize=False)
@@ -135,3 +136,36 @@ def test_is_standin():
 def test_minilm_offline_copy_exists():
     path = standin.minilm_path()
     assert (path / "model.safetensors").exists() and (path / "modules.json").exists()
+
+
+def test_atomic_folder_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "thing"
+    with pytest.raises(RuntimeError):
+        with standin.atomic_folder(target) as tmp:
+            (tmp / "half.bin").write_text("x")
+            raise RuntimeError("interrupted")
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_folder_keeps_an_existing_target(tmp_path):
+    target = tmp_path / "thing"
+    target.mkdir()
+    (target / "theirs.txt").write_text("first")
+    with standin.atomic_folder(target) as tmp:
+        (tmp / "mine.txt").write_text("second")
+    assert sorted(p.name for p in target.iterdir()) == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing"]
+
+
+def test_v1_tokenizer_has_32000_tokens_and_the_strict_template(tmp_path):
+    standin.build_mistral_tokenizer(tmp_path, "v1")
+    tok = AutoTokenizer.from_pretrained(tmp_path)
+    assert len(tok) == 32000
+    with pytest.raises(TemplateError, match="roles must alternate"):
+        tok.apply_chat_template([{"role": "system", "content": "x"}, {"role": "user", "content": "y"}], tokenize=False)
+
+
+def test_unknown_tokenizer_version_is_clear(tmp_path):
+    with pytest.raises(ValueError, match="have \\['v1', 'v3'\\]"):
+        standin.build_mistral_tokenizer(tmp_path, "v9")
