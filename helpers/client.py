@@ -54,8 +54,9 @@ def get_client(settings: Settings | None = None, *, timeout_ms: int = 120_000, *
         key = settings.api_key
         # a callable keeps the key out of the client's attributes and reprs
         return Mistral(api_key=key.get, retry_config=retry_config(), timeout_ms=timeout_ms)
+    token = settings.local_api_key.get if settings.local_api_key else LOCAL_DUMMY_KEY
     return Mistral(
-        api_key=LOCAL_DUMMY_KEY,
+        api_key=token,
         server_url=local_url(settings),
         retry_config=retry_config(max_elapsed_ms=30_000),
         timeout_ms=timeout_ms,

@@ -13,6 +13,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -153,14 +154,17 @@ def run_course(
     import papermill as pm
 
     params = dict(params or {})
+    refuse_secret_parameters(params)
     out_root = Path(out_root)
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    out = out_root / stamp
-    (out / "metrics").mkdir(parents=True, exist_ok=True)
+    out = _new_run_folder(out_root)
+    (out / "metrics").mkdir()
     latest = out_root / "latest"
-    if latest.is_symlink() or latest.exists():
+    if latest.is_symlink():
         latest.unlink()
-    latest.symlink_to(stamp, target_is_directory=True)
+    if not latest.exists():  # never delete a real file or folder someone named "latest"
+        latest.symlink_to(out.name, target_is_directory=True)
+    else:
+        print(f"note: {latest} exists and is not a link; leaving it alone (this run is in {out})")
 
     books = list_notebooks(only, folder)
     summary: dict[str, Any] = {}
@@ -203,6 +207,33 @@ def run_course(
         os.environ.update(env_before)
     print(f"Summary: {out / 'summary.md'} ({failures} failed)")
     return out
+
+
+SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.I)
+
+
+def refuse_secret_parameters(params: dict[str, Any]) -> None:
+    """Keys never travel as papermill parameters: papermill writes parameters into every executed notebook."""
+    bad = sorted(name for name in params if SECRET_NAME.search(name))
+    if bad:
+        raise ValueError(
+            f"Refusing parameter(s) {', '.join(bad)}: papermill would write the value into the executed notebooks "
+            "and the summary. Put secrets in the environment instead, e.g. MISTRAL_API_KEY=… make course."
+        )
+
+
+def _new_run_folder(out_root: Path) -> Path:
+    """runs/<UTC timestamp>, with a suffix if that second is taken: two runs never share (or clobber) a folder."""
+    out_root.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    for n in range(1000):
+        candidate = out_root / (stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            continue
+    raise RuntimeError(f"Could not create a new run folder in {out_root}")
 
 
 def _short_error(exc: Exception) -> str:

@@ -47,6 +47,7 @@ KNOBS: dict[str, tuple[str, str | None, str]] = {
     ),
 }
 KEY_ENV = "MISTRAL_API_KEY"
+LOCAL_KEY_ENV = "COURSE_LOCAL_API_KEY"  # bearer token for an external server started with an API key (vLLM --api-key)
 
 
 class SettingsError(ValueError):
@@ -95,6 +96,7 @@ class Settings:
     local_embed_model: str
     device: str
     local_url: str | None
+    local_api_key: Secret | None = None
     sources: dict[str, str] = field(default_factory=dict)
 
     def table(self) -> list[tuple[str, str, str]]:
@@ -158,18 +160,27 @@ def _ask_human(prompt: str) -> str | None:
     return value.strip() or None
 
 
+def _clean_key(value: str | None) -> str | None:
+    """Strip whitespace and the quotes people paste along with a key; empty → None."""
+    if value is None:
+        return None
+    text = value.strip().strip("'\"").strip()
+    if any(ch.isspace() for ch in text):
+        raise SettingsError("The Mistral API key contains spaces or line breaks: copy it again from the console.")
+    return text or None
+
+
 def find_api_key(explicit: str | None = None, *, ask: bool = False) -> Secret | None:
-    """Find the Mistral API key: parameter, then $MISTRAL_API_KEY, then Colab secrets, then (if asked) a prompt."""
-    if explicit:
-        return Secret(explicit.strip(), "parameter")
-    env = os.environ.get(KEY_ENV, "").strip()
-    if env:
-        return Secret(env, f"${KEY_ENV}")
-    colab = _colab_secret(KEY_ENV)
+    """Find the Mistral API key: argument, then $MISTRAL_API_KEY, then Colab secrets, then (if asked) a prompt."""
+    for value, source in ((explicit, "argument"), (os.environ.get(KEY_ENV), f"${KEY_ENV}")):
+        key = _clean_key(value)
+        if key:
+            return Secret(key, source)
+    colab = _clean_key(_colab_secret(KEY_ENV))
     if colab:
-        return Secret(colab.strip(), "Colab secrets")
+        return Secret(colab, "Colab secrets")
     if ask:
-        typed = _ask_human("Mistral API key (input hidden): ")
+        typed = _clean_key(_ask_human("Mistral API key (input hidden): "))
         if typed:
             return Secret(typed, "typed at the prompt")
     return None
@@ -185,6 +196,25 @@ def _pick(name: str, params: dict[str, object]) -> tuple[str | None, str]:
     if env:
         return env, f"${env_name}"
     return default, "default"
+
+
+def check_url(url: str) -> str:
+    """An http(s) URL with a host, without a trailing slash; a clear error otherwise (e.g. a missing scheme)."""
+    from urllib.parse import urlsplit
+
+    text = url.strip().strip("'\"").rstrip("/")
+    parts = urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise SettingsError(
+            f"LOCAL_URL={url!r} is not an http(s) URL. Write it in full, e.g. 'http://127.0.0.1:8000' "
+            "(for vLLM: the address `vllm serve` prints)."
+        )
+    if parts.username or parts.password:
+        raise SettingsError(
+            "LOCAL_URL must not contain a user name or password (it is shown in outputs). "
+            f"Put the server's token in ${LOCAL_KEY_ENV} instead."
+        )
+    return text
 
 
 def cuda_available() -> bool:
@@ -289,8 +319,11 @@ def resolve(
             f"BACKEND='auto' and no API key was found, so the local endpoint serves {local_model} "
             f"({local_why}). Set {KEY_ENV} or BACKEND='mistral' to use La Plateforme."
         )
-    if values["LOCAL_URL"] and backend == "local":
-        reason += f"; external server at {values['LOCAL_URL']}"
+    if values["LOCAL_URL"]:
+        values["LOCAL_URL"] = check_url(values["LOCAL_URL"])
+        if backend == "local":
+            reason += f"; external server at {values['LOCAL_URL']}"
+    local_token = os.environ.get(LOCAL_KEY_ENV, "").strip()
 
     settings = Settings(
         backend=backend,
@@ -303,6 +336,7 @@ def resolve(
         local_embed_model=values["LOCAL_EMBED_MODEL"] or DEFAULT_LOCAL_EMBED_MODEL,
         device=device,
         local_url=values["LOCAL_URL"] or None,
+        local_api_key=Secret(local_token, f"${LOCAL_KEY_ENV}") if local_token else None,
         sources=sources,
     )
     log.info("resolved settings: backend=%s (%s)", backend, reason)

@@ -11,10 +11,12 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = ROOT / "notebooks"
 
-# Tests never touch the network or a real key.
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("COURSE_UNATTENDED", "1")
-os.environ.pop("MISTRAL_API_KEY", None)
+# Tests never touch the network or a real key (set before huggingface_hub is imported: it reads these once).
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ["COURSE_UNATTENDED"] = "1"
+for _secret in ("MISTRAL_API_KEY", "COURSE_LOCAL_API_KEY", "HF_TOKEN"):
+    os.environ.pop(_secret, None)
 
 
 def run_notebook(name: str, tmp_path: Path, **parameters) -> dict:

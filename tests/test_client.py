@@ -27,7 +27,10 @@ def test_mistral_backend_client(monkeypatch):
     c = client.get_client(settings.resolve())
     assert isinstance(c, Mistral)
     assert c.sdk_configuration.get_server_details()[0].startswith("https://api.mistral.ai")
-    assert FAKE_KEY not in repr(c)
+    # the key is handed over as a callable, so it sits in no attribute or repr of the client
+    assert FAKE_KEY not in repr(c.sdk_configuration)
+    assert FAKE_KEY not in repr(vars(c))
+    assert c.sdk_configuration.security().api_key == FAKE_KEY  # ...yet the SDK still sends it
 
 
 def test_local_backend_with_external_url_points_the_same_client_there():
@@ -52,3 +55,10 @@ def test_unknown_local_model_offline_is_a_clear_error(monkeypatch):
     assert "nobody/no-such-model-xyz" in message
     assert "standin" in message  # says what to do offline
     assert "Traceback" not in message
+
+
+def test_external_server_token_is_sent_as_bearer(monkeypatch):
+    monkeypatch.setenv("COURSE_LOCAL_API_KEY", "vllm-token-123456789")
+    c = client.get_client(BACKEND="local", LOCAL_URL="http://127.0.0.1:9")
+    assert c.sdk_configuration.security().api_key == "vllm-token-123456789"
+    assert "vllm-token-123456789" not in repr(c.sdk_configuration)

@@ -63,3 +63,27 @@ def test_run_course_summary_ok_failed_skipped(tmp_path):
 def test_only_with_no_match_is_clear(tmp_path):
     with pytest.raises(ValueError, match="No notebook matches"):
         course.list_notebooks(["99"], folder=tmp_path)
+
+
+def test_secret_parameters_are_refused(tmp_path):
+    with pytest.raises(ValueError, match="Refusing parameter.*MISTRAL_API_KEY.*environment"):
+        course.run_course({"MISTRAL_API_KEY": "abc"}, out_root=tmp_path / "runs", folder=tmp_path)
+    assert not (tmp_path / "runs").exists(), "nothing written when refused"
+
+
+def test_two_runs_in_one_second_get_their_own_folders(tmp_path):
+    a = course._new_run_folder(tmp_path)
+    b = course._new_run_folder(tmp_path)
+    assert a != b and a.is_dir() and b.is_dir()
+
+
+def test_a_real_latest_folder_is_never_deleted(tmp_path):
+    books = tmp_path / "nbs"
+    books.mkdir()
+    _notebook(books / "00_good.ipynb", "from helpers.course import record\nrecord(x=1)")
+    runs = tmp_path / "runs"
+    (runs / "latest").mkdir(parents=True)
+    (runs / "latest" / "mine.txt").write_text("keep me")
+    out = course.run_course({}, out_root=runs, folder=books)
+    assert (runs / "latest" / "mine.txt").read_text() == "keep me"
+    assert json.loads((out / "summary.json").read_text())["00_good"]["status"] == "ok"

@@ -24,7 +24,9 @@ LEGACY = [
     (re.compile(r"mistralai==0\."), "a 0.x pin"),
     (re.compile(r"import\s+ChatMessage|ChatMessage\s*\("), "ChatMessage (0.x) → plain dicts"),
     (re.compile(r"from\s+mistralai\s+import\s+Mistral\b"), "pre-2.0 import → from mistralai.client import Mistral"),
-    (re.compile(r"load_in_8bit\s*="), "load_in_8bit= (removed in transformers 5) → BitsAndBytesConfig"),
+    (re.compile(r"from_pretrained\([^)]*load_in_(8|4)bit\s*=", re.S),
+     "from_pretrained(load_in_8bit=) (removed in transformers 5) → quantization_config=BitsAndBytesConfig(...)"),
+    (re.compile(r"\btorch_dtype\s*="), "torch_dtype= (deprecated in transformers 5) → dtype="),
     (re.compile(r"\.embeddings\(\s*(model|input)="), "embeddings(input=) (0.x) → embeddings.create(inputs=)"),
 ]
 
@@ -118,3 +120,24 @@ def test_hygiene_catches_what_it_should(tmp_path):
         test_no_outputs_committed(path)
     with pytest.raises(AssertionError):
         test_exactly_one_parameters_cell(path)
+
+
+SOURCES = sorted(
+    p for folder in ("helpers", "benchmarks", "scripts")
+    for p in (Path(__file__).resolve().parent.parent / folder).rglob("*.py")
+)
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=[p.name for p in SOURCES])
+def test_no_legacy_apis_in_python_sources(path):
+    text = path.read_text()
+    for pattern, why in LEGACY:
+        if pattern.pattern.startswith(r"\bclient\.chat\("):
+            continue  # helpers may name their own objects `client`; only notebooks are checked for this one
+        assert not pattern.search(text), f"{path}: legacy API {why}"
+
+
+def test_legacy_quantization_pattern_targets_only_from_pretrained():
+    pattern = next(p for p, why in LEGACY if "from_pretrained(load_in_8bit" in why)
+    assert pattern.search('AutoModelForCausalLM.from_pretrained(name, load_in_8bit=True)')
+    assert not pattern.search("BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0)")

@@ -96,10 +96,35 @@ def test_colab_secret_cache(monkeypatch):
     assert reads == ["MISTRAL_API_KEY"], "Colab secrets must be read once"
 
 
-def test_parameter_key_beats_env(monkeypatch):
+def test_argument_key_beats_env(monkeypatch):
     monkeypatch.setenv("MISTRAL_API_KEY", "env-key")
     cfg = resolve(MISTRAL_API_KEY=FAKE_KEY)
-    assert cfg.api_key.get() == FAKE_KEY and cfg.api_key.source == "parameter"
+    assert cfg.api_key.get() == FAKE_KEY and cfg.api_key.source == "argument"
+
+
+def test_pasted_quotes_and_blank_keys(monkeypatch):
+    monkeypatch.setenv("MISTRAL_API_KEY", f"  '{FAKE_KEY}'\n")
+    assert resolve().api_key.get() == FAKE_KEY
+    monkeypatch.setenv("MISTRAL_API_KEY", "   ")
+    assert resolve().backend == "local", "a blank key is no key"
+    monkeypatch.setenv("MISTRAL_API_KEY", "abc def")
+    with pytest.raises(SettingsError, match="spaces or line breaks"):
+        resolve()
+
+
+def test_local_url_is_checked_and_normalised():
+    assert resolve(BACKEND="local", LOCAL_URL="http://10.0.0.5:8000/").local_url == "http://10.0.0.5:8000"
+    with pytest.raises(SettingsError, match="not an http\\(s\\) URL.*http://127.0.0.1:8000"):
+        resolve(LOCAL_URL="localhost:8000")
+    with pytest.raises(SettingsError, match="must not contain a user name or password"):
+        resolve(LOCAL_URL="http://me:pw@host:8000")
+
+
+def test_local_api_key_comes_from_env_and_is_masked(monkeypatch):
+    monkeypatch.setenv("COURSE_LOCAL_API_KEY", "vllm-token-123456789")
+    cfg = resolve(BACKEND="local", LOCAL_URL="http://127.0.0.1:8000")
+    assert cfg.local_api_key.get() == "vllm-token-123456789"
+    assert "vllm-token-123456789" not in repr(cfg)
 
 
 def test_explicit_local_with_key_stays_local(monkeypatch):
