@@ -32,6 +32,7 @@ KiB = 2**10
 BYTES_PER_PARAM: dict[str, float] = {"fp32": 4, "fp16": 2, "bf16": 2, "int8": 1, "nf4": 0.5}
 FLOAT_PRECISIONS = ("fp32", "fp16", "bf16")
 QUANTIZED = ("int8", "nf4")
+KV_DTYPES = (*FLOAT_PRECISIONS, "int8")  # the cache is stored in the compute dtype, or int8 when quantized
 # A T4 is marketed as 16 GB; about 15 GB of it is visible to programs, which torch.cuda reports as 14.56 GiB
 # (figure as collected for the course on 2026-11-25). A constant, so the budget can be computed without a T4;
 # on a GPU, `cuda_total_gib()` gives the measured value to compare.
@@ -39,6 +40,9 @@ GPU_BUDGETS_GIB: dict[str, float] = {"T4": 14.56}
 DEFAULT_OVERHEAD_GIB = 0.5  # CUDA context + activations at batch 1: a stated allowance, not a measurement
 TIGHT_MARGIN_GIB = 1.0  # headroom under this "fits on paper" only: the allowance above is a guess
 SMALLER = {"fp32": "fp16", "fp16": "int8", "bf16": "int8", "int8": "nf4", "nf4": None}
+# `config:<name>` names a model by its config alone (random weights in its shape). Defined here, not in selfhost,
+# because load_config strips it too and selfhost imports this module (not the other way round).
+CONFIG_PREFIX = "config:"
 
 
 def configs_dir() -> Path:
@@ -60,7 +64,7 @@ def load_config(source: Any):
     if hasattr(source, "config") and isinstance(source.config, PretrainedConfig):
         return source.config
     text = str(source)
-    text = text.removeprefix("config:")
+    text = text.removeprefix(CONFIG_PREFIX)
     shipped = configs_dir() / text
     if (shipped / "config.json").exists():
         return AutoConfig.from_pretrained(shipped)
@@ -165,6 +169,8 @@ def kv_bytes_per_token(config: Any, dtype: str = "fp16") -> int:
     cfg = load_config(config)
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+    if dtype not in KV_DTYPES:
+        raise ValueError(f"KV-cache dtype {dtype!r}: use one of {', '.join(KV_DTYPES)}")
     return int(cfg.num_hidden_layers * kv_heads * head_dim * 2 * BYTES_PER_PARAM[dtype])
 
 
@@ -234,7 +240,14 @@ class Fit:
 def fits(config: Any, precision: str = "fp16", context_tokens: int = 4096, gpu: str | float = "T4",
          overhead_gib: float = DEFAULT_OVERHEAD_GIB, kv_dtype: str = "fp16") -> Fit:
     """Would this model run at this precision with this context on this GPU (name or usable GiB)?"""
-    budget_gib = GPU_BUDGETS_GIB[gpu] if isinstance(gpu, str) else float(gpu)
+    if isinstance(gpu, str):
+        if gpu not in GPU_BUDGETS_GIB:
+            raise ValueError(f"gpu={gpu!r} has no stored memory budget; known: {', '.join(GPU_BUDGETS_GIB)}. "
+                             "Pass the usable memory in GiB instead, e.g. gpu=39.5 (torch reports it on the GPU "
+                             "as memory.cuda_total_gib()).")
+        budget_gib = GPU_BUDGETS_GIB[gpu]
+    else:
+        budget_gib = float(gpu)
     rest = "fp16" if precision in QUANTIZED else precision
     return Fit(
         precision=precision,

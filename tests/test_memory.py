@@ -113,3 +113,21 @@ def test_estimate_table_rows():
 
 def test_human_shows_both_units():
     assert memory.human(2**30) == "1.07 GB (1.00 GiB)"
+
+
+def test_unknown_gpu_and_kv_dtype_say_what_is_valid():
+    with pytest.raises(ValueError, match=r"gpu='A100'.*T4.*GiB"):
+        memory.fits(V03, "fp16", 4096, gpu="A100")
+    with pytest.raises(ValueError, match=r"'fp8'.*fp32, fp16, bf16, int8"):
+        memory.kv_bytes_per_token(V03, "fp8")
+    with pytest.raises(ValueError, match="fp8"):
+        memory.fits(V03, "fp16", 4096, kv_dtype="fp8")
+    assert memory.kv_bytes_per_token(V03, "int8") == 64 * memory.KiB  # a quantized cache: half of fp16
+
+
+def test_config_prefix_is_one_constant():
+    from helpers import selfhost
+
+    assert selfhost.CONFIG_PREFIX is memory.CONFIG_PREFIX
+    prefixed = memory.load_config(memory.CONFIG_PREFIX + V03)
+    assert prefixed.to_dict() == memory.load_config(V03).to_dict()
