@@ -10,11 +10,11 @@ bitsandbytes (int8, nf4). Then: `generate` (chat template, pad token, attention 
 from __future__ import annotations
 
 import gc
+import hashlib
+import json
 import logging
-import os
 import shutil
 import statistics
-import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -23,15 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from packaging.version import Version
+
 from . import memory
+from .memory import CONFIG_PREFIX
 from .settings import DEFAULT_LOCAL_EMBED_MODEL, STANDIN, cache_dir, resolve_device, unattended
-from .standin import is_standin, minilm_path, standin_path
+from .standin import atomic_folder, build_mistral_tokenizer, is_standin, minilm_path, standin_path
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "nf4")
-CONFIG_PREFIX = "config:"
-MIN_BNB_CPU = (0, 46)  # bitsandbytes runs 8-bit and 4-bit layers on CPU from 0.46 on
+MIN_BNB_CPU = Version("0.46")  # bitsandbytes runs 8-bit and 4-bit layers on CPU from 0.46 on
 
 # bitsandbytes logs this on every int8 matmul when activations are fp32 (our CPU compute dtype): the int8
 # kernel works in fp16 internally. True, once; as log spam it buries the notebook's output.
@@ -91,12 +93,11 @@ class LoadedModel:
 
 # ---------------------------------------------------------------- precision and device choices
 def default_precision(device: str) -> str:
-    """fp32 on CPU (fp16 matmuls are slow or missing there); fp16 on CUDA (a T4 has no bf16)."""
-    return "fp16" if device == "cuda" else "fp32"
+    """The float dtype a device runs best: fp16 on CUDA (a T4 has no bf16), fp32 on CPU (fp16 matmuls are slow there).
 
-
-def compute_dtype_name(device: str) -> str:
-    """The float dtype for activations and unquantized weights: fp16 on CUDA (works on a T4), fp32 on CPU."""
+    It is both the precision `precision="auto"` loads at and the compute dtype of int8/nf4 models (their
+    activations and every weight bitsandbytes leaves unquantized).
+    """
     return "fp16" if device == "cuda" else "fp32"
 
 
@@ -112,8 +113,7 @@ def bnb_support(device: str) -> tuple[bool, str]:
         import bitsandbytes as bnb
     except Exception as exc:  # ImportError, or a CUDA-setup error on a broken install
         return False, f"bitsandbytes is not usable here ({type(exc).__name__}: {exc}). pip install -U bitsandbytes"
-    version = tuple(int("".join(c for c in p if c.isdigit()) or 0) for p in bnb.__version__.split(".")[:2])
-    if device == "cpu" and version < MIN_BNB_CPU:
+    if device == "cpu" and Version(bnb.__version__) < MIN_BNB_CPU:
         return False, (f"bitsandbytes {bnb.__version__} has no CPU kernels (8-bit/4-bit on CPU need >= 0.46): "
                        "pip install -U bitsandbytes, or run this on a CUDA GPU")
     if device == "mps":
@@ -125,7 +125,7 @@ def quantization_config(precision: str, device: str):
     """The BitsAndBytesConfig for int8 (LLM.int8, outlier threshold 6.0) or nf4 (double quant), else None."""
     from transformers import BitsAndBytesConfig
 
-    compute = _torch_dtype(compute_dtype_name(device))
+    compute = _torch_dtype(default_precision(device))
     if precision == "int8":
         return BitsAndBytesConfig(load_in_8bit=True, llm_int8_threshold=6.0)
     if precision == "nf4":
@@ -163,34 +163,18 @@ def model_path(model: str) -> str:
     return model
 
 
-def _build_tokenizer(folder: Path, vocab_size: int) -> None:
-    """Put the matching real Mistral tokenizer beside a config: v3 (32,768) from the stand-in, v1 (32,000) built."""
-    if vocab_size == 32768:
-        src = standin_path()
-        for f in src.iterdir():
-            if f.name.startswith(("tokenizer", "special_tokens", "chat_template")):
-                shutil.copy(f, folder / f.name)
-        return
-    if vocab_size != 32000:
-        raise ModelLoadError(f"No shipped Mistral tokenizer has {vocab_size} tokens (have 32,000 and 32,768).")
-    import json
+# vocab size → the mistral-common SentencePiece file that has it (converted by helpers.standin)
+TOKENIZER_BY_VOCAB = {32768: "v3", 32000: "v1"}
 
-    import mistral_common
-    from transformers import AutoTokenizer
 
-    from .standin import chat_template
+def config_fingerprint(cfg) -> str:
+    """A short hash of a config's contents: a checkpoint built from it is reused only while the config is unchanged.
 
-    sp = Path(mistral_common.__file__).parent / "data" / "tokenizer.model.v1"
-    tmp = Path(tempfile.mkdtemp(dir=folder))
-    shutil.copy(sp, tmp / "tokenizer.model")
-    (tmp / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "LlamaTokenizer", "add_bos_token": True, "add_eos_token": False, "legacy": False,
-        "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
-    }))
-    tok = AutoTokenizer.from_pretrained(tmp)
-    tok.chat_template = chat_template("mistral_v1")  # v0.1's template: strict user/assistant alternation
-    tok.save_pretrained(folder)
-    shutil.rmtree(tmp, ignore_errors=True)
+    `transformers_version` is left out, so upgrading transformers does not rebuild a 14 GB checkpoint.
+    """
+    data = cfg.to_dict()
+    data.pop("transformers_version", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
 
 
 def config_checkpoint(name: str, seed: int = 0, device: str = "auto") -> Path:
@@ -198,14 +182,19 @@ def config_checkpoint(name: str, seed: int = 0, device: str = "auto") -> Path:
 
     Memory and speed do not depend on the weight values, so this measures the real architecture with no
     download. The weights are initialised on the GPU when there is one (seconds for 7B), saved in the course
-    cache, then loaded by the same `from_pretrained` path as real weights. Its text is meaningless.
+    cache under the config's name and a hash of its contents (an edited config, or another one with the same
+    folder name, gets its own checkpoint), then loaded by the same `from_pretrained` path as real weights.
+    Its text is meaningless.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
     cfg = memory.load_config(name.removeprefix(CONFIG_PREFIX))
     label = Path(name.removeprefix(CONFIG_PREFIX)).name
-    target = cache_dir() / f"config-{label}-seed{seed}"
+    if cfg.vocab_size not in TOKENIZER_BY_VOCAB:
+        raise ModelLoadError(f"No shipped Mistral tokenizer has {cfg.vocab_size:,} tokens (have 32,000 and 32,768): "
+                             "use a config with one of those vocab sizes.")
+    target = cache_dir() / f"config-{label}-{config_fingerprint(cfg)}-seed{seed}"
     if (target / "config.json").exists() and (target / ".complete").exists():
         return target
     device = resolve_device(device)
@@ -220,24 +209,22 @@ def config_checkpoint(name: str, seed: int = 0, device: str = "auto") -> Path:
     if need * 1.05 > disk_free:
         raise ModelLoadError(f"Saving {label} needs {memory.human(need)} of disk in {cache_dir()}, "
                              f"only {memory.human(disk_free)} free. Set COURSE_CACHE_DIR to a bigger disk.")
-    shutil.rmtree(target, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
+    shutil.rmtree(target, ignore_errors=True)  # a half-built folder (no .complete) from an interrupted run
     try:
-        torch.manual_seed(seed)
-        with torch.device(device):
-            lm = AutoModelForCausalLM.from_config(cfg, dtype=torch.float16)
-        lm.generation_config.do_sample = False
-        lm.save_pretrained(tmp, max_shard_size="2GB")
-        del lm
-        _build_tokenizer(tmp, cfg.vocab_size)
-        (tmp / "RANDOM_WEIGHTS.md").write_text(
-            f"Random weights (seed {seed}) in the shape of {label}, built by helpers.selfhost.config_checkpoint "
-            "to measure memory and speed. Its text is meaningless.\n")
-        (tmp / ".complete").write_text("ok\n")
-        os.replace(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        with atomic_folder(target) as tmp:
+            torch.manual_seed(seed)
+            with torch.device(device):
+                lm = AutoModelForCausalLM.from_config(cfg, dtype=torch.float16)
+            lm.generation_config.do_sample = False
+            lm.save_pretrained(tmp, max_shard_size="2GB")
+            del lm
+            # the real tokenizer of that vocab size, with its own chat template (v0.1's: strict alternation)
+            build_mistral_tokenizer(tmp, TOKENIZER_BY_VOCAB[cfg.vocab_size],
+                                    model_max_length=getattr(cfg, "max_position_embeddings", None))
+            (tmp / "RANDOM_WEIGHTS.md").write_text(
+                f"Random weights (seed {seed}) in the shape of {label} (config {config_fingerprint(cfg)}), built by "
+                "helpers.selfhost.config_checkpoint to measure memory and speed. Its text is meaningless.\n")
+            (tmp / ".complete").write_text("ok\n")
     finally:
         if device == "cuda":
             torch.cuda.empty_cache()
@@ -253,12 +240,26 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return seen
 
 
-def explain_load_error(exc: BaseException, model: str) -> ModelLoadError:
-    """Turn a hub/transformers loading error into one that says what to do (licence + HF_TOKEN, offline, typo)."""
+def _load_error_kind(exc: BaseException) -> str:
+    """What went wrong fetching a model, from the whole exception chain: 'gated', 'offline', 'missing' or 'other'."""
     chain = _chain(exc)
     names = {type(e).__name__ for e in chain}
     text = " ".join(str(e) for e in chain).lower()
     if "GatedRepoError" in names or "gated" in text or "401" in text or "unauthorized" in text:
+        return "gated"
+    offline = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectionError",
+               "ConnectTimeout", "NameResolutionError"}
+    if names & offline or "offline" in text or "couldn't connect" in text or "cannot find the requested files" in text:
+        return "offline"
+    if "RepositoryNotFoundError" in names or "not a valid model identifier" in text:
+        return "missing"
+    return "other"
+
+
+def explain_load_error(exc: BaseException, model: str) -> ModelLoadError:
+    """Turn a hub/transformers loading error into one that says what to do (licence + HF_TOKEN, offline, typo)."""
+    kind = _load_error_kind(exc)
+    if kind == "gated":
         return ModelLoadError(
             f"{model} is gated on the Hugging Face hub: open https://huggingface.co/{model}, accept the licence "
             "with your account, then set HF_TOKEN (a read token from huggingface.co/settings/tokens; in Colab "
@@ -266,15 +267,13 @@ def explain_load_error(exc: BaseException, model: str) -> ModelLoadError:
             "(the real size and shape with random weights: memory and speed are real, text is not) or "
             f"LOCAL_MODEL='{STANDIN}' (a tiny offline stand-in)."
         )
-    offline = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectionError",
-               "ConnectTimeout", "NameResolutionError"}
-    if names & offline or "offline" in text or "couldn't connect" in text or "cannot find the requested files" in text:
+    if kind == "offline":
         return ModelLoadError(
             f"Cannot fetch {model!r}: the Hugging Face hub is unreachable (offline, or HF_HUB_OFFLINE=1) and it "
             f"is not in the local cache. Use LOCAL_MODEL='{STANDIN}' (offline stand-in), a local folder with the "
             "weights, or run where the hub is reachable."
         )
-    if "RepositoryNotFoundError" in names or "not a valid model identifier" in text:
+    if kind == "missing":
         return ModelLoadError(
             f"{model!r} is not a model on the hub nor a local folder: check the spelling "
             "(e.g. 'mistralai/Mistral-7B-Instruct-v0.3'), or use LOCAL_MODEL='standin'."
@@ -353,13 +352,13 @@ def load_model(model: str = STANDIN, precision: str = "auto", device: str = "aut
             memory.load_config(model)
         except FileNotFoundError as exc:
             raise ModelLoadError(str(exc)) from exc
-        _preflight(model, model, precision, device, compute_dtype_name(device))
+        _preflight(model, model, precision, device, default_precision(device))
     elif model != STANDIN and not (Path(model).exists() or "/" in model):
         raise ModelLoadError(
             f"Unknown model {model!r}: not a local folder and not a hub id (owner/name). "
             f"Use '{STANDIN}' offline, or e.g. 'mistralai/Mistral-7B-Instruct-v0.3' with network access."
         )
-    compute = precision if precision in memory.FLOAT_PRECISIONS else compute_dtype_name(device)
+    compute = precision if precision in memory.FLOAT_PRECISIONS else default_precision(device)
     started = time.perf_counter()
     try:
         path = model_path(model)
@@ -630,9 +629,32 @@ def embedder_path(model_id: str = DEFAULT_LOCAL_EMBED_MODEL) -> str:
     return model_id
 
 
+def explain_embedder_error(exc: BaseException, model_id: str) -> ModelLoadError:
+    """Turn a sentence-transformers loading error into one that names LOCAL_EMBED_MODEL and what to set it to."""
+    fallback = (f"Set LOCAL_EMBED_MODEL='{DEFAULT_LOCAL_EMBED_MODEL}' (the default: loads from its packaged copy, "
+                "no hub needed) or to a local folder holding a sentence-transformers model.")
+    kind = _load_error_kind(exc)
+    if kind == "other" and isinstance(exc, FileNotFoundError) and not Path(model_id).exists():
+        kind = "missing"  # sentence-transformers' "Path ... not found" for a folder that isn't there
+    if kind == "gated":
+        why = (f"it is gated on the Hugging Face hub: accept its licence at https://huggingface.co/{model_id} "
+               "and set HF_TOKEN, or use another model")
+    elif kind == "offline":
+        why = "the Hugging Face hub is unreachable (offline, or HF_HUB_OFFLINE=1) and it is not in the local cache"
+    elif kind == "missing":
+        why = "it is neither a local folder nor a model on the hub (check the spelling)"
+    else:
+        why = f"{type(exc).__name__}: {str(exc).rstrip('.')}"
+    return ModelLoadError(f"Cannot load the embedding model {model_id!r}: {why}. {fallback}")
+
+
 def load_embedder(model_id: str = DEFAULT_LOCAL_EMBED_MODEL, device: str = "auto"):
-    """A sentence-transformers model (all-MiniLM-L6-v2 comes from its offline package)."""
+    """A sentence-transformers model (all-MiniLM-L6-v2 comes from its offline package); errors say what to set."""
     from sentence_transformers import SentenceTransformer
 
-    with _quiet_progress():
-        return SentenceTransformer(embedder_path(model_id), device=resolve_device(device))
+    path = embedder_path(model_id)
+    try:
+        with _quiet_progress():
+            return SentenceTransformer(path, device=resolve_device(device))
+    except (OSError, ValueError) as exc:  # hub errors are OSErrors; a folder that isn't a model is a ValueError
+        raise explain_embedder_error(exc, model_id) from exc

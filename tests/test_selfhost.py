@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from types import SimpleNamespace
 
 import pytest
@@ -49,6 +50,28 @@ def test_loads_every_precision_on_cpu(precision):
 def test_auto_precision_is_fp32_on_cpu(standin):
     assert load_model("standin", "auto", "cpu").precision == "fp32"
     assert selfhost.default_precision("cuda") == "fp16"
+
+
+def test_quantized_cpu_model_computes_in_the_default_precision():
+    _need_bnb()
+    lm = load_model("standin", "int8", "cpu")
+    try:
+        assert lm.compute_dtype == selfhost.default_precision("cpu") == "fp32"
+        assert lm.model.model.embed_tokens.weight.dtype == torch.float32
+    finally:
+        selfhost.unload(lm)
+
+
+@pytest.mark.parametrize("version, ok", [("0.45.5", False), ("0.46.0", True), ("0.46.0.dev0", False),
+                                         ("0.100.1", True), ("1.0.0", True)])
+def test_bnb_cpu_support_compares_real_versions(monkeypatch, version, ok):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "bitsandbytes", SimpleNamespace(__version__=version))
+    supported, why = selfhost.bnb_support("cpu")
+    assert supported is ok and version in why
+    if not ok:
+        assert ">= 0.46" in why and "pip install -U bitsandbytes" in why
 
 
 def test_standin_is_labelled(standin):
@@ -146,6 +169,66 @@ def test_config_checkpoint_builds_random_weights_and_the_matching_tokenizer(tmp_
     # v0.1's template has no system role: the classic "roles must alternate" error
     with pytest.raises(Exception, match="alternate"):
         selfhost.chat_inputs(v1, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+
+
+def test_config_checkpoint_folder_follows_the_config_contents(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    org_a, org_b = tmp_path / "orgA", tmp_path / "orgB"
+    org_a.mkdir()
+    org_b.mkdir()
+    a = _tiny_config(org_a, 32768)
+    b = _tiny_config(org_b, 32768)  # same folder name (tiny-32768), different contents
+    cfg_b = json.loads((b / "config.json").read_text())
+    cfg_b["hidden_size"] = 64
+    (b / "config.json").write_text(json.dumps(cfg_b))
+    first = selfhost.config_checkpoint(f"config:{a}", device="cpu")
+    assert re.fullmatch(r"config-tiny-32768-[0-9a-f]{10}-seed0", first.name)
+    assert selfhost.config_checkpoint(f"config:{a}", device="cpu") == first  # unchanged config: reused
+    other = selfhost.config_checkpoint(f"config:{b}", device="cpu")
+    assert other != first and json.loads((other / "config.json").read_text())["hidden_size"] == 64
+    # editing a config in place gives a new checkpoint, never the stale one
+    cfg_a = json.loads((a / "config.json").read_text())
+    cfg_a["num_hidden_layers"] = 2
+    (a / "config.json").write_text(json.dumps(cfg_a))
+    edited = selfhost.config_checkpoint(f"config:{a}", device="cpu")
+    assert edited not in (first, other) and json.loads((edited / "config.json").read_text())["num_hidden_layers"] == 2
+    assert not [p for p in (tmp_path / "cache").iterdir() if not (p / ".complete").exists()]  # no half-built temps
+
+
+def test_config_checkpoint_refuses_an_unknown_vocab_before_building(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
+    with pytest.raises(ModelLoadError, match=r"32,000 and 32,768"):
+        selfhost.config_checkpoint(f"config:{_tiny_config(tmp_path, 50000)}", device="cpu")
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
+
+
+# ---------------------------------------------------------------- embeddings
+def _offline(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read once, at import
+
+
+def test_unknown_embedder_offline_is_a_clear_model_load_error(monkeypatch):
+    _offline(monkeypatch)
+    with pytest.raises(ModelLoadError) as info:
+        selfhost.load_embedder("someone-nonexistent/not-an-embedder", device="cpu")
+    msg = str(info.value)
+    assert "'someone-nonexistent/not-an-embedder'" in msg and "not in the local cache" in msg
+    assert "LOCAL_EMBED_MODEL='sentence-transformers/all-MiniLM-L6-v2'" in msg and "local folder" in msg
+    assert isinstance(info.value.__cause__, OSError)
+
+
+def test_missing_embedder_folder_says_check_the_spelling(tmp_path):
+    with pytest.raises(ModelLoadError, match=r"neither a local folder nor a model on the hub.*LOCAL_EMBED_MODEL"):
+        selfhost.load_embedder(str(tmp_path / "no-such-folder"), device="cpu")
+
+
+def test_default_embedder_loads_offline(monkeypatch):
+    _offline(monkeypatch)
+    model = selfhost.load_embedder(device="cpu")
+    assert model.get_embedding_dimension() == 384
 
 
 # ---------------------------------------------------------------- generation
