@@ -14,6 +14,7 @@ from functools import lru_cache
 from typing import Any
 
 from .settings import data_path
+from .tools import content_text
 
 MODELS_FILE = "models.csv"
 DEFAULT_TIERS = ("mistral-small-latest", "mistral-medium-latest", "mistral-large-latest")
@@ -143,7 +144,7 @@ def complete(client: Any, model: str, messages: list[dict[str, Any]], **kwargs: 
     response = client.chat.complete(model=model, messages=messages, **kwargs)
     latency = time.perf_counter() - started
     choice = response.choices[0]
-    text = choice.message.content if isinstance(choice.message.content, str) else str(choice.message.content or "")
+    text = content_text(choice.message)
     p, c = _tokens(response.usage)
     return Reply(model=model, text=text, prompt_tokens=p, completion_tokens=c, latency_s=latency,
                  cost_usd=cost_or_none(model, prompt_tokens=p, completion_tokens=c),

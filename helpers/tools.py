@@ -175,6 +175,9 @@ class Toolbox:
         self.models: dict[str, type[pydantic.BaseModel]] = {}
         self.specs: list[dict[str, Any]] = []
         for name, fn in items:
+            if name in self.functions:
+                raise ToolSpecError(f"Two tools are named {name!r}: the model calls tools by name, so each name must "
+                                    "be unique. Rename one (pass a dict {name: function}, or tool_spec(fn, name=...)).")
             self.specs.append(tool_spec(fn, name=name))
             self.functions[name] = fn
             self.models[name] = arguments_model(fn, name)
@@ -262,12 +265,38 @@ def format_turn(turn: Turn) -> str:
     return "\n".join(lines)
 
 
-def _content_text(content: Any) -> str:
+def content_text(message_or_content: Any, *, thinking: bool = False) -> str:
+    """The text of a chat message (or of its `content`): a plain string, or the text chunks of a list joined.
+
+    Reasoning models answer with a list of chunks — `thinking` chunks, then `text` chunks. Only the answer's
+    text is returned unless `thinking=True`, which puts the reasoning first. Works on SDK objects and on dicts;
+    None or unset content gives "".
+    """
+    content = message_or_content
+    if isinstance(content, dict) and "role" in content:
+        content = content.get("content")
+    elif not isinstance(content, (str, list, tuple, dict)) and hasattr(content, "role"):
+        content = getattr(content, "content", None)
     if content is None or content.__class__.__name__ == "Unset":
         return ""
     if isinstance(content, str):
         return content
-    return "".join(getattr(part, "text", "") or "" for part in content)
+    if isinstance(content, dict):
+        content = [content]
+
+    def field(part: Any, name: str) -> Any:
+        return part.get(name) if isinstance(part, dict) else getattr(part, name, None)
+
+    answer, reasoning = [], []
+    for part in content:
+        if isinstance(part, str):
+            answer.append(part)
+        elif field(part, "type") == "thinking" or field(part, "thinking") is not None:
+            reasoning.append(content_text(list(field(part, "thinking") or [])))
+        else:
+            text = field(part, "text")
+            answer.append(text if isinstance(text, str) else "")
+    return "".join(reasoning) + "".join(answer) if thinking else "".join(answer)
 
 
 def run_tools(
@@ -290,6 +319,11 @@ def run_tools(
     toolbox = tools if isinstance(tools, Toolbox) else Toolbox(tools)
     if max_turns < 1:
         raise ValueError("max_turns must be at least 1.")
+    if isinstance(tool_choice, dict):  # the API's own shape: {"type": "function", "function": {"name": ...}}
+        tool_choice = (tool_choice.get("function") or {}).get("name") or ""
+    if tool_choice not in ("auto", "any", "none", "required") and tool_choice not in toolbox.functions:
+        raise ToolSpecError(f"tool_choice={tool_choice!r} names no tool in the toolbox. Use 'auto', 'any', 'none', "
+                            f"'required' or one of the tools: {', '.join(toolbox.functions)}.")
     history = list(messages)
     turns: list[Turn] = []
     for number in range(1, max_turns + 1):
@@ -303,7 +337,7 @@ def run_tools(
         calls = [{"id": c.id, "type": "function",
                   "function": {"name": c.function.name, "arguments": _arguments_text(c.function.arguments)}}
                  for c in (message.tool_calls or [])]
-        turn = Turn(number, _content_text(message.content), calls, [], str(choice.finish_reason))
+        turn = Turn(number, content_text(message.content), calls, [], str(choice.finish_reason))
         turns.append(turn)
         assistant: dict[str, Any] = {"role": "assistant", "content": turn.content}
         if calls:

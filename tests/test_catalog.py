@@ -151,3 +151,18 @@ def test_tasks_and_run_task_with_a_fake_client(payments):
     reply = catalog.complete(client, LARGE, [{"role": "user", "content": "hi"}])
     assert (reply.prompt_tokens, reply.completion_tokens, reply.finish_reason) == (1000, 100, "stop")
     assert reply.latency_s >= 0 and reply.cost_usd == pytest.approx(0.00065)
+
+
+def test_complete_reads_the_answer_of_a_reasoning_model_not_its_chunks():
+    from mistralai.client.models import TextChunk, ThinkChunk
+
+    class ThinkingChat:
+        def complete(self, *, model, messages, **kwargs):
+            r = response("", 10, 5, model)
+            r.choices[0].message.content = [ThinkChunk(thinking=[TextChunk(text="Let me add them.")]),
+                                            TextChunk(text="2 + 2 = 4")]
+            return r
+
+    client = type("C", (), {"chat": ThinkingChat()})()
+    reply = catalog.complete(client, SMALL, [{"role": "user", "content": "2 + 2?"}])
+    assert reply.text == "2 + 2 = 4"  # not str(list), not the reasoning

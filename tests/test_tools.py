@@ -14,11 +14,13 @@ from mistralai.client.models import (
     ChatCompletionChoice,
     ChatCompletionResponse,
     FunctionCall,
+    TextChunk,
+    ThinkChunk,
     ToolCall,
     UsageInfo,
 )
 
-from helpers.tools import Toolbox, ToolSpecError, parse_docstring, run_tools, tool_spec
+from helpers.tools import Toolbox, ToolSpecError, content_text, parse_docstring, run_tools, tool_spec
 
 
 class Currency(str, Enum):
@@ -276,3 +278,43 @@ def test_toolbox_limits_and_argument_checks():
     assert extra.error and "colour" in json.loads(extra.content)["error"]
     with pytest.raises(ValueError, match="max_turns"):
         run_tools(ScriptedClient(text_response("x")), "m", QUESTION, box, max_turns=0, verbose=False)
+
+
+def test_duplicate_tool_names_and_unknown_tool_choice_are_clear_errors():
+    def retrieve_payment_status_v2(transaction_id: str) -> dict:
+        """Another status lookup."""
+        return {}
+
+    with pytest.raises(ToolSpecError, match="Two tools are named 'retrieve_payment_status'"):
+        Toolbox([retrieve_payment_status, functools.partial(retrieve_payment_status)])
+    with pytest.raises(ToolSpecError, match="Two tools are named"):
+        Toolbox([retrieve_payment_status, tool_named(retrieve_payment_status_v2, "retrieve_payment_status")])
+    client = ScriptedClient(text_response("never sent"))
+    for choice in ("retrieve_payment_sttaus", {"type": "function", "function": {"name": "nope"}}):
+        with pytest.raises(ToolSpecError, match="names no tool.*retrieve_payment_status, retrieve_payment_date"):
+            run_tools(client, "m", QUESTION, TOOLS, tool_choice=choice, verbose=False)
+    assert client.chat.requests == [], "nothing is sent when tool_choice is wrong"
+    dict_choice = ScriptedClient(text_response("ok"))
+    run_tools(dict_choice, "m", QUESTION, TOOLS, verbose=False,
+              tool_choice={"type": "function", "function": {"name": "retrieve_payment_date"}})
+    assert dict_choice.chat.requests[0]["tool_choice"] == {"type": "function",
+                                                           "function": {"name": "retrieve_payment_date"}}
+
+
+def tool_named(fn, name):
+    fn.__name__ = name
+    return fn
+
+
+def test_content_text_reads_strings_chunks_thinking_and_messages():
+    reasoning = [ThinkChunk(thinking=[TextChunk(text="The user wants T1001. ")]), TextChunk(text="T1001 is "),
+                 TextChunk(text="Paid.")]
+    assert content_text(reasoning) == "T1001 is Paid."
+    assert content_text(reasoning, thinking=True) == "The user wants T1001. T1001 is Paid."
+    assert content_text(AssistantMessage(role="assistant", content=reasoning)) == "T1001 is Paid."
+    assert content_text({"role": "assistant", "content": [{"type": "text", "text": "a"},
+                                                          {"type": "thinking", "thinking": [{"type": "text",
+                                                                                             "text": "hm"}]},
+                                                          {"type": "text", "text": "b"}]}) == "ab"
+    assert content_text("plain") == "plain"
+    assert content_text(None) == "" and content_text(AssistantMessage(role="assistant")) == ""
