@@ -15,6 +15,7 @@ import math
 import os
 import re
 import sqlite3
+import sys
 import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
@@ -43,6 +44,10 @@ class RagError(ValueError):
 
 class IndexMismatchError(RagError):
     """An index was loaded with an embedder other than the one that built it."""
+
+
+class IndexFileError(RagError):
+    """A file that is not a course index, or one that is damaged; rebuild the index to replace it."""
 
 
 # ---------------------------------------------------------------- chunking
@@ -232,6 +237,7 @@ class EmbeddingCache:
 
 
 OFFICIAL_HOSTS = ("api.mistral.ai",)
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
 
 def _server_url(client: Any) -> str:
@@ -243,12 +249,45 @@ def _server_url(client: Any) -> str:
         return str(getattr(cfg, "server_url", "") or "")
 
 
+def _is_loopback(url: str) -> bool:
+    from urllib.parse import urlsplit
+
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    return host in LOOPBACK_HOSTS or host.startswith("127.")
+
+
+def served_by_for_url(url: str) -> str:
+    """What computes the vectors behind a non-official server URL, named so the name survives a restart.
+
+    A loopback endpoint gets a new port every session, so it is named by the embedding model it serves (the
+    course's own endpoint in this process, else what its /health reports); any other server by its URL.
+    """
+    url = url.rstrip("/")
+    if not _is_loopback(url):
+        return url
+    server = sys.modules.get(__package__ + ".server")  # no course endpoint runs here unless it was imported
+    model = server.embedding_model_at(url) if server is not None else None
+    if model is None:
+        try:
+            import httpx
+
+            model = httpx.get(url + "/health", timeout=2.0).json().get("embedding_model")
+        except Exception:  # not the course's endpoint, or not answering: fall back to the URL
+            model = None
+    return str(model) if model else url
+
+
 class ApiEmbedder:
     """Embeddings through the SDK (`client.embeddings.create`), batched within mistral-embed's limits and cached.
 
     `served_by` names what really computes the vectors when the client points at a non-official server
     (offline: all-MiniLM-L6-v2 behind the alias `mistral-embed`). It is part of `model_id`, so an index
-    or a cache entry built on one backend is never mistaken for the other's.
+    or a cache entry built on one backend is never mistaken for the other's. For a loopback server it is
+    the embedding model's id, not the URL, so the cache and saved indexes still match after a restart on
+    another port (see `served_by_for_url`).
     """
 
     def __init__(
@@ -268,7 +307,7 @@ class ApiEmbedder:
         self.model = model
         url = _server_url(client)
         if served_by is None and url and not any(h in url for h in OFFICIAL_HOSTS):
-            served_by = url
+            served_by = served_by_for_url(url)
         self.served_by = served_by
         self.model_id = model if not served_by else f"{model}@{served_by}"
         if cache == "default":
@@ -289,7 +328,10 @@ class ApiEmbedder:
     @classmethod
     def for_settings(cls, client: Any, settings: Any, **kwargs: Any) -> ApiEmbedder:
         """The embedder for a resolved course backend: on `local`, name what really serves `mistral-embed`."""
-        served_by = None if settings.backend == "mistral" else (settings.local_url or settings.local_embed_model)
+        if settings.backend == "mistral":
+            served_by = None
+        else:  # an external endpoint given by LOCAL_URL, or the course's own serving local_embed_model
+            served_by = served_by_for_url(settings.local_url) if settings.local_url else settings.local_embed_model
         return cls(client, settings.embed_model, served_by=served_by, **kwargs)
 
     def reset_stats(self) -> None:
@@ -500,9 +542,22 @@ class VectorIndex:
         path = Path(path)
         if not path.exists():
             raise FileNotFoundError(f"No index at {path}: build one with VectorIndex.build(...).save(path).")
-        with np.load(path, allow_pickle=False) as data:
-            meta = json.loads(bytes(data["meta"]).decode())
-            raw = np.array(data["index"], dtype=np.uint8)
+
+        def unreadable(why: str) -> IndexFileError:
+            return IndexFileError(
+                f"{path} is not a course index or is corrupt ({why}). Rebuild it with "
+                "VectorIndex.build(chunks, embedder).save(path) (which replaces the file), or pass the path of "
+                "an index saved by VectorIndex.save."
+            )
+
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                meta = json.loads(bytes(data["meta"]).decode())
+                raw = np.array(data["index"], dtype=np.uint8)
+        except Exception as exc:  # not a zip, a zip without our arrays, truncated, bad JSON…
+            raise unreadable(f"{type(exc).__name__}: {exc}") from None
+        if not isinstance(meta, dict) or not {"format", "model_id", "dim", "metric", "chunks"} <= meta.keys():
+            raise unreadable("its metadata lacks the format, model id, dimension, metric or chunks")
         if meta.get("format") != INDEX_FORMAT:
             raise RagError(f"{path} has index format {meta.get('format')}, this course reads {INDEX_FORMAT}: rebuild it.")
         if meta["model_id"] != embedder.model_id:
@@ -516,8 +571,14 @@ class VectorIndex:
                 f"The index at {path} holds {meta['dim']}-dim vectors but the embedder makes {embedder.dim}-dim ones. "
                 "Rebuild the index with this embedder."
             )
-        index = faiss.deserialize_index(raw)
-        chunks = [Chunk(**c) for c in meta["chunks"]]
+        try:
+            index = faiss.deserialize_index(raw)
+            chunks = [Chunk(**c) for c in meta["chunks"]]
+        except Exception as exc:
+            raise unreadable(f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1] if str(exc).strip() else ''}") \
+                from None
+        if index.ntotal != len(chunks) or index.d != meta["dim"]:
+            raise unreadable(f"the FAISS index holds {index.ntotal} vectors of {index.d} dims for {len(chunks)} chunks")
         return cls(embedder, chunks, index, meta["metric"])
 
 
@@ -555,16 +616,27 @@ def first_relevant_rank(hits: Iterable[Hit], item: EvalItem) -> int | None:
 def retrieval_metrics(ranks: Sequence[int | None], ks: Sequence[int] = (1, 3, 5)) -> dict[str, float]:
     """hit_rate_at_k (share of questions answered in the top k) and MRR (mean of 1/rank; 0 when not found)."""
     if not ranks:
-        raise RagError("No questions to evaluate.")
+        raise RagError("No questions to evaluate: the eval set is empty.")
+    _check_ks(ks)
     n = len(ranks)
     out = {f"hit_rate_at_{k}": sum(1 for r in ranks if r is not None and r <= k) / n for k in ks}
     out["mrr"] = sum(1.0 / r for r in ranks if r is not None) / n
     return out
 
 
+def _check_ks(ks: Sequence[int]) -> None:
+    if isinstance(ks, (str, bytes)) or not isinstance(ks, Sequence) or not ks or \
+            not all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in ks):
+        raise RagError(f"ks={ks!r}: give the cut-offs as a non-empty sequence of positive integers, e.g. ks=(1, 3, 5).")
+
+
 def evaluate(index: VectorIndex, eval_set: Sequence[EvalItem], ks: Sequence[int] = (1, 3, 5),
              depth: int = 10) -> dict[str, Any]:
     """Retrieval quality on an eval set: hit_rate_at_1/3/5, MRR (over the top `depth`), and each question's rank."""
+    if not eval_set:
+        raise RagError("The eval set is empty: there are no questions to evaluate. Load one with "
+                       "helpers.rag.load_eval_set() or pass a non-empty list of EvalItem.")
+    _check_ks(ks)
     depth = min(max(depth, *ks), len(index))
     results = index.search_many([item.question for item in eval_set], k=depth)
     ranks = [first_relevant_rank(hits, item) for hits, item in zip(results, eval_set, strict=True)]

@@ -15,6 +15,7 @@ from helpers.rag import (
     Chunk,
     EvalItem,
     Hit,
+    IndexFileError,
     IndexMismatchError,
     RagError,
     VectorIndex,
@@ -127,7 +128,7 @@ def test_empty_document_is_a_clear_error(bad):
 
 
 # ---------------------------------------------------------------- batching
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True, database=None)  # the same examples on every run
 @given(
     counts=st.lists(st.integers(min_value=1, max_value=3000), max_size=1500),
     max_inputs=st.integers(min_value=1, max_value=512),
@@ -301,3 +302,82 @@ def test_shipped_document_and_eval_set():
     assert len(doc.split()) > 3000
     assert len(items) >= 20 and len({i.id for i in items}) == len(items)
     assert all(doc[i.start:i.end] == i.answer for i in items)
+
+
+# ---------------------------------------------------------------- stable cache keys, bad files, bad eval input
+class _ClientAt:
+    def __init__(self, url):
+        from mistralai.client import Mistral
+
+        self.sdk_configuration = Mistral(api_key="x", server_url=url).sdk_configuration
+        self.embeddings = FakeEmbeddings(512, 16_384, word_count)
+
+
+def test_loopback_endpoint_is_named_by_its_model_not_its_port(tmp_path, monkeypatch):
+    from helpers import server
+
+    monkeypatch.setattr(server, "_embed_models_by_url", {"http://127.0.0.1:41001": "acme/embed-small",
+                                                         "http://127.0.0.1:41002": "acme/embed-small"})
+    monday = rag.ApiEmbedder(_ClientAt("http://127.0.0.1:41001"), cache=tmp_path / "c.sqlite", progress=False,
+                             token_counter=word_count)
+    tuesday = rag.ApiEmbedder(_ClientAt("http://127.0.0.1:41002/"), cache=tmp_path / "c.sqlite",
+                              progress=False, token_counter=word_count)
+    assert monday.model_id == tuesday.model_id == "mistral-embed@acme/embed-small"
+    monday.embed(["same text"])
+    tuesday.embed(["same text"])
+    assert (tuesday.requests, tuesday.cache_hits) == (0, 1), "a restart on another port still hits the cache"
+    # a remote server is still named by its URL; the official API by nothing
+    assert rag.served_by_for_url("https://llm.example.com/v1/") == "https://llm.example.com/v1"
+    official = rag.ApiEmbedder(_ClientAt("https://api.mistral.ai"), cache=None, progress=False)
+    assert official.model_id == "mistral-embed"
+
+
+@pytest.mark.parametrize("content", [b"", b"not an index at all", b"PK\x03\x04 truncated zip"])
+def test_loading_a_foreign_or_corrupt_file_says_so_and_keeps_it(tmp_path, content):
+    path = tmp_path / "handbook.npz"
+    path.write_bytes(content)
+    with pytest.raises(IndexFileError, match="not a course index or is corrupt.*Rebuild it"):
+        VectorIndex.load(path, HashEmbedder())
+    assert path.read_bytes() == content, "the file is left for the learner to inspect"
+
+
+def test_loading_an_npz_that_is_not_an_index_or_is_damaged(index, tmp_path):
+    other = tmp_path / "other.npz"
+    np.savez(other, weights=np.zeros(3))
+    with pytest.raises(IndexFileError, match="not a course index"):
+        VectorIndex.load(other, HashEmbedder())
+    path = index.save(tmp_path / "handbook.npz")
+    with np.load(path) as data:
+        meta, raw = data["meta"], data["index"]
+    np.savez(path, meta=meta, index=raw[: len(raw) // 2])  # the FAISS part cut in half
+    with pytest.raises(IndexFileError, match="corrupt"):
+        VectorIndex.load(path, HashEmbedder())
+
+
+def test_evaluate_rejects_an_empty_eval_set_and_empty_ks(index):
+    item = EvalItem("q1", "replacement card", "A replacement card costs 5 euros?", 0, 10)
+    with pytest.raises(RagError, match="eval set is empty"):
+        rag.evaluate(index, [])
+    for ks in [(), (0, 3), "135"]:
+        with pytest.raises(RagError, match="ks="):
+            rag.evaluate(index, [item], ks=ks)
+    with pytest.raises(RagError, match="ks="):
+        retrieval_metrics([1], ks=())
+    assert set(rag.evaluate(index, [item], ks=(2,))) >= {"hit_rate_at_2", "mrr"}
+
+
+def test_for_settings_names_the_same_model_as_a_plain_loopback_embedder(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from helpers import server
+
+    url = "http://127.0.0.1:41003"
+    monkeypatch.setattr(server, "_embed_models_by_url", {url: "acme/embed-small"})
+    client = _ClientAt(url)
+    own = SimpleNamespace(backend="local", local_url=None, local_embed_model="acme/embed-small", embed_model="mistral-embed")
+    given = SimpleNamespace(**{**vars(own), "local_url": url})
+    keys = {rag.ApiEmbedder.for_settings(client, s, cache=None, progress=False).model_id for s in (own, given)}
+    assert keys == {rag.ApiEmbedder(client, cache=None, progress=False).model_id} == {"mistral-embed@acme/embed-small"}
+    api = SimpleNamespace(**{**vars(own), "backend": "mistral"})
+    official = _ClientAt("https://api.mistral.ai")
+    assert rag.ApiEmbedder.for_settings(official, api, cache=None, progress=False).model_id == "mistral-embed"
