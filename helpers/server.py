@@ -25,6 +25,7 @@ import hmac
 import json
 import logging
 import math
+import os
 import queue
 import re
 import socket
@@ -32,7 +33,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -40,6 +41,7 @@ from fastapi import Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from .generation import ChatEngine, Generation, Prompt, PromptError, SamplingParams
+from .rag import EMBED_MAX_INPUTS, EMBED_MAX_TOKENS
 
 log = logging.getLogger("helpers.server")
 
@@ -58,10 +60,9 @@ EMBED_ALIASES: tuple[str, ...] = ("mistral-embed", "mistral-embed-latest", "code
 _DATED = re.compile(r"^(mistral-(small|medium|large)|ministral-\d+b|magistral-(small|medium)|"
                     r"codestral|devstral-small|open-mistral-nemo)-\d{4}$")
 
-# mistral-embed's per-request limits as reported by users in the SDK's issue tracker (not documented; seen
-# 2026-11-25), mirrored so code that works here works there
-MAX_EMBED_INPUTS = 512
-MAX_EMBED_TOKENS = 16_384
+# mistral-embed's per-request limits (EMBED_MAX_INPUTS, EMBED_MAX_TOKENS) live in helpers.rag, which batches
+# within them; the endpoint enforces the same numbers so code that works here works there.
+API_KEY_ENV = "COURSE_SERVER_API_KEY"  # where the CLI reads the bearer token (kept out of `ps` and shell history)
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 STREAM_INTERVAL_S = 0.015  # streamed text is sent at most this often (batched in between)
 DEFAULT_MAX_TOKENS = 512  # when a request gives no max_tokens (a random model never says </s> on its own)
@@ -207,48 +208,59 @@ class ModelWorker:
 
 
 class Embedder:
-    """A sentence-transformers model loaded on first use, behind a lock."""
+    """`helpers.rag.LocalEmbedder` (loaded on first use, behind a lock) plus the endpoint's token count and limits."""
 
-    def __init__(self, model_id: str, device: str, model: Any = None) -> None:
-        self.model_id, self.device, self._model = model_id, device, model
+    def __init__(self, model_id: str, device: str) -> None:
+        self.model_id, self.device = model_id, device
+        self._local: Any = None
         self._lock = threading.Lock()
 
     def _get(self) -> Any:
-        if self._model is None:
-            from .selfhost import load_embedder
+        if self._local is None:
+            from .rag import LocalEmbedder
 
             try:
-                self._model = load_embedder(self.model_id, self.device)
+                self._local = LocalEmbedder(self.model_id, device=self.device)
             except Exception as exc:
                 raise ApiError(503, f"embedding model {self.model_id!r} could not be loaded: {exc}",
                                "service_unavailable") from exc
-        return self._model
+        return self._local
 
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int, int]:
         """Vectors for `texts` (one batch), the number of tokens they hold, and the dimension."""
+        from .rag import RagError
+
         with self._lock:
-            model = self._get()
-            tokens = sum(len(ids) for ids in model.tokenizer(texts, add_special_tokens=True)["input_ids"])
-            if tokens > MAX_EMBED_TOKENS:
-                raise ApiError(400, f"Too many tokens in this batch: {tokens} > {MAX_EMBED_TOKENS} "
+            local = self._get()
+            tokens = sum(len(ids) for ids in local.model.tokenizer(texts, add_special_tokens=True)["input_ids"])
+            if tokens > EMBED_MAX_TOKENS:
+                raise ApiError(400, f"Too many tokens in this batch: {tokens} > {EMBED_MAX_TOKENS} "
                                     f"(mistral-embed's limit). Split the inputs into smaller batches.",
                                code="3210")
-            vectors = model.encode(texts, batch_size=64, convert_to_numpy=True, show_progress_bar=False)
+            try:
+                vectors = local.embed(texts)
+            except RagError as exc:  # e.g. an empty string, which the API rejects too
+                raise ApiError(400, str(exc), code="3210") from exc
             return vectors.tolist(), tokens, int(vectors.shape[1])
 
 
 class RateLimiter:
-    """A token bucket: at most `rps` requests per second on average, bursts of up to max(1, rps)."""
+    """A token bucket: at most `rps` requests per second on average, bursts of up to max(1, rps).
 
-    def __init__(self, rps: float) -> None:
-        self.rps, self.capacity = rps, max(1.0, rps)
-        self.tokens, self.stamp = self.capacity, time.monotonic()
+    `clock` (seconds, monotonic) is injectable so tests can step time instead of sleeping.
+    """
+
+    def __init__(self, rps: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if not rps > 0:
+            raise ValueError(f"max_rps={rps}: give a positive number of requests per second (or None for no limit)")
+        self.rps, self.capacity, self.clock = rps, max(1.0, rps), clock
+        self.tokens, self.stamp = self.capacity, clock()
         self._lock = threading.Lock()
 
     def take(self) -> tuple[bool, float, int]:
         """(allowed, seconds until the next request is allowed, requests left now)."""
         with self._lock:
-            now = time.monotonic()
+            now = self.clock()
             self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rps)
             self.stamp = now
             if self.tokens >= 1:
@@ -540,8 +552,8 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         texts = [texts] if isinstance(texts, str) else texts
         if not texts:
             raise ApiError(400, "'inputs' must not be empty")
-        if len(texts) > MAX_EMBED_INPUTS:
-            raise ApiError(400, f"Too many inputs in one request: {len(texts)} > {MAX_EMBED_INPUTS} "
+        if len(texts) > EMBED_MAX_INPUTS:
+            raise ApiError(400, f"Too many inputs in one request: {len(texts)} > {EMBED_MAX_INPUTS} "
                                 "(mistral-embed's limit). Split them into batches.", code="3210")
         vectors, n_tokens, dim = await run_in_threadpool(embedder.embed, texts)
         info["tokens"] = str(n_tokens)
@@ -620,6 +632,7 @@ class LocalServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"the local endpoint did not start on {self.url}")
             time.sleep(0.02)
+        _embed_models_by_url[self.url] = self.embed_model
         return self.url
 
     def stop(self) -> None:
@@ -630,6 +643,7 @@ class LocalServer:
                 self._thread.join(timeout=10)
             self._app.fastapi.state.worker.stop()
             self._server = None
+            _embed_models_by_url.pop(self.url or "", None)
 
     def __enter__(self) -> str:
         return self.start()
@@ -640,6 +654,15 @@ class LocalServer:
 
 _servers: dict[tuple[str, str, str], LocalServer] = {}
 _servers_lock = threading.Lock()
+_embed_models_by_url: dict[str, str] = {}  # every LocalServer running in this process: base URL → embedding model
+
+
+def embedding_model_at(url: str) -> str | None:
+    """The embedding model a LocalServer of this process serves at `url` (None if none of ours is there).
+
+    `helpers.rag.ApiEmbedder` keys its cache by this model, not by the URL, whose port changes every session.
+    """
+    return _embed_models_by_url.get(url.rstrip("/"))
 
 
 def ensure_server(model: str, embed_model: str, device: str) -> str:
@@ -666,11 +689,16 @@ class ErrorCase:
     what_to_do: str
 
 
-def error_demo(model: str = "mistral-small-latest", *, engine: ChatEngine | None = None) -> list[ErrorCase]:
-    """Provoke 401, 429 and 422 against a strict copy of the local endpoint and show how the SDK reports each.
+ERROR_DEMO_RPS = 0.2  # the strict copy's rate limit: one request per 5 s, so no refill can race the demo
 
-    The copy requires a key and allows 1 request per second (La Plateforme answers with the same status
-    codes). It serves the stand-in unless `engine` is given; every request asks for one token.
+
+def error_demo(model: str = "mistral-small-latest", *, engine: ChatEngine | None = None) -> list[ErrorCase]:
+    """Provoke 401, 422 and 429 against a strict copy of the local endpoint and show how the SDK reports each.
+
+    The copy requires a key and allows one request per 5 s (ERROR_DEMO_RPS; La Plateforme answers with the
+    same status codes). It serves the stand-in unless `engine` is given; every request asks for one token.
+    The last row retries a rate-limited call with the SDK's RetryConfig, which waits as long as the 429's
+    Retry-After says (about 5 s) and then succeeds.
     """
     from mistralai.client import Mistral
     from mistralai.client.errors import MistralError
@@ -694,28 +722,25 @@ def error_demo(model: str = "mistral-small-latest", *, engine: ChatEngine | None
         else:
             raise AssertionError(f"{name}: the strict endpoint answered without an error")
 
-    with LocalServer(model="standin", engine=engine, api_key="the-right-key", max_rps=1) as url:
+    with LocalServer(model="standin", engine=engine, api_key="the-right-key", max_rps=ERROR_DEMO_RPS) as url:
+        # a wrong key is refused before the rate limit is counted: the bucket still holds its one request
         provoke("bad key", "check MISTRAL_API_KEY (no quotes or spaces), or create a new key in the console",
                 lambda: Mistral(api_key="a-wrong-key", server_url=url).chat.complete(
                     model=model, messages=ask, max_tokens=1))
         plain = Mistral(api_key="the-right-key", server_url=url)  # no retry_config: the SDK gives up at once
-
-        def twice() -> None:
-            for _ in range(2):
-                plain.chat.complete(model=model, messages=ask, max_tokens=1)
-
-        provoke("rate limit", "batch requests, and give the client retry_config=RetryConfig('backoff', …)", twice)
-        time.sleep(1.1)  # let the rate limit's bucket refill
+        # this request spends the bucket's one request (the server reads the body only after the rate check)
         provoke("invalid value", "read the message: it names the field and what it accepts",
                 lambda: plain.chat.complete(model=model, messages=ask, max_tokens=1, temperature=5.0))
-        time.sleep(1.1)
-        patient = Mistral(api_key="the-right-key", server_url=url, retry_config=retry_config())
+        # the bucket refills one request per 5 s, so the next request, sent at once, is over the limit
+        provoke("rate limit", "batch requests, and give the client retry_config=RetryConfig('backoff', …)",
+                lambda: plain.chat.complete(model=model, messages=ask, max_tokens=1))
+        patient = Mistral(api_key="the-right-key", server_url=url, retry_config=retry_config(max_elapsed_ms=30_000))
         started = time.perf_counter()
-        for _ in range(2):
-            patient.chat.complete(model=model, messages=ask, max_tokens=1)
+        patient.chat.complete(model=model, messages=ask, max_tokens=1)
         waited = time.perf_counter() - started
         rows.append(ErrorCase("rate limit, with RetryConfig", 200, "—",
-                              f"2 back-to-back requests both succeeded in {waited:.1f} s (the SDK backed off)",
+                              f"the same rate-limited request succeeded after {waited:.1f} s "
+                              "(the SDK waited as Retry-After said, then retried)",
                               "nothing: this is the fix for 429"))
     return rows
 
@@ -748,7 +773,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 = any free port)")
-    parser.add_argument("--api-key", default=None, help="require 'Authorization: Bearer TOKEN' on every request")
+    parser.add_argument("--api-key", default=None,
+                        help=f"require 'Authorization: Bearer TOKEN' on every request. Prefer the environment variable "
+                             f"{API_KEY_ENV}=TOKEN: a value given here shows in `ps` and in your shell history "
+                             "(the flag wins when both are set)")
     parser.add_argument("--max-rps", type=float, default=None, help="rate limit in requests/s; above it: 429")
     parser.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY / 2**20,
                         help="reject request bodies larger than this with 413 (default: 4)")
@@ -756,6 +784,7 @@ def main(argv: list[str] | None = None) -> int:
                         help=f"max_tokens when a request gives none (default: {DEFAULT_MAX_TOKENS})")
     parser.add_argument("--log-prompts", action="store_true", help="include prompt text in the request log lines")
     args = parser.parse_args(argv)
+    api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from .selfhost import ModelLoadError
@@ -771,7 +800,7 @@ def main(argv: list[str] | None = None) -> int:
 
         print(BANNER, file=sys.stderr)
     server = LocalServer(args.model, embed_model=args.embedding_model, device=args.device, host=args.host,
-                         port=args.port, api_key=args.api_key, max_rps=args.max_rps, log_prompts=args.log_prompts,
+                         port=args.port, api_key=api_key, max_rps=args.max_rps, log_prompts=args.log_prompts,
                          engine=engine, max_body=int(args.max_body_mb * 2**20),
                          default_max_tokens=args.default_max_tokens)
     try:
@@ -779,8 +808,11 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 2
-    print(f"Serving {args.model} ({engine.renderer}) and {args.embedding_model} at {url}\n"
-          f"  SDK: Mistral(api_key='{'<your --api-key>' if args.api_key else 'any'}', server_url='{url}')\n"
+    # the token itself is never printed or logged: say only whether one is required
+    key_hint = "<the server's key>" if api_key else "any"
+    auth = "a bearer key is required" if api_key else "no key required"
+    print(f"Serving {args.model} ({engine.renderer}) and {args.embedding_model} at {url} ({auth})\n"
+          f"  SDK: Mistral(api_key='{key_hint}', server_url='{url}')\n"
           f"  Ctrl-C to stop.", file=sys.stderr)
     try:
         while server._thread is not None and server._thread.is_alive():
