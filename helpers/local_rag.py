@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from .rag import Embedder, Hit, VectorIndex, grounded_prompt
+from .tools import content_text
 
 
 class TimedEmbedder:
@@ -109,6 +110,6 @@ def api_generate(client: Any, model: str, max_tokens: int) -> Callable[[str], st
     def run(prompt: str) -> str:
         res = client.chat.complete(model=model, messages=[{"role": "user", "content": prompt}],
                                    max_tokens=max_tokens, temperature=0)
-        return res.choices[0].message.content or ""
+        return content_text(res.choices[0].message)  # a str, or a list of chunks: the answer's text
 
     return run

@@ -1,5 +1,5 @@
 """helpers.local_rag: each stage is timed on its own (no double counting), percentiles are right, the untimed
-index is refused."""
+index is refused, and an API answer given as a list of chunks becomes its text."""
 
 from __future__ import annotations
 
@@ -95,3 +95,21 @@ def test_latency_summary_percentiles():
     with pytest.raises(ValueError):
         local_rag.latency_summary([])
 
+
+def test_api_generate_returns_text_for_chunked_content():
+    from types import SimpleNamespace
+
+    from mistralai.client.models import AssistantMessage, TextChunk, ThinkChunk
+
+    calls = []
+
+    def complete(**kw):
+        calls.append(kw)
+        msg = AssistantMessage(content=[ThinkChunk(thinking=[TextChunk(text="hidden reasoning")]),
+                                        TextChunk(text="an "), TextChunk(text="answer")])
+        return SimpleNamespace(choices=[SimpleNamespace(message=msg)])
+
+    client = SimpleNamespace(chat=SimpleNamespace(complete=complete))
+    # the answer's text chunks joined, the reasoning left out (was: the list itself returned as the "text")
+    assert local_rag.api_generate(client, "mistral-small-latest", 16)("Q?") == "an answer"
+    assert calls[0]["max_tokens"] == 16 and calls[0]["temperature"] == 0
