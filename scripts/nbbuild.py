@@ -30,7 +30,10 @@ COLAB_SETUP = f'''# Colab only: fetch the course and install it (locally, `make 
 import sys
 
 if "google.colab" in sys.modules:
-    !git clone -q --depth 1 https://github.com/{REPO} /content/course
+    import os
+
+    if not os.path.isdir("/content/course"):  # re-running this cell keeps the copy you have
+        !git clone -q --depth 1 https://github.com/{REPO} /content/course
     %pip install -q -e /content/course
     sys.path.insert(0, "/content/course")
     %cd /content/course/notebooks
