@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 METRICS_ENV = "COURSE_METRICS_FILE"
+QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]  # hide ipykernel's start-up warnings from the progress lines
 _session: dict[str, Any] = {}
 
 
@@ -192,6 +193,7 @@ def run_course(
                         kernel_name=kernel,
                         progress_bar=False,
                         execution_timeout=timeout_s,
+                        extra_arguments=QUIET_KERNEL,
                     )
                 except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
                     status = "failed"
