@@ -15,8 +15,28 @@ from typing import Any
 from .catalog import DEFAULT_TIERS, Reply, complete
 
 
+class WidgetPanel:
+    """What both playgrounds share: `.controls` by name, `.history` of results, `.last`, and `.set(**values)`."""
+
+    controls: dict[str, Any]
+    history: list[Any]
+
+    @property
+    def last(self) -> Any:
+        """The most recent result, or None before the first click."""
+        return self.history[-1] if self.history else None
+
+    def set(self, **values: Any):
+        """Set controls by name, e.g. `.set(temperature=0.2, prompt="Hi")`; an unknown name is a clear error."""
+        for name, value in values.items():
+            if name not in self.controls:
+                raise KeyError(f"No control {name!r}; have {sorted(self.controls)}")
+            self.controls[name].value = value
+        return self
+
+
 @dataclass
-class ApiPlayground:
+class ApiPlayground(WidgetPanel):
     """The widgets of one playground, the replies it got, and the last error (if any)."""
 
     widget: Any
@@ -28,20 +48,8 @@ class ApiPlayground:
     error: Exception | None = None
 
     @property
-    def last(self) -> Reply | None:
-        return self.history[-1] if self.history else None
-
-    @property
     def total_cost_usd(self) -> float:
         return sum(r.cost_usd or 0.0 for r in self.history)
-
-    def set(self, **values: Any) -> ApiPlayground:
-        """Set controls by name (model, temperature, max_tokens, prompt)."""
-        for name, value in values.items():
-            if name not in self.controls:
-                raise KeyError(f"No control {name!r}; have {sorted(self.controls)}")
-            self.controls[name].value = value
-        return self
 
 
 def api_playground(client: Any, models: Sequence[str] = DEFAULT_TIERS, *, model: str | None = None,

@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .playground import WidgetPanel
 from .selfhost import Generation, LoadedModel, generate
 
 
 @dataclass
-class Playground:
+class Playground(WidgetPanel):
     """The widgets of one playground and the last generation it made."""
 
     widget: Any
@@ -24,17 +25,6 @@ class Playground:
     stats: Any
     history: list[Generation] = field(default_factory=list)
 
-    @property
-    def last(self) -> Generation | None:
-        return self.history[-1] if self.history else None
-
-    def set(self, **values: Any) -> Playground:
-        """Set controls by name (prompt, temperature, top_p, max_new_tokens, do_sample, seed)."""
-        for name, value in values.items():
-            if name not in self.controls:
-                raise KeyError(f"No control {name!r}; have {sorted(self.controls)}")
-            self.controls[name].value = value
-        return self
 
 
 def generation_playground(lm: LoadedModel, prompt: str = "Explain quantization in one sentence.",
