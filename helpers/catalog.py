@@ -164,12 +164,6 @@ def numbers_in(text: str) -> list[float]:
     return [float(m.replace(",", "")) for m in _NUMBER.findall(text or "")]
 
 
-def mentions_numbers(text: str, expected: Sequence[float], tol: float = 0.005) -> bool:
-    """True when every expected number appears in the text (within `tol`)."""
-    found = numbers_in(text)
-    return all(any(abs(f - e) <= tol for f in found) for e in expected)
-
-
 def closest_payments(payments) -> dict[str, Any]:
     """Ground truth for 'which two amounts are closest, and how many days apart were they paid?' (pandas)."""
     import pandas as pd

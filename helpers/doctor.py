@@ -6,6 +6,8 @@ import importlib.metadata as md
 import platform
 from dataclasses import dataclass
 
+from packaging.version import Version
+
 from .settings import Settings, hf_token_available
 
 PACKAGES = (
@@ -23,12 +25,9 @@ class Problem:
     fix: str
 
 
-def _version_tuple(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.split(".")[:2]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
+def _at_least(version: str, minimum: tuple[int, ...]) -> bool:
+    """True when `version` (any PEP 440 string, e.g. '3.7.0rc1') is at least `minimum`."""
+    return Version(version).release >= minimum
 
 
 def versions() -> dict[str, str | None]:
@@ -67,7 +66,7 @@ def problems(settings: Settings, found: dict[str, str | None] | None = None,
     found = found if found is not None else versions()
     gpu_info = gpu_info if gpu_info is not None else gpu()
     out: list[Problem] = []
-    if _version_tuple(found.get("python") or "0") < (3, 10):
+    if not _at_least(found.get("python") or "0", (3, 10)):
         out.append(Problem(f"Python {found.get('python')} is too old", "Use Python 3.10 or newer."))
     for name, version in found.items():
         if version is None:
@@ -75,7 +74,7 @@ def problems(settings: Settings, found: dict[str, str | None] | None = None,
                                "Run `make install` (or, in Colab, re-run the setup cell at the top)."))
     for name, minimum in MIN_VERSIONS.items():
         version = found.get(name)
-        if version and _version_tuple(version) < minimum:
+        if version and not _at_least(version, minimum):
             out.append(Problem(
                 f"{name} {version} is older than {'.'.join(map(str, minimum))}",
                 f"pip install -U '{name}>={'.'.join(map(str, minimum))}' — the course uses today's API.",

@@ -61,3 +61,9 @@ def test_report_never_contains_the_key(monkeypatch):
     secret = "abcdefghijklmnopqrstuvwxyz012345"
     report = doctor.report(_cfg(monkeypatch, secret))
     assert report["key_found"] is True and secret not in repr(report)
+
+
+def test_version_check_reads_pre_releases_and_local_builds():
+    assert doctor._at_least("3.7.0rc1", (3, 0))
+    assert doctor._at_least("2.13.0+cpu", (2, 4))
+    assert not doctor._at_least("0.4.2", (3, 0))
