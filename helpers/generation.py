@@ -2,7 +2,8 @@
 
 - Prompts are rendered by `mistral-common` (Mistral's official instruct formats, tools and tool results
   included) whenever the model has a Mistral tokenizer: the stand-in and Mistral-7B-Instruct-v0.3 use v3.
-  Other models fall back to their own Hugging Face chat template (``tokenizer.apply_chat_template``).
+  Other models use their own Hugging Face chat template (``tokenizer.apply_chat_template``): the offline
+  SmolLM2 model's ChatML template, extended by the course for tools (``<tool_call>`` blocks, parsed here).
 - Decoding is a small loop over the model with a KV cache, so every step can be masked by a grammar
   (:mod:`helpers.constrained`), a per-request seeded ``torch.Generator`` makes `random_seed` reproducible
   without touching global RNG state, and text can be streamed as it is produced.
@@ -427,6 +428,11 @@ class ChatEngine:
         if prompt.mode in ("json_object", "json_schema") and finish == "stop":
             content = _strict_json(content)
         tool_calls = None
+        if prompt.mode == "tools_auto" and trigger is None and not in_call:
+            # no [TOOL_CALLS] token (ChatML models): the template asks for <tool_call>{json}</tool_call>
+            tool_calls, content = self._parse_tagged_calls(content, prompt.tools or [], id_rng)
+            if tool_calls and finish == "stop":
+                finish = "tool_calls"
         if in_call:
             tool_calls = self._parse_calls(call_ids, id_rng)
             if tool_calls is None:  # unfinished (hit max_tokens): report the raw text, as the API would
@@ -452,6 +458,25 @@ class ChatEngine:
             keep[0] = True
             probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
         return int(torch.multinomial(probs, 1, generator=gen))
+
+    @staticmethod
+    def _parse_tagged_calls(content: str, tools: list[dict], rng: random.Random) -> tuple[list[dict] | None, str]:
+        """`<tool_call>{"name": …, "arguments": {…}}</tool_call>` blocks in free text → tool calls (names checked)."""
+        names = {t["function"]["name"] for t in tools}
+        calls = []
+        for block in re.findall(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", content, flags=re.S):
+            try:
+                item = json.loads(block, strict=False)
+            except ValueError:
+                continue
+            if isinstance(item, dict) and item.get("name") in names:
+                args = item.get("arguments", {})
+                calls.append({"id": new_tool_call_id(rng), "type": "function", "index": len(calls),
+                              "function": {"name": item["name"], "arguments": args if isinstance(args, str)
+                                           else json.dumps(args, ensure_ascii=False)}})
+        if not calls:
+            return None, content
+        return calls, content.split("<tool_call>", 1)[0].strip()
 
     def _parse_calls(self, call_ids: list[int], rng: random.Random) -> list[dict] | None:
         text = self.decode(call_ids).strip()

@@ -1,6 +1,6 @@
 """Load open-weight models for self-hosting: one loader for the notebooks and the local endpoint.
 
-`load_model("standin" | hub id | path | "config:<name>", precision=...)` returns the tokenizer and model,
+`load_model("smollm2-135m" | "standin" | hub id | path | "config:<name>", precision=...)` returns the tokenizer and model,
 loaded with `from_pretrained` exactly as for Mistral-7B-Instruct, at fp32/fp16/bf16 or quantized by
 bitsandbytes (int8, nf4). Then: `generate` (chat template, pad token, attention mask), `stream`,
 `tokens_per_second`, `score_text` (perplexity + top-1 next tokens) and `top1_agreement`.
@@ -27,7 +27,7 @@ from packaging.version import Version
 
 from . import memory
 from .memory import CONFIG_PREFIX
-from .settings import DEFAULT_LOCAL_EMBED_MODEL, STANDIN, cache_dir, resolve_device, unattended
+from .settings import DEFAULT_LOCAL_EMBED_MODEL, SMOLLM, STANDIN, cache_dir, resolve_device, unattended
 from .standin import atomic_folder, build_mistral_tokenizer, is_standin, minilm_path, standin_path
 
 log = logging.getLogger(__name__)
@@ -66,6 +66,13 @@ class LoadedModel:
         return is_standin(self.path) or self.name == STANDIN
 
     @property
+    def is_smollm(self) -> bool:
+        """True for the offline model, SmolLM2-135M-Instruct (real weights, tiny, not Mistral)."""
+        from .smollm import is_smollm
+
+        return self.name == SMOLLM or is_smollm(self.path)
+
+    @property
     def random_weights(self) -> bool:
         """True for the stand-in and for `config:` checkpoints: memory and speed are real, the text is not."""
         return self.is_standin or self.name.startswith(CONFIG_PREFIX)
@@ -75,6 +82,8 @@ class LoadedModel:
         """The model's name for measurement labels, saying when its weights are random."""
         if self.is_standin:
             return f"{self.name} (stand-in)"
+        if self.is_smollm:
+            return "SmolLM2-135M-Instruct"
         return f"{self.name} (random weights)" if self.random_weights else self.name
 
     @property
@@ -155,7 +164,14 @@ def _check_precision_on_device(precision: str, device: str) -> None:
 
 # ---------------------------------------------------------------- where the weights come from
 def model_path(model: str) -> str:
-    """`standin` → the built stand-in folder; `config:<name>` → a random-weight checkpoint; else unchanged."""
+    """`smollm2-135m` / `standin` → their built folders; `config:<name>` → a random-weight checkpoint; else unchanged."""
+    if model == SMOLLM:
+        from .smollm import OfflineModelMissing, smollm_path
+
+        try:
+            return str(smollm_path())
+        except OfflineModelMissing as exc:
+            raise ModelLoadError(str(exc)) from exc
     if model == STANDIN:
         return str(standin_path())
     if model.startswith(CONFIG_PREFIX):
@@ -265,18 +281,18 @@ def explain_load_error(exc: BaseException, model: str) -> ModelLoadError:
             "with your account, then set HF_TOKEN (a read token from huggingface.co/settings/tokens; in Colab "
             "add it to secrets) and run again. Without access: LOCAL_MODEL='config:mistral-7b-instruct-v0.3' "
             "(the real size and shape with random weights: memory and speed are real, text is not) or "
-            f"LOCAL_MODEL='{STANDIN}' (a tiny offline stand-in)."
+            f"LOCAL_MODEL='{SMOLLM}' (SmolLM2-135M-Instruct: tiny, real, offline)."
         )
     if kind == "offline":
         return ModelLoadError(
             f"Cannot fetch {model!r}: the Hugging Face hub is unreachable (offline, or HF_HUB_OFFLINE=1) and it "
-            f"is not in the local cache. Use LOCAL_MODEL='{STANDIN}' (offline stand-in), a local folder with the "
+            f"is not in the local cache. Use LOCAL_MODEL='{SMOLLM}' (the offline model), a local folder with the "
             "weights, or run where the hub is reachable."
         )
     if kind == "missing":
         return ModelLoadError(
             f"{model!r} is not a model on the hub nor a local folder: check the spelling "
-            "(e.g. 'mistralai/Mistral-7B-Instruct-v0.3'), or use LOCAL_MODEL='standin'."
+            f"(e.g. 'mistralai/Mistral-7B-Instruct-v0.3'), or use LOCAL_MODEL='{SMOLLM}' (offline)."
         )
     return ModelLoadError(f"Loading {model!r} failed: {type(exc).__name__}: {exc}")
 
@@ -305,7 +321,7 @@ def oom_message(model: str, precision: str, needed: int, free: int | None, devic
 
 
 def _config_of(model: str):
-    return memory.load_config(model_path(model) if model == STANDIN else model)
+    return memory.load_config(model_path(model) if model in (STANDIN, SMOLLM) else model)
 
 
 def _preflight(model: str, path: str, precision: str, device: str, compute: str) -> None:
@@ -336,8 +352,8 @@ def _quiet_progress() -> Iterator[None]:
         hf_logging.enable_progress_bar()
 
 
-def load_model(model: str = STANDIN, precision: str = "auto", device: str = "auto") -> LoadedModel:
-    """Load tokenizer + model (hub id, local path, `standin` or `config:<name>`) at a precision, on a device."""
+def load_model(model: str = SMOLLM, precision: str = "auto", device: str = "auto") -> LoadedModel:
+    """Load tokenizer + model (hub id, local path, `smollm2-135m`, `standin` or `config:<name>`) at a precision, on a device."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -353,10 +369,10 @@ def load_model(model: str = STANDIN, precision: str = "auto", device: str = "aut
         except FileNotFoundError as exc:
             raise ModelLoadError(str(exc)) from exc
         _preflight(model, model, precision, device, default_precision(device))
-    elif model != STANDIN and not (Path(model).exists() or "/" in model):
+    elif model not in (STANDIN, SMOLLM) and not (Path(model).exists() or "/" in model):
         raise ModelLoadError(
             f"Unknown model {model!r}: not a local folder and not a hub id (owner/name). "
-            f"Use '{STANDIN}' offline, or e.g. 'mistralai/Mistral-7B-Instruct-v0.3' with network access."
+            f"Use '{SMOLLM}' offline, or e.g. 'mistralai/Mistral-7B-Instruct-v0.3' with network access."
         )
     compute = precision if precision in memory.FLOAT_PRECISIONS else default_precision(device)
     started = time.perf_counter()
@@ -411,11 +427,14 @@ RANDOM_WEIGHTS_BANNER = (
 
 
 def banner(lm: LoadedModel) -> str | None:
-    """Say loudly when the model's text means nothing (stand-in or random-weight `config:` model)."""
-    from . import standin
+    """Say which model answers when it is not Mistral: the tiny offline model, or one whose text means nothing."""
+    from . import smollm, standin
 
     if lm.is_standin:
         return standin.banner()
+    if lm.is_smollm:
+        print("ℹ️  " + smollm.DESCRIPTION)
+        return smollm.DESCRIPTION
     if lm.random_weights:
         print(RANDOM_WEIGHTS_BANNER)
         return RANDOM_WEIGHTS_BANNER

@@ -18,7 +18,8 @@ log = logging.getLogger(__name__)
 BACKENDS = ("auto", "mistral", "local")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_HUB_MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
-STANDIN = "standin"
+STANDIN = "standin"  # tiny random-weight Mistral: prompt-format plumbing only (tests), its text is meaningless
+SMOLLM = "smollm2-135m"  # the offline model: real SmolLM2-135M-Instruct from its PyPI wheel (helpers.smollm)
 DEFAULT_LOCAL_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 # name: (environment variable, default, what it sets). The README's parameter table mirrors this.
@@ -30,7 +31,8 @@ KNOBS: dict[str, tuple[str, str | None, str]] = {
         "COURSE_LOCAL_MODEL",
         "auto",
         f"what the local backend / self-host notebooks load: `auto` ({DEFAULT_HUB_MODEL} on a CUDA GPU "
-        f"with `HF_TOKEN` set, else `{STANDIN}`), `{STANDIN}`, `config:<name>` (real shape, random weights), "
+        f"with `HF_TOKEN` set, else `{SMOLLM}`, the real but tiny SmolLM2-135M-Instruct), `{SMOLLM}`, "
+        f"`{STANDIN}` (random weights, Mistral tokenizer), `config:<name>` (real shape, random weights), "
         "a hub id or a local path",
     ),
     "LOCAL_EMBED_MODEL": (
@@ -255,16 +257,16 @@ def hf_token_available() -> bool:
 
 
 def resolve_local_model(local_model: str, device: str) -> tuple[str, str]:
-    """`auto` → the real (gated) hub model on a CUDA GPU with a Hugging Face token, else the stand-in; (model, why)."""
+    """`auto` → the real (gated) Mistral-7B on a CUDA GPU with a Hugging Face token, else SmolLM2-135M; (model, why)."""
     if local_model.lower() != "auto":
         return local_model, "as asked"
+    tiny = "SmolLM2-135M-Instruct, a real but tiny model (not Mistral): right about simple facts, often wrong beyond"
     if device != "cuda":
-        return STANDIN, "no CUDA GPU, so the offline stand-in, whose text is meaningless"
+        return SMOLLM, f"no CUDA GPU, so {tiny}"
     if not hf_token_available():
-        return STANDIN, (
+        return SMOLLM, (
             f"a CUDA GPU is present but no Hugging Face token, and {DEFAULT_HUB_MODEL} is gated: "
-            "accept its licence on the hub and set HF_TOKEN (or a Colab secret) to load it; until then the "
-            "stand-in, whose text is meaningless"
+            f"accept its licence on the hub and set HF_TOKEN (or a Colab secret) to load it; until then {tiny}"
         )
     return DEFAULT_HUB_MODEL, "a CUDA GPU and a Hugging Face token are present"
 
