@@ -9,7 +9,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from typing import Any
 
@@ -281,6 +281,13 @@ class Attempt:
     cost_usd: float
     latency_s: float
     text: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def priced_as(self, model: str) -> Attempt:
+        """The same answer billed at another model's dated price (when one local model serves every alias)."""
+        cost = cost_or_none(model, prompt_tokens=self.prompt_tokens, completion_tokens=self.completion_tokens)
+        return replace(self, model=model, cost_usd=cost or 0.0)
 
 
 @dataclass(frozen=True)
@@ -312,4 +319,5 @@ def escalate(attempt: Callable[[str], Attempt], models: Sequence[str]) -> Escala
 def run_task(client: Any, task: Task, model: str) -> Attempt:
     """Send one task to one model and check the answer."""
     reply = complete(client, model, task.messages, **task.options)
-    return Attempt(model, bool(task.check(reply.text)), reply.cost_usd or 0.0, reply.latency_s, reply.text)
+    return Attempt(model, bool(task.check(reply.text)), reply.cost_usd or 0.0, reply.latency_s, reply.text,
+                   reply.prompt_tokens, reply.completion_tokens)
