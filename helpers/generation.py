@@ -197,7 +197,8 @@ class ChatEngine:
         self.name = str(loaded.name)
         self.device = torch.device(getattr(loaded, "device", "cpu") if loaded.device != "cuda" else "cuda")
         self.mistral = find_mistral_tokenizer(loaded)
-        self.bounds = bounds or Bounds.for_model(getattr(loaded, "is_standin", False))
+        self.bounds = bounds or Bounds.for_model(getattr(loaded, "is_standin", False),
+                                                 tiny=getattr(loaded, "is_smollm", False))
         if self.mistral is not None:
             raw = self.mistral.instruct_tokenizer.tokenizer
             self.eos_id = raw.eos_id

@@ -162,6 +162,21 @@ def _check_precision_on_device(precision: str, device: str) -> None:
             raise ModelLoadError(f"precision={precision!r} needs bitsandbytes: {why}")
 
 
+def pick_precision(precision: str, device: str) -> str:
+    """`auto` → the device's default float dtype; an explicit choice is checked (bf16 needs native support)."""
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}.")
+    device = resolve_device(device)
+    precision = default_precision(device) if precision == "auto" else precision
+    _check_precision_on_device(precision, device)
+    return precision
+
+
+def torch_dtype(precision: str):
+    """The torch dtype for a float precision name ('fp32', 'fp16', 'bf16')."""
+    return _torch_dtype(precision)
+
+
 # ---------------------------------------------------------------- where the weights come from
 def model_path(model: str) -> str:
     """`smollm2-135m` / `standin` → their built folders; `config:<name>` → a random-weight checkpoint; else unchanged."""
