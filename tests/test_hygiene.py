@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -57,6 +58,33 @@ def test_exactly_one_parameters_cell(path):
     tagged = [c for c in load(path).cells if "parameters" in c.get("metadata", {}).get("tags", [])]
     assert len(tagged) == 1, f"{path.name}: {len(tagged)} cells tagged 'parameters'"
     assert tagged[0].cell_type == "code"
+
+
+def _assigned_names(source: str) -> list[str]:
+    return [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_papermill_sees_every_parameter(path):
+    """papermill skips a line with a second '=' (e.g. in its comment), printing "Unable to parse line"; the
+    course runner then drops `-p NAME` for it, because it passes only the parameters papermill declares."""
+    import papermill as pm
+
+    cell = next(c for c in load(path).cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    assert list(pm.inspect_notebook(str(path)).keys()) == _assigned_names(cell.source), (
+        f"{path.name}: papermill cannot parse a parameter line — keep '=' out of its comment"
+    )
+
+
+def test_papermill_parameter_check_can_fail(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('MODE = "auto"  # "auto" = guess', metadata={"tags": ["parameters"]})]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "99_bad.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(AssertionError):
+        test_papermill_sees_every_parameter(path)
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
