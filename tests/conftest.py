@@ -62,3 +62,33 @@ def clean_settings_env(monkeypatch):
     monkeypatch.setattr(settings, "_colab_cache", {})
     monkeypatch.setattr(settings, "in_colab", lambda: False)
     monkeypatch.setenv("COURSE_UNATTENDED", "1")
+
+
+def _fake_gpu(monkeypatch, name: str, capability: tuple[int, int], total_gib: float):
+    """Make torch.cuda report one GPU with these properties (no CUDA needed)."""
+    import types
+
+    import torch
+
+    props = types.SimpleNamespace(name=name, major=capability[0], minor=capability[1],
+                                  total_memory=int(total_gib * 2**30))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    # what torch does: emulated bf16 counts as "supported" unless including_emulation=False
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: capability >= (8, 0) or including_emulation)
+
+
+@pytest.fixture
+def fake_t4(monkeypatch):
+    """torch.cuda as on a Colab T4: compute capability 7.5, bf16 'supported' only through emulation."""
+    _fake_gpu(monkeypatch, "Tesla T4", (7, 5), 14.56)
+
+
+@pytest.fixture
+def fake_a100(monkeypatch):
+    """torch.cuda as on an A100: compute capability 8.0, native bf16."""
+    _fake_gpu(monkeypatch, "NVIDIA A100-SXM4-40GB", (8, 0), 39.5)
