@@ -45,6 +45,25 @@ def run_notebook(name: str, tmp_path: Path, **parameters) -> dict:
     return json.loads(metrics_file.read_text())
 
 
+# The figures each notebook draws in a run without a key (07 adds a second, local vs API, with one)
+EXPECTED_FIGURES = {"02_model_selection": 2, "04_api_rag": 1, "05_selfhost_fp16": 1, "06_quantization_int8": 1,
+                    "07_local_rag": 1}
+
+
+def executed_figures(name: str, tmp_path: Path) -> int:
+    """How many image/png outputs the executed copy of notebooks/<name>.ipynb holds."""
+    import nbformat
+
+    nb = nbformat.read(tmp_path / f"{name}.out.ipynb", as_version=4)
+    return sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
+
+
+@pytest.fixture
+def figures_drawn(tmp_path):
+    """Call as figures_drawn("05_selfhost_fp16") after notebook_runner → the PNG figures in its executed copy."""
+    return lambda name: executed_figures(name, tmp_path)
+
+
 @pytest.fixture
 def notebook_runner(tmp_path):
     """Call as notebook_runner("05_selfhost_fp16", PRECISION="fp32") → the recorded metrics dict."""
