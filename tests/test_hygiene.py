@@ -100,7 +100,7 @@ def test_colab_badge_and_colab_only_install(path):
     first_md = next(c for c in nb.cells if c.cell_type == "markdown")
     assert "colab.research.google.com/assets/colab-badge.svg" in first_md.source
     assert f"notebooks/{path.name}" in first_md.source, "the badge must open this notebook"
-    installs = [c for c in code_cells(nb) if re.search(r"%pip install|!pip install", c.source)]
+    installs = [c for c in code_cells(nb) if re.search(r"%pip install|!pip install|\"pip\", \"install\"", c.source)]
     assert installs, "needs a setup cell that installs the course in Colab"
     for cell in installs:
         assert '"google.colab" in sys.modules' in cell.source, "installs must run only in Colab"
