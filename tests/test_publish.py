@@ -228,3 +228,14 @@ def test_setup_cell_does_nothing_outside_colab(monkeypatch, tmp_path):
     namespace: dict = {}
     exec(compile(source, "setup-cell", "exec"), namespace)
     assert Path.cwd() == tmp_path and "COURSE_DIR" not in namespace and namespace["HF_HOME_ON_DRIVE"] is False
+
+
+@pytest.mark.parametrize("name", ["05_selfhost_fp16", "06_quantization_int8", "07_local_rag"])
+def test_self_hosting_notebooks_say_what_they_download_by_the_course_estimator(name):
+    from helpers import memory
+
+    gb = memory.weight_bytes(memory.load_config("mistral-7b-instruct-v0.3"), "fp16") / 1e9
+    first = next(c for c in nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4).cells
+                 if c.cell_type == "markdown")
+    assert f"about **{gb:.1f} GB** — an estimate" in first.source
+    assert "HF_HOME_ON_DRIVE" in first.source and "HF_HOME_ON_DRIVE" in nbbuild.colab_setup("o/n")
