@@ -13,12 +13,13 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install course test lint unit clean bench help
+.PHONY: install course test lint unit clean bench help publish
 
 help:
 	@echo "make course [PARAMS='-p BACKEND mistral'] [ONLY='00 05']  run the notebooks, write runs/latest/"
 	@echo "make test                                                  lint + unit + hygiene + nbval + papermill"
 	@echo "make bench                                                 benchmark scripts (results go in the README)"
+	@echo "make publish REPO=github.com/<owner>/<name>                point badges, Colab setup cells and README at REPO"
 
 install: $(STAMP)
 
@@ -46,6 +47,11 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_server.py
+
+# One place holds the course's repository (pyproject.toml [tool.course] repo); this rewrites everything that uses it.
+publish: $(STAMP)
+	@test -n "$(REPO)" || { echo "usage: make publish REPO=github.com/<owner>/<name>"; exit 2; }
+	$(BIN)/python scripts/nbbuild.py publish $(REPO)
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

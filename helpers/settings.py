@@ -279,6 +279,27 @@ def cuda_available() -> bool:
         return False
 
 
+def native_bf16() -> bool:
+    """True when the CUDA GPU computes bf16 natively (compute capability 8.0+: A100, L4, H100); False on CPU and a T4.
+
+    `torch.cuda.is_bf16_supported()` alone says True on a T4 (7.5): by default it counts bf16 that torch emulates,
+    slowly. Every place the course decides or reports precision asks this instead.
+    """
+    try:
+        import torch
+
+        if not torch.cuda.is_available():
+            return False
+        major, _minor = torch.cuda.get_device_capability()
+        try:
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # torch < 2.3 has no including_emulation: the capability decides
+            native = True
+        return bool(native) and major >= 8
+    except Exception:
+        return False
+
+
 def resolve_device(device: str = "auto") -> str:
     """`auto` → `cuda` when a GPU is present, else `cpu`; an explicit choice is checked."""
     device = (device or "auto").lower()

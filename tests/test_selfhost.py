@@ -350,3 +350,17 @@ def test_fp16_on_cuda_reports_allocated_memory():
         assert abs(report["estimate error %"]) < 1
     finally:
         selfhost.unload(lm)
+
+
+def test_bf16_on_a_simulated_t4_is_refused_with_the_reason(fake_t4):
+    from helpers import selfhost
+
+    assert selfhost.default_precision("cuda") == "fp16"  # what precision="auto" loads
+    with pytest.raises(ModelLoadError, match=r"Tesla T4 has no native bf16 \(compute capability 7\.5.*'fp16'"):
+        load_model("standin", precision="bf16", device="cuda")
+
+
+def test_bf16_on_a_simulated_a100_passes_the_check(fake_a100):
+    from helpers import selfhost
+
+    selfhost._check_precision_on_device("bf16", "cuda")  # no error: native bf16
