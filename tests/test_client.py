@@ -53,7 +53,7 @@ def test_unknown_local_model_offline_is_a_clear_error(monkeypatch):
         client.get_client(BACKEND="local", LOCAL_MODEL="nobody/no-such-model-xyz")
     message = str(info.value)
     assert "nobody/no-such-model-xyz" in message
-    assert "standin" in message  # says what to do offline
+    assert "smollm2-135m" in message  # says what to do offline
     assert "Traceback" not in message
 
 

@@ -90,7 +90,7 @@ def test_bad_precision_is_refused():
 
 
 def test_unknown_name_offline():
-    with pytest.raises(ModelLoadError, match="standin"):
+    with pytest.raises(ModelLoadError, match="smollm2-135m"):
         load_model("no-such-model", "fp32", "cpu")
 
 
@@ -98,7 +98,7 @@ def test_hub_model_offline_says_use_the_standin(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(ModelLoadError) as info:
         load_model("mistralai/Mistral-7B-Instruct-v0.3-not-cached", "fp32", "cpu")
-    assert "LOCAL_MODEL='standin'" in str(info.value)
+    assert "LOCAL_MODEL='smollm2-135m'" in str(info.value)
 
 
 def test_unknown_hub_id_offline_is_a_clear_model_load_error(monkeypatch):
@@ -107,7 +107,7 @@ def test_unknown_hub_id_offline_is_a_clear_model_load_error(monkeypatch):
         load_model("someone-nonexistent/not-a-model", "fp32", "cpu")
     msg = str(info.value)
     assert "'someone-nonexistent/not-a-model'" in msg and "not in the local cache" in msg
-    assert "LOCAL_MODEL='standin'" in msg and "local folder" in msg  # says what to do next
+    assert "LOCAL_MODEL='smollm2-135m'" in msg and "local folder" in msg  # says what to do next
     assert isinstance(info.value.__cause__, OSError)  # the original error stays attached for debugging
 
 
@@ -125,7 +125,7 @@ def test_gated_message_says_accept_licence_and_hf_token():
     except OSError as exc:
         err = selfhost.explain_load_error(exc, "mistralai/Mistral-7B-Instruct-v0.3")
     assert "accept the licence" in str(err) and "HF_TOKEN" in str(err)
-    assert "LOCAL_MODEL='config:mistral-7b-instruct-v0.3'" in str(err) and "LOCAL_MODEL='standin'" in str(err)
+    assert "LOCAL_MODEL='config:mistral-7b-instruct-v0.3'" in str(err) and "LOCAL_MODEL='smollm2-135m'" in str(err)
     assert "huggingface.co/mistralai/Mistral-7B-Instruct-v0.3" in str(err)
 
 

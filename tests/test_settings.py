@@ -172,9 +172,11 @@ def test_cuda_without_gpu_is_a_clear_error(monkeypatch):
         resolve(DEVICE="cuda")
 
 
-def test_local_model_auto_picks_standin_on_cpu(monkeypatch):
+def test_local_model_auto_picks_the_tiny_real_model_on_cpu(monkeypatch):
     monkeypatch.setattr(settings, "cuda_available", lambda: False)
-    assert resolve().local_model == "standin"
+    cfg = resolve()
+    assert cfg.local_model == "smollm2-135m"
+    assert "SmolLM2-135M-Instruct" in cfg.sources["LOCAL_MODEL"] and "not Mistral" in cfg.sources["LOCAL_MODEL"]
 
 
 def test_local_model_auto_picks_hub_model_on_gpu_with_hf_token(monkeypatch):
@@ -184,11 +186,11 @@ def test_local_model_auto_picks_hub_model_on_gpu_with_hf_token(monkeypatch):
     assert cfg.device == "cuda" and cfg.local_model == settings.DEFAULT_HUB_MODEL
 
 
-def test_local_model_auto_on_gpu_without_hf_token_stays_standin(monkeypatch):
+def test_local_model_auto_on_gpu_without_hf_token_stays_on_the_tiny_model(monkeypatch):
     monkeypatch.setattr(settings, "cuda_available", lambda: True)
     monkeypatch.setattr(settings, "hf_token_available", lambda: False)
     cfg = resolve()
-    assert cfg.local_model == "standin"
+    assert cfg.local_model == "smollm2-135m"
     assert "gated" in cfg.sources["LOCAL_MODEL"] and "HF_TOKEN" in cfg.sources["LOCAL_MODEL"]
 
 
@@ -216,3 +218,12 @@ def test_key_refuses_pickling():
 def test_data_path_missing_is_clear():
     with pytest.raises(FileNotFoundError, match="full checkout"):
         settings.data_path("no-such-file.csv")
+
+
+def test_answered_by_and_banner_name_the_model(monkeypatch):
+    monkeypatch.setattr(settings, "cuda_available", lambda: False)
+    cfg = resolve(BACKEND="local")
+    assert cfg.answered_by == "SmolLM2-135M-Instruct on the course endpoint (CPU)"
+    assert "not Mistral" in settings.model_note(cfg.local_model)
+    assert settings.model_note("mistralai/Mistral-7B-Instruct-v0.3") is None
+    assert "random" in settings.model_label("standin")
