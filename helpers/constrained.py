@@ -57,16 +57,27 @@ def _resolve_ref(ref: str, root: dict) -> dict:
 def bound_schema(schema: dict, bounds: Bounds = Bounds()) -> dict:
     """A copy of a JSON schema made finite (see module doc); `$ref`s inlined, `$defs` dropped."""
     root = copy.deepcopy(schema)
+    path_refs: list[str] = []  # the $refs followed on the way to the current node
 
     def walk(node: Any, depth: int) -> Any:
         if not isinstance(node, dict):
             return node
-        if depth > bounds.max_depth + 8:
-            raise ValueError("JSON schema recurses through required fields without end; it cannot be bounded")
         if "$ref" in node:
-            target = _resolve_ref(node["$ref"], root)
+            ref = node["$ref"]
+            if not isinstance(ref, str):
+                raise ValueError(f"$ref must be a string, not {type(ref).__name__}")
+            # a finite schema may nest as deep as it likes (the request's depth limit caps it); only a $ref that
+            # comes back to itself past the depth bound, through required fields or anyOf, never ends
+            if path_refs.count(ref) > bounds.max_depth + 8:
+                raise ValueError(f"JSON schema recurses through {ref!r} without end (through required fields or "
+                                 "anyOf); make the recursive field optional so it can be bounded")
+            target = _resolve_ref(ref, root)
             merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-            return walk(merged, depth)
+            path_refs.append(ref)
+            try:
+                return walk(merged, depth)
+            finally:
+                path_refs.pop()
         out = {k: v for k, v in node.items() if k not in ("$defs", "definitions")}
         for key in ("anyOf", "oneOf", "allOf"):
             if key in out:
@@ -119,7 +130,10 @@ def bound_schema(schema: dict, bounds: Bounds = Bounds()) -> dict:
                 out["propertyNames"] = {"maxLength": bounds.max_string}
         return out
 
-    return walk(root, 0)
+    try:
+        return walk(root, 0)
+    except (AttributeError, TypeError, KeyError, IndexError) as exc:  # e.g. "properties": 5, "required": 3
+        raise ValueError(f"malformed JSON schema ({type(exc).__name__}: {exc})") from None
 
 
 def tool_calls_schema(tools: list[dict], bounds: Bounds = Bounds()) -> dict:

@@ -443,9 +443,12 @@ class ChatEngine:
 
     @staticmethod
     def _sample(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator) -> int:
-        if params.temperature is None or params.temperature <= 0:
+        # a temperature this close to 0 is greedy; dividing by it (1e-45) would overflow the logits to inf/NaN
+        if params.temperature is None or params.temperature < 1e-4:
             return int(torch.argmax(logits, dim=-1))
         probs = torch.softmax(logits / params.temperature, dim=-1)[0]
+        if not bool(torch.isfinite(probs).all()):
+            return int(torch.argmax(logits, dim=-1))
         if params.top_p is not None and params.top_p < 1.0:
             sorted_p, order = torch.sort(probs, descending=True)
             keep = torch.cumsum(sorted_p, 0) - sorted_p < params.top_p
