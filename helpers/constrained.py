@@ -221,19 +221,88 @@ class GrammarCache:
 
     def matcher(self, compiled: Any) -> Constraint:
         """A fresh per-request matcher for a compiled grammar."""
-        return Constraint(self._xgr.GrammarMatcher(compiled), self.vocab_size)
+        return Constraint(self._xgr.GrammarMatcher(compiled), self.vocab_size, self.closing_scores)
+
+    @property
+    def closing_scores(self) -> torch.Tensor:
+        """Per-token preference for finishing a structure soon (see `closing_score`); computed once per tokenizer."""
+        if getattr(self, "_closing", None) is None:
+            scores = torch.tensor([closing_score(t) for t in self.info.decoded_vocab], dtype=torch.float32)
+            if scores.numel() < self.vocab_size:  # model vocab padded past the tokenizer's
+                scores = torch.cat([scores, torch.full((self.vocab_size - scores.numel(),), -1e4)])
+            for stop in self.info.stop_token_ids:
+                if 0 <= stop < self.vocab_size:
+                    scores[stop] = 1e4  # when the grammar allows stopping, stop
+            self._closing = scores[: self.vocab_size].unsqueeze(0)
+        return self._closing
+
+
+def closing_score(token: bytes | str) -> float:
+    """How much a token helps to *end* a JSON structure: closers high, openers low, separators over more digits.
+
+    Used only to plan the shortest-looking way to finish (`Constraint.plan_to_finish`), never to sample text.
+    """
+    text = token.decode("utf-8", "replace") if isinstance(token, bytes) else str(token)
+    if not text:
+        return -1e4
+    score = 0.0
+    for ch in text:
+        if ch in "}]":
+            score += 11
+        elif ch == '"':
+            score += 10
+        elif ch in "{[":
+            score -= 30
+        elif ch in ",:":
+            score += 1
+        elif ch.isspace():
+            score -= 1
+        elif ch in ".-+eE" or ch.isdigit():
+            score -= 0.5 if not ch.isdigit() else 0.1  # a number that goes on is a number not yet finished
+        else:
+            score += 0.1  # keys, enum values, true/false/null: the longest token that fits
+    return score
 
 
 class Constraint:
     """The per-request grammar state: masks logits, then is told which token was picked."""
 
-    def __init__(self, matcher: Any, vocab_size: int) -> None:
+    def __init__(self, matcher: Any, vocab_size: int, closing: torch.Tensor | None = None) -> None:
         import xgrammar as xgr
 
         self._xgr = xgr
         self.matcher = matcher
         self.vocab_size = vocab_size
         self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+        self.closing = closing
+
+    def plan_to_finish(self, cap: int = 512) -> list[int] | None:
+        """A valid way to finish from the current state, greedily closing structures: token ids up to and
+        including the stop token (None when none is found within `cap` tokens). The state is left unchanged.
+
+        Its length is what the remaining `max_tokens` must cover: budget-aware decoding (ChatEngine.generate)
+        steers onto this path whenever a freely sampled token would leave too little room to finish.
+        """
+        if self.closing is None:
+            return None
+        fork = self.matcher.fork()
+        bitmask = self._xgr.allocate_token_bitmask(1, self.vocab_size)
+        path: list[int] = []
+        while not fork.is_terminated():
+            if len(path) >= cap:
+                return None
+            fork.fill_next_token_bitmask(bitmask)
+            scores = self.closing.clone()
+            self._xgr.apply_token_bitmask_inplace(scores, bitmask, vocab_size=self.vocab_size)
+            tok = int(torch.argmax(scores))
+            if scores[0, tok] == float("-inf") or not fork.accept_token(tok):
+                return None
+            path.append(tok)
+        return path
+
+    def rollback(self, n: int = 1) -> None:
+        """Undo the last `n` accepted tokens."""
+        self.matcher.rollback(n)
 
     def mask(self, logits: torch.Tensor) -> None:
         """Set the logits of every token the grammar forbids to -inf (in place); logits shape (1, vocab)."""

@@ -702,6 +702,12 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
                                 f"{n_prompt + body.max_tokens} is too large for model with {ctx} maximum context "
                                 "length", code="3051")
         max_tokens = body.max_tokens if body.max_tokens is not None else min(default_max_tokens, ctx - n_prompt)
+        need = await run_in_threadpool(engine.min_new_tokens, prompt)
+        if need is not None and max_tokens < need:
+            what = "tool call" if prompt.mode == "tools_forced" else "JSON answer"
+            raise ApiError(400, f"max_tokens={max_tokens} cannot fit even the smallest complete {what} for this "
+                                f"request: it needs at least {need} tokens. Set max_tokens to {need} or more.",
+                           code="3051")
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         seed = body.random_seed if body.random_seed is not None else body.seed
         params = SamplingParams(max_tokens=max_tokens, temperature=0.7 if body.temperature is None else body.temperature,

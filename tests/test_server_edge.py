@@ -191,7 +191,7 @@ EMBED_BODY = st.fixed_dictionaries({"model": mostly(st.just("mistral-embed"), TE
                                              "input": mostly(st.lists(TEXT, min_size=1, max_size=2), JSON)})
 
 
-@settings(max_examples=150, deadline=None, derandomize=True, database=None,
+@settings(max_examples=120, deadline=None, derandomize=True, database=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(body=st.integers(0, 7).flatmap(lambda i: EMBED_BODY if i == 0 else JSON if i == 1 else CHAT_BODY))
 def test_fuzzed_bodies_never_get_a_5xx(http, body):
