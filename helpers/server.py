@@ -865,7 +865,6 @@ class LocalServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"the local endpoint did not start on {self.url}")
             time.sleep(0.02)
-        _embed_models_by_url[self.url] = self.embed_model
         return self.url
 
     def stop(self) -> None:
@@ -876,7 +875,6 @@ class LocalServer:
                 self._thread.join(timeout=10)
             self._app.fastapi.state.worker.stop()
             self._server = None
-            _embed_models_by_url.pop(self.url or "", None)
 
     def __enter__(self) -> str:
         return self.start()
@@ -887,15 +885,6 @@ class LocalServer:
 
 _servers: dict[tuple[str, str, str], LocalServer] = {}
 _servers_lock = threading.Lock()
-_embed_models_by_url: dict[str, str] = {}  # every LocalServer running in this process: base URL → embedding model
-
-
-def embedding_model_at(url: str) -> str | None:
-    """The embedding model a LocalServer of this process serves at `url` (None if none of ours is there).
-
-    `helpers.rag.ApiEmbedder` keys its cache by this model, not by the URL, whose port changes every session.
-    """
-    return _embed_models_by_url.get(url.rstrip("/"))
 
 
 def ensure_server(model: str, embed_model: str, device: str) -> str:

@@ -99,3 +99,22 @@ def test_the_sdk_alone_gives_up_on_a_close_without_answer(upstream_port):
         with pytest.raises(httpx2.RemoteProtocolError):
             plain.chat.complete(model="mistral-small-latest", messages=ASK, max_tokens=1)
     assert proxy.log == ["close"]
+
+
+def test_a_rerun_after_faults_pays_no_embedding_requests(upstream_port, tmp_path, clean_settings_env):
+    from helpers import rag
+
+    cfg = settings.resolve(BACKEND="local")
+    texts = [f"payment T{1000 + i} was settled on day {i}" for i in range(30)] + ["payment T1000 was settled on day 0"]
+    faults = ["503", "close", "reset_after", "cut_after", "429", "close_after"]
+    with FaultProxy(upstream_port, faults) as url:
+        first = rag.ApiEmbedder.for_settings(fast_client(url, timeout_s=30), cfg, cache=tmp_path / "c.sqlite",
+                                             max_inputs=7, progress=False)
+        vectors = first.embed(texts)
+    assert first.requests == 5 and first.inputs_sent == 30  # 30 distinct texts in batches of 7; the repeat is free
+    with FaultProxy(upstream_port, ["close", "reset"]) as other_port:  # a rerun, the endpoint on another port
+        rerun = rag.ApiEmbedder.for_settings(fast_client(other_port), cfg, cache=tmp_path / "c.sqlite",
+                                             max_inputs=7, progress=False)
+        again = rerun.embed(texts)
+    assert rerun.requests == 0 and rerun.cache_hits == len(texts)
+    assert (again == vectors).all()
