@@ -977,6 +977,19 @@ def _stop_all() -> None:
 
 
 # ---------------------------------------------------------------- command line
+def is_loopback_host(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    text = host.strip("[]").lower()
+    if text == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m helpers.server --model standin`: serve a model with the Mistral API until Ctrl-C."""
     from .selfhost import PRECISIONS
@@ -1005,8 +1018,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--default-max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
                         help=f"max_tokens when a request gives none (default: {DEFAULT_MAX_TOKENS})")
     parser.add_argument("--log-prompts", action="store_true", help="include prompt text in the request log lines")
+    parser.add_argument("--insecure-public", action="store_true",
+                        help="allow a non-loopback --host without --api-key (anyone who can reach the port can use "
+                             "the model); without this flag the server refuses to start that way")
     args = parser.parse_args(argv)
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    if not is_loopback_host(args.host) and api_key is None and not args.insecure_public:
+        print(f"error: --host {args.host} would serve the model to your network with no key. Set {API_KEY_ENV}=TOKEN "
+              "(or --api-key), bind 127.0.0.1, or pass --insecure-public if you really mean it.", file=sys.stderr)
+        return 2
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from .selfhost import ModelLoadError

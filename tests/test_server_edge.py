@@ -208,3 +208,25 @@ def test_fuzzed_bodies_never_get_a_5xx(http, body):
 
 def test_server_still_answers_after_the_fuzzing(http):
     still_answers(http)
+
+
+# ---------------------------------------------------------------- exposure
+def test_public_host_without_a_key_is_refused_unless_asked_for(capsys):
+    assert srv.main(["--model", "standin", "--host", "0.0.0.0", "--port", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "0.0.0.0" in err and srv.API_KEY_ENV in err and "--insecure-public" in err
+    assert srv.is_loopback_host("127.0.0.1") and srv.is_loopback_host("::1") and srv.is_loopback_host("localhost")
+    assert not srv.is_loopback_host("0.0.0.0") and not srv.is_loopback_host("192.168.1.5")
+
+
+def test_401_says_bearer_and_health_shows_no_paths(engine, tmp_path):
+    engine_path = str(tmp_path / "models" / "my-private-model")
+    served = srv.ServedModels(engine_path, str(tmp_path / "embedders" / "mini"), 8192)
+    assert engine_path not in json.dumps([served.chat_names(), served.embed_names()])
+    assert srv.public_name(engine_path) == "my-private-model"
+    assert srv.public_name("mistralai/Mistral-7B-Instruct-v0.3") == "mistralai/Mistral-7B-Instruct-v0.3"
+    with srv.LocalServer(engine=engine, api_key="k-123") as url:
+        r = httpx.post(url + "/v1/chat/completions", json={"model": CHAT, "messages": HI})
+        assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
+        health = httpx.get(url + "/health")
+        assert health.status_code == 200 and "/" not in health.json()["model"].replace("mistralai/", "")
