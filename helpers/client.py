@@ -1,29 +1,120 @@
 """One client, two backends: a `mistralai.client.Mistral` pointed at La Plateforme or at a local endpoint.
 
 The notebook code that uses the client is identical on both backends; only `server_url` changes.
-Retries on 429 / 5xx use the SDK's own `RetryConfig` (exponential back-off with jitter).
+Retries come in two layers, each with back-off and a total time budget:
+
+- answers: 429 and 5xx are retried by the SDK's own `RetryConfig` (honouring Retry-After);
+- the network: a reset, a connection closed without (or in the middle of) an answer, a timeout, or a refused
+  connection is retried by `RetryingTransport`, inside the httpx client handed to the SDK with ``client=``.
+  The SDK alone does not retry a connection closed without a response (httpx's ``RemoteProtocolError``).
+
+A server that has never answered is given only a few seconds (`connect_budget_s`): with no network,
+``BACKEND='mistral'`` fails fast with :class:`ApiUnreachableError`, which says how to run offline.
 """
 
 from __future__ import annotations
 
+import logging
+import random
+import time
+from urllib.parse import urlsplit
+
+import httpx2 as httpx
 from mistralai.client import Mistral
 from mistralai.client.utils import BackoffStrategy, RetryConfig
 
 from .settings import Settings, SettingsError, resolve
 
+log = logging.getLogger(__name__)
+
 LOCAL_DUMMY_KEY = "local-no-key-needed"  # the course's endpoint accepts any bearer unless --api-key is set
+# what the network layer retries: every transient transport fault, before or after the server has answered
+TRANSIENT = (httpx.ConnectError, httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError, httpx.TimeoutException)
+
+
+class ApiUnreachableError(ConnectionError):
+    """The server never answered within the connect budget (no network, wrong URL, server down)."""
 
 
 def retry_config(
     initial_ms: int = 500, max_interval_ms: int = 20_000, exponent: float = 1.8, max_elapsed_ms: int = 90_000
 ) -> RetryConfig:
-    """The SDK's back-off policy for rate limits and server errors (429, 500, 502, 503, 504)."""
+    """The SDK's back-off policy for rate limits and server errors (429, 500, 502, 503, 504).
+
+    Transport faults are left to `RetryingTransport` (see `http_client`), which has its own budget.
+    """
     return RetryConfig(
         "backoff",
         BackoffStrategy(initial_ms, max_interval_ms, exponent, max_elapsed_ms),
-        True,  # also retry connection errors
+        False,  # network faults: retried (all of them, not only some) by RetryingTransport below
         ["429", "500", "502", "503", "504"],
     )
+
+
+class RetryingTransport(httpx.BaseTransport):
+    """An httpx transport that retries transient network faults with exponential back-off and a total budget.
+
+    A non-streamed answer is read here in full, so a connection cut in the middle of a body is retried too.
+    Until the server has answered once, connection failures get only `connect_budget_s`, then
+    `ApiUnreachableError` says what to do instead of waiting through minutes of back-off.
+    """
+
+    def __init__(self, inner: httpx.BaseTransport | None = None, *, budget_s: float = 60.0,
+                 connect_budget_s: float = 4.0, initial_s: float = 0.25, max_interval_s: float = 8.0,
+                 exponent: float = 2.0, offline_hint: str = "") -> None:
+        self.inner = inner or httpx.HTTPTransport()
+        self.budget_s, self.connect_budget_s = budget_s, connect_budget_s
+        self.initial_s, self.max_interval_s, self.exponent = initial_s, max_interval_s, exponent
+        self.offline_hint = offline_hint
+        self.answered = False  # has the server ever answered through this transport?
+        self.retries = 0  # how many attempts were repeated (for tests and curious learners)
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        started, attempt = time.monotonic(), 0
+        while True:
+            try:
+                response = self.inner.handle_request(request)
+                if "text/event-stream" not in response.headers.get("content-type", ""):
+                    try:
+                        response.read()
+                    except BaseException:
+                        response.close()
+                        raise
+                self.answered = True
+                return response
+            except TRANSIENT as exc:
+                elapsed = time.monotonic() - started
+                delay = min(self.max_interval_s, self.initial_s * self.exponent ** attempt)
+                delay *= 1 + random.random() * 0.25  # jitter: many clients do not retry in lockstep
+                attempt += 1
+                never = not self.answered and isinstance(exc, (httpx.ConnectError, httpx.ConnectTimeout))
+                if never and elapsed + delay > self.connect_budget_s:
+                    host = urlsplit(str(request.url)).netloc
+                    raise ApiUnreachableError(
+                        f"Cannot reach {host} ({type(exc).__name__}: {exc}) after {attempt} attempts in "
+                        f"{elapsed:.1f} s: the server is unreachable from this machine. {self.offline_hint}"
+                    ) from exc
+                if elapsed + delay > self.budget_s:
+                    raise
+                log.info("retrying %s %s in %.2f s after %s", request.method, request.url.path, delay,
+                         type(exc).__name__)
+                self.retries += 1
+                time.sleep(delay)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def http_client(*, timeout_s: float = 120.0, budget_s: float = 60.0, connect_budget_s: float = 4.0,
+                initial_s: float = 0.25, offline_hint: str = "") -> httpx.Client:
+    """The httpx client the course hands to `Mistral(client=...)`: network faults retried by `RetryingTransport`."""
+    transport = RetryingTransport(budget_s=budget_s, connect_budget_s=connect_budget_s, initial_s=initial_s,
+                                  offline_hint=offline_hint)
+    return httpx.Client(transport=transport, timeout=timeout_s, follow_redirects=True)
+
+
+OFFLINE_HINT = ("Check the network (or HTTPS_PROXY), or run offline with BACKEND='local' "
+                "(a notebook parameter, or COURSE_BACKEND=local in the environment).")
 
 
 def local_url(settings: Settings) -> str:
@@ -53,11 +144,15 @@ def get_client(settings: Settings | None = None, *, timeout_ms: int = 120_000, *
             raise SettingsError("BACKEND is 'mistral' but no API key was resolved; see helpers.settings.resolve().")
         key = settings.api_key
         # a callable keeps the key out of the client's attributes and reprs
-        return Mistral(api_key=key.get, retry_config=retry_config(), timeout_ms=timeout_ms)
+        return Mistral(api_key=key.get, retry_config=retry_config(), timeout_ms=timeout_ms,
+                       client=http_client(timeout_s=timeout_ms / 1000, offline_hint=OFFLINE_HINT))
     token = settings.local_api_key.get if settings.local_api_key else LOCAL_DUMMY_KEY
+    hint = ("Is the server at LOCAL_URL running? Leave LOCAL_URL empty to use the course's own endpoint."
+            if settings.local_url else "The course's local endpoint stopped; restart the kernel.")
     return Mistral(
         api_key=token,
         server_url=local_url(settings),
         retry_config=retry_config(max_elapsed_ms=30_000),
         timeout_ms=timeout_ms,
+        client=http_client(timeout_s=timeout_ms / 1000, budget_s=30.0, offline_hint=hint),
     )

@@ -60,16 +60,27 @@ def _resolve_ref(ref: str, root: dict) -> dict:
 def bound_schema(schema: dict, bounds: Bounds = Bounds()) -> dict:
     """A copy of a JSON schema made finite (see module doc); `$ref`s inlined, `$defs` dropped."""
     root = copy.deepcopy(schema)
+    path_refs: list[str] = []  # the $refs followed on the way to the current node
 
     def walk(node: Any, depth: int) -> Any:
         if not isinstance(node, dict):
             return node
-        if depth > bounds.max_depth + 8:
-            raise ValueError("JSON schema recurses through required fields without end; it cannot be bounded")
         if "$ref" in node:
-            target = _resolve_ref(node["$ref"], root)
+            ref = node["$ref"]
+            if not isinstance(ref, str):
+                raise ValueError(f"$ref must be a string, not {type(ref).__name__}")
+            # a finite schema may nest as deep as it likes (the request's depth limit caps it); only a $ref that
+            # comes back to itself past the depth bound, through required fields or anyOf, never ends
+            if path_refs.count(ref) > bounds.max_depth + 8:
+                raise ValueError(f"JSON schema recurses through {ref!r} without end (through required fields or "
+                                 "anyOf); make the recursive field optional so it can be bounded")
+            target = _resolve_ref(ref, root)
             merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
-            return walk(merged, depth)
+            path_refs.append(ref)
+            try:
+                return walk(merged, depth)
+            finally:
+                path_refs.pop()
         out = {k: v for k, v in node.items() if k not in ("$defs", "definitions")}
         for key in ("anyOf", "oneOf", "allOf"):
             if key in out:
@@ -122,7 +133,10 @@ def bound_schema(schema: dict, bounds: Bounds = Bounds()) -> dict:
                 out["propertyNames"] = {"maxLength": bounds.max_string}
         return out
 
-    return walk(root, 0)
+    try:
+        return walk(root, 0)
+    except (AttributeError, TypeError, KeyError, IndexError) as exc:  # e.g. "properties": 5, "required": 3
+        raise ValueError(f"malformed JSON schema ({type(exc).__name__}: {exc})") from None
 
 
 def tool_calls_schema(tools: list[dict], bounds: Bounds = Bounds()) -> dict:
@@ -210,19 +224,88 @@ class GrammarCache:
 
     def matcher(self, compiled: Any) -> Constraint:
         """A fresh per-request matcher for a compiled grammar."""
-        return Constraint(self._xgr.GrammarMatcher(compiled), self.vocab_size)
+        return Constraint(self._xgr.GrammarMatcher(compiled), self.vocab_size, self.closing_scores)
+
+    @property
+    def closing_scores(self) -> torch.Tensor:
+        """Per-token preference for finishing a structure soon (see `closing_score`); computed once per tokenizer."""
+        if getattr(self, "_closing", None) is None:
+            scores = torch.tensor([closing_score(t) for t in self.info.decoded_vocab], dtype=torch.float32)
+            if scores.numel() < self.vocab_size:  # model vocab padded past the tokenizer's
+                scores = torch.cat([scores, torch.full((self.vocab_size - scores.numel(),), -1e4)])
+            for stop in self.info.stop_token_ids:
+                if 0 <= stop < self.vocab_size:
+                    scores[stop] = 1e4  # when the grammar allows stopping, stop
+            self._closing = scores[: self.vocab_size].unsqueeze(0)
+        return self._closing
+
+
+def closing_score(token: bytes | str) -> float:
+    """How much a token helps to *end* a JSON structure: closers high, openers low, separators over more digits.
+
+    Used only to plan the shortest-looking way to finish (`Constraint.plan_to_finish`), never to sample text.
+    """
+    text = token.decode("utf-8", "replace") if isinstance(token, bytes) else str(token)
+    if not text:
+        return -1e4
+    score = 0.0
+    for ch in text:
+        if ch in "}]":
+            score += 11
+        elif ch == '"':
+            score += 10
+        elif ch in "{[":
+            score -= 30
+        elif ch in ",:":
+            score += 1
+        elif ch.isspace():
+            score -= 1
+        elif ch in ".-+eE" or ch.isdigit():
+            score -= 0.5 if not ch.isdigit() else 0.1  # a number that goes on is a number not yet finished
+        else:
+            score += 0.1  # keys, enum values, true/false/null: the longest token that fits
+    return score
 
 
 class Constraint:
     """The per-request grammar state: masks logits, then is told which token was picked."""
 
-    def __init__(self, matcher: Any, vocab_size: int) -> None:
+    def __init__(self, matcher: Any, vocab_size: int, closing: torch.Tensor | None = None) -> None:
         import xgrammar as xgr
 
         self._xgr = xgr
         self.matcher = matcher
         self.vocab_size = vocab_size
         self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+        self.closing = closing
+
+    def plan_to_finish(self, cap: int = 512) -> list[int] | None:
+        """A valid way to finish from the current state, greedily closing structures: token ids up to and
+        including the stop token (None when none is found within `cap` tokens). The state is left unchanged.
+
+        Its length is what the remaining `max_tokens` must cover: budget-aware decoding (ChatEngine.generate)
+        steers onto this path whenever a freely sampled token would leave too little room to finish.
+        """
+        if self.closing is None:
+            return None
+        fork = self.matcher.fork()
+        bitmask = self._xgr.allocate_token_bitmask(1, self.vocab_size)
+        path: list[int] = []
+        while not fork.is_terminated():
+            if len(path) >= cap:
+                return None
+            fork.fill_next_token_bitmask(bitmask)
+            scores = self.closing.clone()
+            self._xgr.apply_token_bitmask_inplace(scores, bitmask, vocab_size=self.vocab_size)
+            tok = int(torch.argmax(scores))
+            if scores[0, tok] == float("-inf") or not fork.accept_token(tok):
+                return None
+            path.append(tok)
+        return path
+
+    def rollback(self, n: int = 1) -> None:
+        """Undo the last `n` accepted tokens."""
+        self.matcher.rollback(n)
 
     def mask(self, logits: torch.Tensor) -> None:
         """Set the logits of every token the grammar forbids to -inf (in place); logits shape (1, vocab)."""

@@ -13,7 +13,6 @@ import argparse
 import json
 import math
 import os
-import re
 import sys
 import time
 from datetime import datetime, timezone
@@ -123,23 +122,57 @@ def _declared_parameters(nb_path: Path) -> set[str]:
         return set()
 
 
+def _assigned_in_parameters_cell(nb_path: Path) -> set[str]:
+    """Every name the `parameters` cell assigns, read with Python's own parser (papermill's parser skips some)."""
+    import ast
+
+    cells = json.loads(nb_path.read_text()).get("cells", [])
+    for cell in cells:
+        if "parameters" in cell.get("metadata", {}).get("tags", []):
+            try:
+                tree = ast.parse("".join(cell.get("source", [])))
+            except SyntaxError:
+                return set()
+            return {t.id for node in tree.body if isinstance(node, ast.Assign)
+                    for t in node.targets if isinstance(t, ast.Name)}
+    return set()
+
+
+def check_parameters(params: dict[str, Any], books: list[Path]) -> dict[Path, set[str]]:
+    """What each notebook declares; refuses a parameter that no selected notebook would receive (it would be
+    silently ignored), naming the notebooks whose parameters cell papermill cannot parse for it."""
+    declared = {nb: _declared_parameters(nb) for nb in books}
+    known = set().union(*declared.values()) if declared else set()
+    unknown = sorted(set(params) - known)
+    if unknown:
+        lines = []
+        for name in unknown:
+            hidden = [nb.stem for nb in books if name in _assigned_in_parameters_cell(nb) - declared[nb]]
+            lines.append(f"{name}: papermill cannot parse its line in {', '.join(hidden)} (fix that line's comment)"
+                         if hidden else f"{name}: no selected notebook declares it")
+        raise ValueError("Parameter(s) that no selected notebook would receive — " + "; ".join(lines) +
+                         f". Declared by the selected notebooks: {', '.join(sorted(known)) or 'none'}.")
+    return declared
+
+
 def _write_summary(out: Path, summary: dict[str, Any], params: dict[str, Any]) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False))
     lines = [
         "# Course run summary",
         "",
-        f"Run at {out.name} (UTC) · parameters: {params or 'defaults'} · python {sys.version.split()[0]}",
+        f"Run at {out.name} (UTC) · parameters asked for: {params or 'none (defaults)'} · "
+        f"python {sys.version.split()[0]}",
         "",
-        "| notebook | status | seconds | reason | metrics |",
-        "|---|---|---:|---|---|",
+        "| notebook | status | seconds | parameters received | reason | metrics |",
+        "|---|---|---:|---|---|---|",
     ]
     for name, entry in summary.items():
         metrics = ", ".join(f"{k}={v}" for k, v in _flatten(entry["metrics"]))
         if len(metrics) > 400:
             metrics = metrics[:400] + " …"
-        lines.append(
-            f"| {name} | {entry['status']} | {entry['seconds']:.1f} | {entry['reason'] or ''} | {metrics} |"
-        )
+        received = ", ".join(f"{k}={v!r}" for k, v in entry.get("parameters", {}).items()) or "—"
+        lines.append(f"| {name} | {entry['status']} | {entry['seconds']:.1f} | {received} | "
+                     f"{entry['reason'] or ''} | {metrics} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
 
 
@@ -156,6 +189,8 @@ def run_course(
 
     params = dict(params or {})
     refuse_secret_parameters(params)
+    books = list_notebooks(only, folder)
+    declared = check_parameters(params, books)
     out_root = Path(out_root)
     out = _new_run_folder(out_root)
     (out / "metrics").mkdir()
@@ -167,7 +202,6 @@ def run_course(
     else:
         print(f"note: {latest} exists and is not a link; leaving it alone (this run is in {out})")
 
-    books = list_notebooks(only, folder)
     summary: dict[str, Any] = {}
     env_before = dict(os.environ)
     os.environ["COURSE_UNATTENDED"] = "1"
@@ -181,9 +215,8 @@ def run_course(
             os.environ[METRICS_ENV] = str(metrics_file.resolve())
             reason = _requirements_unmet(nb)
             status = "skipped" if reason else "ok"
+            nb_params = {k: v for k, v in params.items() if k in declared[nb]}
             if not reason:
-                declared = _declared_parameters(nb)
-                nb_params = {k: v for k, v in params.items() if k in declared}
                 try:
                     pm.execute_notebook(
                         str(nb),
@@ -201,7 +234,8 @@ def run_course(
                     failures += 1
             seconds = time.perf_counter() - started
             metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
-            summary[name] = {"status": status, "seconds": round(seconds, 2), "reason": reason, "metrics": metrics}
+            summary[name] = {"status": status, "seconds": round(seconds, 2), "reason": reason,
+                             "parameters": nb_params if status != "skipped" else {}, "metrics": metrics}
             print(f"    {status} in {seconds:.1f}s" + (f" — {reason}" if reason else ""), flush=True)
             _write_summary(out, summary, params)
     finally:
@@ -211,12 +245,11 @@ def run_course(
     return out
 
 
-SECRET_NAME = re.compile(r"KEY|TOKEN|SECRET|PASSWORD", re.I)
-
-
 def refuse_secret_parameters(params: dict[str, Any]) -> None:
     """Keys never travel as papermill parameters: papermill writes parameters into every executed notebook."""
-    bad = sorted(name for name in params if SECRET_NAME.search(name))
+    from .settings import SECRET_NAME, looks_like_key
+
+    bad = sorted(name for name, value in params.items() if SECRET_NAME.search(name) or looks_like_key(value))
     if bad:
         raise ValueError(
             f"Refusing parameter(s) {', '.join(bad)}: papermill would write the value into the executed notebooks "

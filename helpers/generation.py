@@ -369,7 +369,10 @@ class ChatEngine:
         hold = max((len(s) for s in stops), default=1) - 1
         past = DynamicCache()
         x = torch.tensor([prompt.ids], device=self.device)
+        budget: dict = {}  # budget-aware decoding's state (see _within_budget)
+        call_need: int | None = None  # tools_auto: tokens a whole call needs, so [TOOL_CALLS] comes only if it fits
         for step in range(params.max_tokens):
+            remaining = params.max_tokens - step
             if cancelled is not None and cancelled():
                 finish = "cancelled"
                 break
@@ -383,9 +386,16 @@ class ChatEngine:
                     logits[:, banned] = float("-inf")
                 if step < params.min_tokens and not active:
                     logits[:, self.eos_id] = float("-inf")
+                if trigger is not None and not active and constraint is not None:
+                    if call_need is None:
+                        call_need = len(constraint.plan_to_finish() or [])
+                    if remaining - 1 < call_need:  # a call started now could not be finished: no call
+                        logits[:, trigger] = float("-inf")
                 if active:
                     constraint.mask(logits)
                 tok = self._sample(logits, params, gen)
+                if active:
+                    tok = self._within_budget(constraint, tok, remaining, budget, step)
             out_ids.append(tok)
             x = torch.tensor([[tok]], device=self.device)
             if tok == trigger and not active and constraint is not None:
@@ -443,6 +453,53 @@ class ChatEngine:
         return Generation(ids=out_ids, content=content, tool_calls=tool_calls, finish_reason=finish,
                           prompt_tokens=len(prompt.ids), seconds=time.perf_counter() - t0)
 
+    @staticmethod
+    def _within_budget(constraint: Constraint, tok: int, remaining: int, budget: dict, step: int) -> int:
+        """Budget-aware decoding: keep the sampled token only if the structure can still be finished in time.
+
+        `budget["plan"]` is a shortest-looking way to finish from the current state (`Constraint.plan_to_finish`).
+        A sampled token is kept when the plan from the state after it fits in what is left of max_tokens;
+        otherwise the plan's first token is taken instead, and with no room left for detours the plan is followed
+        to the end. Holding this at every step means a forced tool call or a JSON schema answer always completes.
+        Far from the end of the budget the check runs only every 8th step (a token adds a few tokens to the plan
+        at most). Returns the token to emit; the grammar state is left as it was.
+        """
+        if constraint.closing is None:
+            return tok
+        plan, need = budget.get("plan"), budget.get("need")
+        if plan and remaining <= len(plan) + 1:  # no room for a detour: follow the plan
+            budget["plan"], budget["need"] = plan[1:], len(plan) - 1
+            return plan[0]
+        if plan and tok == plan[0]:
+            budget["plan"], budget["need"] = plan[1:], len(plan) - 1
+            return tok
+        if need is not None and remaining > need + 32 and step % 8:
+            budget["plan"] = None
+            return tok
+        if not constraint.accept(tok):
+            return tok  # the caller reports the rejected token
+        after = [] if constraint.finished else constraint.plan_to_finish(cap=remaining - 1)
+        constraint.rollback(1)
+        if after is not None and len(after) <= remaining - 1:
+            budget["plan"], budget["need"] = after, len(after)
+            return tok
+        plan = plan or constraint.plan_to_finish(cap=remaining)
+        if not plan:
+            return tok
+        budget["plan"], budget["need"] = plan[1:], len(plan) - 1
+        return plan[0]
+
+    def min_new_tokens(self, prompt: Prompt) -> int | None:
+        """The fewest new tokens a complete answer needs when the request demands structure (a forced tool call,
+        a JSON object or schema); None when free text may answer. The endpoint refuses a smaller max_tokens (400)."""
+        if prompt.mode not in ("tools_forced", "json_object", "json_schema"):
+            return None
+        constraint = self.constraint_for(prompt)
+        plan = constraint.plan_to_finish() if constraint is not None else None
+        if plan is None:
+            return None
+        return len(plan) + (1 if prompt.mode == "tools_forced" and self.tool_calls_id is not None else 0)
+
     def _trim_to(self, ids: list[int], text: str) -> list[int]:
         while ids and len(self.decode(ids)) > len(text):
             ids = ids[:-1]
@@ -450,9 +507,12 @@ class ChatEngine:
 
     @staticmethod
     def _sample(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator) -> int:
-        if params.temperature is None or params.temperature <= 0:
+        # a temperature this close to 0 is greedy; dividing by it (1e-45) would overflow the logits to inf/NaN
+        if params.temperature is None or params.temperature < 1e-4:
             return int(torch.argmax(logits, dim=-1))
         probs = torch.softmax(logits / params.temperature, dim=-1)[0]
+        if not bool(torch.isfinite(probs).all()):
+            return int(torch.argmax(logits, dim=-1))
         if params.top_p is not None and params.top_p < 1.0:
             sorted_p, order = torch.sort(probs, descending=True)
             keep = torch.cumsum(sorted_p, 0) - sorted_p < params.top_p

@@ -15,11 +15,12 @@ import math
 import os
 import re
 import sqlite3
-import sys
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -237,7 +238,6 @@ class EmbeddingCache:
 
 
 OFFICIAL_HOSTS = ("api.mistral.ai",)
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 
 
 def _server_url(client: Any) -> str:
@@ -249,35 +249,47 @@ def _server_url(client: Any) -> str:
         return str(getattr(cfg, "server_url", "") or "")
 
 
-def _is_loopback(url: str) -> bool:
-    from urllib.parse import urlsplit
-
-    try:
-        host = urlsplit(url).hostname or ""
-    except ValueError:
-        return False
-    return host in LOOPBACK_HOSTS or host.startswith("127.")
-
-
 def served_by_for_url(url: str) -> str:
-    """What computes the vectors behind a non-official server URL, named so the name survives a restart.
+    """What serves the vectors behind a non-official server URL, for cache keys: the URL itself.
 
-    A loopback endpoint gets a new port every session, so it is named by the embedding model it serves (the
-    course's own endpoint in this process, else what its /health reports); any other server by its URL.
+    A pure function of the setting, on purpose: no /health probe and no lookup, so the same settings always
+    give the same key (a probe that failed once used to rename the embedder and re-embed everything).
+    The course's own endpoint is named by its embedding model instead (see `ApiEmbedder.for_settings`).
     """
-    url = url.rstrip("/")
-    if not _is_loopback(url):
-        return url
-    server = sys.modules.get(__package__ + ".server")  # no course endpoint runs here unless it was imported
-    model = server.embedding_model_at(url) if server is not None else None
-    if model is None:
-        try:
-            import httpx
+    return url.rstrip("/")
 
-            model = httpx.get(url + "/health", timeout=2.0).json().get("embedding_model")
-        except Exception:  # not the course's endpoint, or not answering: fall back to the URL
-            model = None
-    return str(model) if model else url
+
+def _remove_orphan_temps(path: Path, min_age_s: float = 600.0) -> list[Path]:
+    """Delete temp files an earlier save of `path` left behind when it was killed before its rename.
+
+    A temp file is named ``<name>.<pid>.<random>.tmp``: it is an orphan when that process is gone, or (no pid,
+    e.g. from an older version) when it is older than `min_age_s`. A save running right now is left alone.
+    """
+    removed = []
+    for tmp in path.parent.glob(glob_escape(path.name) + ".*.tmp"):
+        parts = tmp.name[len(path.name) + 1:].split(".")
+        pid = int(parts[0]) if len(parts) >= 3 and parts[0].isdigit() else None
+        if pid is not None:
+            orphan = pid != os.getpid() and not _pid_alive(pid)
+        else:
+            try:
+                orphan = time.time() - tmp.stat().st_mtime > min_age_s
+            except OSError:
+                continue
+        if orphan:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+    return removed
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, owned by someone else
+        return True
+    return True
 
 
 class ApiEmbedder:
@@ -285,9 +297,9 @@ class ApiEmbedder:
 
     `served_by` names what really computes the vectors when the client points at a non-official server
     (offline: all-MiniLM-L6-v2 behind the alias `mistral-embed`). It is part of `model_id`, so an index
-    or a cache entry built on one backend is never mistaken for the other's. For a loopback server it is
-    the embedding model's id, not the URL, so the cache and saved indexes still match after a restart on
-    another port (see `served_by_for_url`).
+    or a cache entry built on one backend is never mistaken for the other's. `for_settings` derives it from
+    the course settings alone (the course's endpoint: its embedding model, so a restart on another port still
+    hits the cache); given only a client, it is the server's URL. Identical texts in one call are sent once.
     """
 
     def __init__(
@@ -365,7 +377,8 @@ class ApiEmbedder:
             raise RagError("Cannot embed an empty text (the API rejects it). Drop empty chunks or questions first.")
         found = self.cache.get_many(self.model_id, texts) if self.cache is not None else {}
         self.cache_hits += len(found)
-        missing = [i for i in range(len(texts)) if i not in found]
+        first: dict[str, int] = {}  # text → its first position: a text repeated in one call is embedded once
+        missing = [first.setdefault(texts[i], i) for i in range(len(texts)) if i not in found and texts[i] not in first]
         if missing:
             from tqdm.auto import tqdm
 
@@ -389,7 +402,7 @@ class ApiEmbedder:
                     bar.update(len(batch))
             finally:
                 bar.close()
-        out = np.stack([found[i] for i in range(len(texts))]).astype(np.float32)
+        out = np.stack([found[i] if i in found else found[first[texts[i]]] for i in range(len(texts))]).astype(np.float32)
         self._dim = int(out.shape[1])
         return out
 
@@ -520,7 +533,8 @@ class VectorIndex:
         meta = {"format": INDEX_FORMAT, "model_id": self.model_id, "dim": self.dim, "metric": self.metric,
                 "count": len(self), "chunks": [asdict(c) for c in self.chunks]}
         raw = faiss.serialize_index(self.index)
-        fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+        _remove_orphan_temps(path)
+        fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
         try:
             with os.fdopen(fd, "wb") as fh:
                 np.savez(fh, index=np.asarray(raw, dtype=np.uint8),

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from fastapi import Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from .generation import ChatEngine, Generation, Prompt, PromptError, SamplingParams
 from .rag import EMBED_MAX_INPUTS, EMBED_MAX_TOKENS
@@ -66,6 +66,10 @@ API_KEY_ENV = "COURSE_SERVER_API_KEY"  # where the CLI reads the bearer token (k
 DEFAULT_MAX_BODY = 4 * 1024 * 1024
 STREAM_INTERVAL_S = 0.015  # streamed text is sent at most this often (batched in between)
 DEFAULT_MAX_TOKENS = 512  # when a request gives no max_tokens (a random model never says </s> on its own)
+MAX_JSON_DEPTH = 64  # a request body nested deeper than this is refused (400) before anything parses it further
+MAX_SCHEMA_NODES = 5_000  # objects + arrays + values across all tool / response_format schemas of one request
+DRAIN_MAX_BYTES = 64 * 1024 * 1024  # an oversized body is read and discarded up to this much, then 413 (lingering close)
+DRAIN_MAX_SECONDS = 10.0
 
 
 # ---------------------------------------------------------------- errors in the API's shape
@@ -83,14 +87,104 @@ def error_body(message: Any, type_: str, code: str | None = None, **extra: Any) 
     return {"object": "error", "message": message, "type": type_, "param": None, "code": code, **extra}
 
 
+def _safe(value: Any) -> Any:
+    """JSON-safe copy: non-finite floats become strings (json.dumps would write NaN, which is not JSON)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {str(k): _safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_safe(v) for v in value]
+    return value
+
+
+def safe_dumps(body: Any) -> bytes:
+    """Serialise any response body: ASCII escapes (a lone surrogate becomes \\ud800, never an encode error)."""
+    return json.dumps(_safe(body), ensure_ascii=True, allow_nan=False, separators=(",", ":")).encode("ascii")
+
+
 def _json_bytes(status: int, body: dict, headers: dict[str, str] | None = None) -> tuple[int, list, bytes]:
-    raw = json.dumps(body).encode()
+    raw = safe_dumps(body)
     hdrs = [(b"content-type", b"application/json"), (b"content-length", str(len(raw)).encode())]
     hdrs += [(k.encode(), v.encode()) for k, v in (headers or {}).items()]
     return status, hdrs, raw
 
 
 # ---------------------------------------------------------------- request bodies
+class BodyError(ValueError):
+    """A request body that must be refused before FastAPI parses it (non-finite number, bad string, too deep)."""
+
+
+def _reject_constant(name: str) -> float:
+    raise BodyError(f"{name} is not a JSON number: send finite numbers only")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise BodyError(f"the number {text[:40]} is out of range: send finite numbers only")
+    return value
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def check_body(raw: bytes) -> None:
+    """Refuse what no route can use: non-finite numbers, lone UTF-16 surrogates, nesting past MAX_JSON_DEPTH.
+
+    A body that is not JSON at all passes through: FastAPI answers it with its own 422.
+    """
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BodyError("the request body is not valid UTF-8") from None
+    # nesting depth, counted on the brackets outside strings so a 100,000-deep body never reaches a recursive parser
+    depth = deepest = 0
+    for ch in re.sub(r"[^\[\]{}]+", "", re.sub(r'"(?:[^"\\]|\\.)*"', "", text)):
+        if ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > MAX_JSON_DEPTH:
+                raise BodyError(f"the request body is nested more than {MAX_JSON_DEPTH} levels deep "
+                                f"(this server's limit is {MAX_JSON_DEPTH})")
+        elif ch in "]}":
+            depth -= 1
+    try:
+        value = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except BodyError:
+        raise
+    except ValueError as exc:
+        if "digits" in str(exc):  # int('9' * 5000): Python's limit on integer string conversion
+            raise BodyError("a number in the request body has too many digits") from None
+        return  # not JSON: FastAPI's 422 says so
+    stack: list[tuple[Any, str]] = [(value, "body")]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, str):
+            if _SURROGATE.search(node):
+                raise BodyError(f"{where} holds a lone UTF-16 surrogate (e.g. \\ud800): send valid Unicode text")
+        elif isinstance(node, dict):
+            for k, v in node.items():
+                if _SURROGATE.search(k):
+                    raise BodyError(f"a key in {where} holds a lone UTF-16 surrogate: send valid Unicode text")
+                stack.append((v, f"{where}.{k}"[:120]))
+        elif isinstance(node, list):
+            stack.extend((v, f"{where}[{i}]"[:120]) for i, v in enumerate(node))
+
+
+def count_nodes(value: Any) -> int:
+    """How many JSON values (objects, arrays, scalars) `value` holds."""
+    n, stack = 0, [value]
+    while stack:
+        node = stack.pop()
+        n += 1
+        if isinstance(node, dict):
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+    return n
+
+
 class _Loose(BaseModel):
     model_config = ConfigDict(extra="allow")
 
@@ -103,6 +197,16 @@ class Message(_Loose):
     name: str | None = None
     prefix: bool | None = None
 
+    @field_validator("tool_calls")
+    @classmethod
+    def _check_tool_calls(cls, value: Any) -> Any:
+        for call in value or []:
+            fn = call.get("function")
+            if not (isinstance(fn, dict) and isinstance(fn.get("name"), str)
+                    and isinstance(fn.get("arguments", "{}"), (str, dict))):
+                raise ValueError("each tool call needs 'function': {'name': str, 'arguments': str or object}")
+        return value
+
 
 class FunctionSpec(_Loose):
     name: str = Field(min_length=1, max_length=256)
@@ -113,6 +217,36 @@ class FunctionSpec(_Loose):
 class ToolSpec(_Loose):
     type: Literal["function"] = "function"
     function: FunctionSpec
+
+
+TOOL_CHOICES = ("auto", "none", "any", "required")
+
+
+def check_tool_choice(value: Any) -> Any:
+    """`auto` | `none` | `any` | `required` | {"type": "function", "function": {"name": "..."}}; else a clear error."""
+    if value is None or (isinstance(value, str) and value in TOOL_CHOICES):
+        return value
+    if isinstance(value, dict):
+        fn = value.get("function")
+        if value.get("type", "function") == "function" and isinstance(fn, dict) and isinstance(fn.get("name"), str):
+            return value
+    raise ValueError("tool_choice must be 'auto', 'none', 'any', 'required' or "
+                     "{'type': 'function', 'function': {'name': '<one of your tools>'}}")
+
+
+def check_response_format(value: Any) -> Any:
+    """{"type": "text" | "json_object"} or {"type": "json_schema", "json_schema": {"schema": {...}, ...}}."""
+    if value is None:
+        return value
+    kind = value.get("type", "text")
+    if kind in ("text", "json_object"):
+        return value
+    if kind == "json_schema":
+        js = value.get("json_schema")
+        if isinstance(js, dict) and isinstance(js.get("schema", js.get("schema_")), dict):
+            return value
+        raise ValueError("response_format.json_schema must be an object with a 'schema' object (a JSON schema)")
+    raise ValueError("response_format.type must be 'text', 'json_object' or 'json_schema'")
 
 
 class ChatRequest(_Loose):
@@ -130,6 +264,16 @@ class ChatRequest(_Loose):
     tools: list[ToolSpec] | None = Field(None, max_length=128)
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+
+    @field_validator("tool_choice")
+    @classmethod
+    def _check_tool_choice(cls, value: Any) -> Any:
+        return check_tool_choice(value)
+
+    @field_validator("response_format")
+    @classmethod
+    def _check_response_format(cls, value: Any) -> Any:
+        return check_response_format(value)
 
 
 class EmbeddingRequest(_Loose):
@@ -316,7 +460,7 @@ class Gate:
                 if not hmac.compare_digest(given.encode(), self.api_key.encode()):
                     return await self._reply(send, 401, error_body(
                         "Unauthorized: send 'Authorization: Bearer <key>' with the key the server was started with",
-                        "unauthorized", "1001"))
+                        "unauthorized", "1001"), {"www-authenticate": 'Bearer realm="mistral-local-endpoint"'})
             if self.limiter is not None:
                 ok, wait, left = self.limiter.take()
                 limit_headers = {"x-ratelimit-limit-requests": f"{self.limiter.rps:g}/s",
@@ -329,31 +473,61 @@ class Gate:
                          "retry-after-ms": str(max(1, math.ceil(wait * 1000)))})
         length = headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > self.max_body:
+            await self._drain(receive)
             return await self._reply(send, 413, error_body(
                 f"Request body of {int(length)} bytes exceeds this server's limit of {self.max_body} bytes",
-                "invalid_request_error", "request_too_large"))
-        if length is None and scope["method"] in ("POST", "PUT", "PATCH"):
-            # a chunked body has no length up front: read it here, bounded, then hand it on
-            chunks, total = [], 0
-            while True:
-                message = await receive()
-                if message["type"] == "http.disconnect":
-                    return
-                total += len(message.get("body", b""))
-                if total > self.max_body:
-                    return await self._reply(send, 413, error_body(
-                        f"Request body exceeds this server's limit of {self.max_body} bytes",
-                        "invalid_request_error", "request_too_large"))
-                chunks.append(message.get("body", b""))
-                if not message.get("more_body", False):
-                    break
-            replay = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+                "invalid_request_error", "request_too_large"), {"connection": "close"})
+        if scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        # read the body here, bounded (a chunked body has no length up front), check it, then hand it on
+        chunks, total = [], 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            total += len(message.get("body", b""))
+            if total > self.max_body:
+                await self._drain(receive)
+                return await self._reply(send, 413, error_body(
+                    f"Request body exceeds this server's limit of {self.max_body} bytes",
+                    "invalid_request_error", "request_too_large"), {"connection": "close"})
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        raw = b"".join(chunks)
+        if raw:
+            try:
+                check_body(raw)
+            except BodyError as exc:
+                return await self._reply(send, 400, error_body(str(exc), "invalid_request_error", "3001"))
+        replay = [{"type": "http.request", "body": raw, "more_body": False}]
 
-            async def receive_replayed():
-                return replay.pop() if replay else await receive()
+        async def receive_replayed():
+            return replay.pop() if replay else await receive()
 
-            return await self.app(scope, receive_replayed, send)
-        await self.app(scope, receive, send)
+        await self.app(scope, receive_replayed, send)
+
+    @staticmethod
+    async def _drain(receive) -> None:
+        """Read and discard what the client is still sending (bounded in bytes and time), so it can read our 413.
+
+        Answering while a client is still writing makes the close reset the connection, and the client sees a
+        reset instead of the answer; this is nginx's "lingering close".
+        """
+        drained, deadline = 0, time.monotonic() + DRAIN_MAX_SECONDS
+        while drained < DRAIN_MAX_BYTES:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return
+            try:
+                message = await asyncio.wait_for(receive(), timeout=left)
+            except asyncio.TimeoutError:
+                return
+            if message["type"] != "http.request":
+                return
+            drained += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return
 
 
 # ---------------------------------------------------------------- the app
@@ -366,18 +540,51 @@ class ServedModels:
     context_length: int
 
     def chat_names(self) -> list[str]:
-        own = [self.chat_model, self.chat_model.rstrip("/").split("/")[-1]]
+        """Names listed by /v1/models (never a file-system path)."""
+        own = [public_name(self.chat_model), self.chat_model.rstrip("/").split("/")[-1]]
         return list(dict.fromkeys([*own, *CHAT_ALIASES]))
 
     def embed_names(self) -> list[str]:
-        own = [self.embed_model, self.embed_model.rstrip("/").split("/")[-1]]
+        own = [public_name(self.embed_model), self.embed_model.rstrip("/").split("/")[-1]]
         return list(dict.fromkeys([*own, *EMBED_ALIASES]))
 
     def is_chat(self, name: str) -> bool:
-        return name in self.chat_names() or bool(_DATED.match(name))
+        return name == self.chat_model or name in self.chat_names() or bool(_DATED.match(name))
 
     def is_embed(self, name: str) -> bool:
-        return name in self.embed_names()
+        return name == self.embed_model or name in self.embed_names()
+
+
+class ErrorBody(BaseModel):
+    """What every error response holds (La Plateforme's shape)."""
+
+    object: Literal["error"] = "error"
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+_WHY = {400: "Bad request: the message says what to change (limits, roles, schema, max_tokens…)",
+        401: "Missing or wrong bearer key (only when the server was started with --api-key)",
+        404: "Unknown model name (GET /v1/models lists them) or unknown route",
+        405: "Method not allowed (the Allow header lists the allowed ones)",
+        413: "Request body larger than the server's limit (--max-body-mb)",
+        422: "The body does not match the request schema (field, type or range)",
+        429: "Rate limit exceeded (--max-rps); Retry-After says when to retry",
+        503: "The embedding model could not be loaded"}
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": _WHY[code]} for code in codes}
+
+
+def public_name(name: str) -> str:
+    """A model name fit to show to any client: a local folder is named by its last part, never its full path."""
+    text = str(name)
+    if os.path.isabs(text) or text.startswith((".", "~")) or os.sep in text and os.path.exists(text):
+        return os.path.basename(text.rstrip("/\\")) or "local-model"
+    return text
 
 
 def _unknown_model(name: str, kind: str, names: Iterable[str]) -> ApiError:
@@ -397,15 +604,21 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
     from starlette.concurrency import run_in_threadpool
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    class SafeJSONResponse(JSONResponse):
+        def render(self, content: Any) -> bytes:
+            return safe_dumps(content)
+
     served = ServedModels(engine.name, embedder.model_id, engine.context_length)
     worker = ModelWorker(engine)
-    app = FastAPI(title="Mistral-compatible local endpoint", version="1", docs_url="/docs", redoc_url=None)
+    app = FastAPI(title="Mistral-compatible local endpoint", version="1", docs_url="/docs", redoc_url=None,
+                  default_response_class=SafeJSONResponse)
     app.state.worker = worker
     app.state.served = served
 
     @app.exception_handler(ApiError)
     async def _api_error(request: Request, exc: ApiError):
-        return JSONResponse(error_body(exc.message, exc.type, exc.code), status_code=exc.status, headers=exc.headers)
+        return SafeJSONResponse(error_body(exc.message, exc.type, exc.code), status_code=exc.status,
+                                headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
@@ -413,36 +626,41 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         for d in detail:
             d.pop("url", None)
             d.pop("ctx", None)
+            if len(repr(d.get("input"))) > 200:  # never echo a whole (possibly huge) body back
+                d["input"] = repr(d["input"])[:200] + " …"
         first = detail[0] if detail else {}
         where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
         message = f"{first.get('msg', 'invalid request')}" + (f" (at {where})" if where else "")
-        return JSONResponse(error_body(message, "invalid_request_message_error", "3001", detail=detail),
-                            status_code=422)
+        return SafeJSONResponse(error_body(message, "invalid_request_message_error", "3001", detail=detail),
+                                status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(request: Request, exc: StarletteHTTPException):
-        return JSONResponse(error_body(str(exc.detail), "invalid_request_error"), status_code=exc.status_code)
+    async def _http(request: Request, exc: StarletteHTTPException):  # 404 unknown route, 405 (with its Allow)
+        return SafeJSONResponse(error_body(str(exc.detail), "invalid_request_error"), status_code=exc.status_code,
+                                headers=getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception):  # a bug, not bad input: say so, keep serving
         log.exception("unhandled error")
-        return JSONResponse(error_body(f"internal error: {type(exc).__name__}: {exc}", "internal_error"),
-                            status_code=500)
+        return SafeJSONResponse(error_body(f"internal error: {type(exc).__name__}", "internal_error"),
+                                status_code=500)
 
-    @app.get("/health")
-    @app.get("/v1/health")
+    @app.get("/health", responses=_responses(429))
+    @app.get("/v1/health", include_in_schema=False)
     async def health():
-        return {"status": "ok", "model": served.chat_model, "embedding_model": served.embed_model,
-                "renderer": engine.renderer, "queued": worker.waiting}
+        # names only, never file-system paths: /health stays open even when the server requires a key
+        return {"status": "ok", "model": public_name(served.chat_model),
+                "embedding_model": public_name(served.embed_model), "renderer": engine.renderer,
+                "queued": worker.waiting}
 
-    @app.get("/v1/models")
+    @app.get("/v1/models", responses=_responses(401, 429))
     async def models():
         now = int(time.time())
 
         def card(name: str, chat: bool) -> dict:
             return {"id": name, "object": "model", "created": now, "owned_by": "local", "type": "base",
                     "name": name, "aliases": [],
-                    "description": f"served by {served.chat_model if chat else served.embed_model}",
+                    "description": f"served by {public_name(served.chat_model if chat else served.embed_model)}",
                     "max_context_length": served.context_length if chat else 256,
                     "capabilities": {"completion_chat": chat, "function_calling": chat, "completion_fim": False,
                                      "fine_tuning": False, "vision": False, "classification": False}}
@@ -450,7 +668,7 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         return {"object": "list", "data": [card(n, True) for n in served.chat_names()] +
                 [card(n, False) for n in served.embed_names()]}
 
-    @app.post("/v1/chat/completions")
+    @app.post("/v1/chat/completions", responses=_responses(400, 401, 404, 413, 422, 429))
     async def chat(body: ChatRequest, request: Request):
         info = request.scope["state"]["log"]
         if not served.is_chat(body.model):
@@ -461,11 +679,20 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         if log_prompts:
             info["prompt"] = " | ".join(f"{m['role']}: {m.get('content')}" for m in messages)[:500]
         tools = [t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None
+        nodes = count_nodes([t.get("function", {}).get("parameters") for t in tools or []]) + count_nodes(
+            body.response_format)
+        if nodes > MAX_SCHEMA_NODES:
+            raise ApiError(400, f"the tool and response_format schemas of this request hold {nodes} JSON values; "
+                                f"this server's limit is {MAX_SCHEMA_NODES} (MAX_SCHEMA_NODES): send smaller schemas")
         try:
             prompt = await run_in_threadpool(engine.render, messages, tools=tools, tool_choice=body.tool_choice,
                                              response_format=body.response_format)
         except PromptError as exc:
             raise ApiError(400, str(exc), code="3230") from exc
+        except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:  # malformed, past validation
+            log.warning("request refused while rendering: %s: %s", type(exc).__name__, exc)
+            raise ApiError(400, f"cannot use this request ({type(exc).__name__}): check messages, tools and "
+                                "response_format against the API's schema", code="3230") from exc
         n_prompt, ctx = len(prompt.ids), served.context_length
         if n_prompt >= ctx:
             raise ApiError(400, f"Prompt contains {n_prompt} tokens, too large for model with {ctx} maximum "
@@ -475,6 +702,12 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
                                 f"{n_prompt + body.max_tokens} is too large for model with {ctx} maximum context "
                                 "length", code="3051")
         max_tokens = body.max_tokens if body.max_tokens is not None else min(default_max_tokens, ctx - n_prompt)
+        need = await run_in_threadpool(engine.min_new_tokens, prompt)
+        if need is not None and max_tokens < need:
+            what = "tool call" if prompt.mode == "tools_forced" else "JSON answer"
+            raise ApiError(400, f"max_tokens={max_tokens} cannot fit even the smallest complete {what} for this "
+                                f"request: it needs at least {need} tokens. Set max_tokens to {need} or more.",
+                           code="3051")
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         seed = body.random_seed if body.random_seed is not None else body.seed
         params = SamplingParams(max_tokens=max_tokens, temperature=0.7 if body.temperature is None else body.temperature,
@@ -541,7 +774,7 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
 
-    @app.post("/v1/embeddings")
+    @app.post("/v1/embeddings", responses=_responses(400, 401, 404, 413, 422, 429, 503))
     async def embeddings(body: EmbeddingRequest, request: Request):
         info = request.scope["state"]["log"]
         if not served.is_embed(body.model):
@@ -632,7 +865,6 @@ class LocalServer:
             if not self._thread.is_alive() or time.monotonic() > deadline:
                 raise RuntimeError(f"the local endpoint did not start on {self.url}")
             time.sleep(0.02)
-        _embed_models_by_url[self.url] = self.embed_model
         return self.url
 
     def stop(self) -> None:
@@ -643,7 +875,6 @@ class LocalServer:
                 self._thread.join(timeout=10)
             self._app.fastapi.state.worker.stop()
             self._server = None
-            _embed_models_by_url.pop(self.url or "", None)
 
     def __enter__(self) -> str:
         return self.start()
@@ -654,15 +885,6 @@ class LocalServer:
 
 _servers: dict[tuple[str, str, str], LocalServer] = {}
 _servers_lock = threading.Lock()
-_embed_models_by_url: dict[str, str] = {}  # every LocalServer running in this process: base URL → embedding model
-
-
-def embedding_model_at(url: str) -> str | None:
-    """The embedding model a LocalServer of this process serves at `url` (None if none of ours is there).
-
-    `helpers.rag.ApiEmbedder` keys its cache by this model, not by the URL, whose port changes every session.
-    """
-    return _embed_models_by_url.get(url.rstrip("/"))
 
 
 def ensure_server(model: str, embed_model: str, device: str) -> str:
@@ -755,6 +977,19 @@ def _stop_all() -> None:
 
 
 # ---------------------------------------------------------------- command line
+def is_loopback_host(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, localhost)."""
+    import ipaddress
+
+    text = host.strip("[]").lower()
+    if text == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(text).is_loopback
+    except ValueError:
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m helpers.server --model standin`: serve a model with the Mistral API until Ctrl-C."""
     from .selfhost import PRECISIONS
@@ -783,8 +1018,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--default-max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
                         help=f"max_tokens when a request gives none (default: {DEFAULT_MAX_TOKENS})")
     parser.add_argument("--log-prompts", action="store_true", help="include prompt text in the request log lines")
+    parser.add_argument("--insecure-public", action="store_true",
+                        help="allow a non-loopback --host without --api-key (anyone who can reach the port can use "
+                             "the model); without this flag the server refuses to start that way")
     args = parser.parse_args(argv)
     api_key = args.api_key or os.environ.get(API_KEY_ENV) or None
+    if not is_loopback_host(args.host) and api_key is None and not args.insecure_public:
+        print(f"error: --host {args.host} would serve the model to your network with no key. Set {API_KEY_ENV}=TOKEN "
+              "(or --api-key), bind 127.0.0.1, or pass --insecure-public if you really mean it.", file=sys.stderr)
+        return 2
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from .selfhost import ModelLoadError

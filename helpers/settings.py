@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,43 @@ LOCAL_KEY_ENV = "COURSE_LOCAL_API_KEY"  # bearer token for an external server st
 
 class SettingsError(ValueError):
     """A knob has a value the course cannot use; the message says which and what to do."""
+
+
+# a parameter name that holds a secret (MISTRAL_API_KEY, HF_TOKEN…), but not MAX_TOKENS or NEW_TOKENS
+SECRET_NAME = re.compile(r"API_?KEY|(^|_)KEY$|(^|_)TOKEN$|SECRET|PASSWORD|PASSWD", re.I)
+_KEY_LIKE = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_-]{24,}$")  # 32 alphanumerics, sk-…, hf_…
+
+
+def looks_like_key(value: object) -> bool:
+    """True for a string shaped like an API key or token (long, letters and digits, no spaces, dots or slashes)."""
+    return isinstance(value, str) and bool(_KEY_LIKE.match(value.strip().strip("'\"")))
+
+
+def refuse_injected_secrets() -> None:
+    """Stop a notebook whose papermill parameters carry a key: papermill writes them into the output notebook.
+
+    Papermill injects its parameters as a cell starting with ``# Parameters``; this reads that cell from the
+    kernel's input history (outside a kernel it does nothing) and refuses secret-named or key-shaped values.
+    """
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return
+    shell = get_ipython()
+    if shell is None:
+        return
+    for source in shell.user_ns.get("In", []) or []:
+        if not isinstance(source, str) or not source.lstrip().startswith("# Parameters"):
+            continue
+        for line in source.splitlines():
+            found = re.match(r"\s*([A-Za-z_]\w*)\s*=\s*(.+?)\s*$", line)
+            if found and (SECRET_NAME.search(found.group(1)) or looks_like_key(found.group(2))):
+                raise SettingsError(
+                    f"The notebook parameter {found.group(1)} looks like a secret. Papermill writes every parameter "
+                    "into the executed notebook, so the key would be saved in it: delete that output file, then "
+                    f"pass keys through the environment instead (e.g. {KEY_ENV}=… papermill …, or "
+                    f"{KEY_ENV}=… make course), or through Colab secrets."
+                )
 
 
 class Secret:
@@ -355,6 +393,7 @@ def resolve(
     announce: bool = False,
 ) -> Settings:
     """Resolve every knob (parameter > env > default) and pick the backend, saying which and why."""
+    refuse_injected_secrets()
     params = dict(
         BACKEND=BACKEND, CHAT_MODEL=CHAT_MODEL, EMBED_MODEL=EMBED_MODEL, LOCAL_MODEL=LOCAL_MODEL,
         LOCAL_EMBED_MODEL=LOCAL_EMBED_MODEL, DEVICE=DEVICE, LOCAL_URL=LOCAL_URL,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,38 @@ os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["COURSE_UNATTENDED"] = "1"
 for _secret in ("MISTRAL_API_KEY", "COURSE_LOCAL_API_KEY", "HF_TOKEN"):
     os.environ.pop(_secret, None)
+
+# Local means local: every notebook kernel (nbval and papermill start them with this environment) runs with a
+# fake key planted, BACKEND=local, and a network guard (tests/netguard/sitecustomize.py) that refuses any
+# non-loopback lookup or connection and logs it; `pytest_sessionfinish` fails the run if the log is not empty.
+# Unit tests get none of this (see `_unit_tests_see_no_planted_key`).
+CANARY_KEY = "canary0not0a0real0mistral0key00"
+NET_GUARD_DIR = Path(__file__).resolve().parent / "netguard"
+NET_GUARD_LOG = Path(tempfile.gettempdir()) / f"course-net-guard-{os.getpid()}.log"
+NET_GUARD_LOG.unlink(missing_ok=True)
+KERNEL_ENV = {
+    "MISTRAL_API_KEY": CANARY_KEY,
+    "COURSE_BACKEND": "local",
+    "COURSE_NET_GUARD": "1",
+    "COURSE_NET_GUARD_LOG": str(NET_GUARD_LOG),
+    "PYTHONPATH": os.pathsep.join(p for p in (str(NET_GUARD_DIR), os.environ.get("PYTHONPATH", "")) if p),
+}
+os.environ.update(KERNEL_ENV)
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_see_no_planted_key(request, monkeypatch):
+    """Only notebook runs see the planted key and BACKEND=local; unit tests resolve settings from a clean slate."""
+    if request.node.get_closest_marker("notebook") is None:
+        for name in ("MISTRAL_API_KEY", "COURSE_BACKEND", "COURSE_NET_GUARD"):
+            monkeypatch.delenv(name, raising=False)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when any notebook kernel tried to reach the network (even if the notebook caught the error)."""
+    if NET_GUARD_LOG.exists() and NET_GUARD_LOG.read_text().strip():
+        print(f"\nnetwork guard: a notebook tried to leave the machine with BACKEND=local:\n{NET_GUARD_LOG.read_text()}")
+        session.exitstatus = 1
 
 
 def run_notebook(name: str, tmp_path: Path, **parameters) -> dict:

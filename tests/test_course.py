@@ -49,9 +49,13 @@ def test_run_course_summary_ok_failed_skipped(tmp_path):
     nb.metadata["course"] = {"requires": ["api_key"]}
     nbformat.write(nb, books / "02_needs_key.ipynb")
 
-    out = course.run_course({"X": 21, "UNUSED": 1}, out_root=tmp_path / "runs", folder=books)
+    with pytest.raises(ValueError, match="UNUSED: no selected notebook declares it"):
+        course.run_course({"X": 21, "UNUSED": 1}, out_root=tmp_path / "runs", folder=books)
+    out = course.run_course({"X": 21}, out_root=tmp_path / "runs", folder=books)
     summary = json.loads((out / "summary.json").read_text())
     assert summary["00_good"]["status"] == "ok" and summary["00_good"]["metrics"] == {"x": 42}
+    assert summary["00_good"]["parameters"] == {"X": 21} and summary["02_needs_key"]["parameters"] == {}
+    assert "X=21" in (out / "summary.md").read_text()
     assert summary["01_bad"]["status"] == "failed" and "boom" in summary["01_bad"]["reason"]
     assert summary["02_needs_key"]["status"] == "skipped" and "MISTRAL_API_KEY" in summary["02_needs_key"]["reason"]
     assert all(isinstance(e["seconds"], float) for e in summary.values())
@@ -87,3 +91,33 @@ def test_a_real_latest_folder_is_never_deleted(tmp_path):
     out = course.run_course({}, out_root=runs, folder=books)
     assert (runs / "latest" / "mine.txt").read_text() == "keep me"
     assert json.loads((out / "summary.json").read_text())["00_good"]["status"] == "ok"
+
+
+def test_a_parameter_papermill_cannot_parse_is_named_not_dropped(tmp_path):
+    books = tmp_path / "nbs"
+    books.mkdir()
+    _notebook(books / "05_fp16.ipynb", "print(PRECISION)", params='PRECISION = "auto"  # "auto" = fp16 on CUDA, fp32 on CPU; or "fp32" | "bf16"')
+    with pytest.raises(ValueError, match="PRECISION: papermill cannot parse its line in 05_fp16"):
+        course.run_course({"PRECISION": "bf16"}, out_root=tmp_path / "runs", folder=books)
+
+
+def test_secret_names_are_refused_but_token_counts_are_not():
+    course.refuse_secret_parameters({"MAX_TOKENS": 16, "NEW_TOKENS": 8, "LOCAL_MODEL": "mistral-small-2506"})
+    for bad in ({"HF_TOKEN": "x"}, {"api_key": "x"}, {"NOTE": "Ab3" + "x" * 29}):
+        with pytest.raises(ValueError, match="Refusing parameter"):
+            course.refuse_secret_parameters(bad)
+
+
+@pytest.mark.notebook
+def test_a_notebook_refuses_a_key_passed_as_a_papermill_parameter(tmp_path):
+    import papermill as pm
+
+    books = tmp_path / "nbs"
+    books.mkdir()
+    _notebook(books / "k.ipynb", "from helpers import settings\nsettings.resolve(BACKEND='local')", params="BACKEND = None")
+    secret = "Zx9" + "q" * 29
+    with pytest.raises(pm.PapermillExecutionError) as info:
+        pm.execute_notebook(str(books / "k.ipynb"), str(tmp_path / "out.ipynb"), parameters={"MISTRAL_API_KEY": secret},
+                            kernel_name="python3", progress_bar=False)
+    assert "looks like a secret" in info.value.evalue and "environment" in info.value.evalue
+    assert secret not in info.value.evalue

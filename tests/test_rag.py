@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import os
+import time
 
 import numpy as np
 import pytest
@@ -313,23 +315,64 @@ class _ClientAt:
         self.embeddings = FakeEmbeddings(512, 16_384, word_count)
 
 
-def test_loopback_endpoint_is_named_by_its_model_not_its_port(tmp_path, monkeypatch):
-    from helpers import server
+def test_cache_key_is_a_pure_function_of_the_settings(tmp_path, monkeypatch, clean_settings_env):
+    import httpx
 
-    monkeypatch.setattr(server, "_embed_models_by_url", {"http://127.0.0.1:41001": "acme/embed-small",
-                                                         "http://127.0.0.1:41002": "acme/embed-small"})
-    monday = rag.ApiEmbedder(_ClientAt("http://127.0.0.1:41001"), cache=tmp_path / "c.sqlite", progress=False,
-                             token_counter=word_count)
-    tuesday = rag.ApiEmbedder(_ClientAt("http://127.0.0.1:41002/"), cache=tmp_path / "c.sqlite",
-                              progress=False, token_counter=word_count)
-    assert monday.model_id == tuesday.model_id == "mistral-embed@acme/embed-small"
+    from helpers import settings
+
+    def no_probe(*args, **kwargs):
+        raise AssertionError("the cache key must not depend on a network probe")
+
+    monkeypatch.setattr(httpx, "get", no_probe)
+    cfg = settings.resolve(BACKEND="local")
+    monday = rag.ApiEmbedder.for_settings(_ClientAt("http://127.0.0.1:41001"), cfg, cache=tmp_path / "c.sqlite",
+                                          progress=False, token_counter=word_count)
+    tuesday = rag.ApiEmbedder.for_settings(_ClientAt("http://127.0.0.1:41002/"), cfg, cache=tmp_path / "c.sqlite",
+                                           progress=False, token_counter=word_count)
+    assert monday.model_id == tuesday.model_id == f"mistral-embed@{cfg.local_embed_model}"
     monday.embed(["same text"])
     tuesday.embed(["same text"])
     assert (tuesday.requests, tuesday.cache_hits) == (0, 1), "a restart on another port still hits the cache"
-    # a remote server is still named by its URL; the official API by nothing
+    # an external server (LOCAL_URL) and a bare client are named by their URL, as given; the official API by nothing
+    external = settings.resolve(BACKEND="local", LOCAL_URL="http://127.0.0.1:8000/")
+    assert rag.ApiEmbedder.for_settings(_ClientAt("http://127.0.0.1:8000"), external, cache=None,
+                                        progress=False).model_id == "mistral-embed@http://127.0.0.1:8000"
     assert rag.served_by_for_url("https://llm.example.com/v1/") == "https://llm.example.com/v1"
     official = rag.ApiEmbedder(_ClientAt("https://api.mistral.ai"), cache=None, progress=False)
     assert official.model_id == "mistral-embed"
+
+
+def test_identical_texts_in_one_call_are_embedded_once(tmp_path):
+    client = FakeClient()
+    emb = rag.ApiEmbedder(client, served_by="t", cache=tmp_path / "c.sqlite", progress=False)
+    texts = ["alpha", "beta", "alpha", "gamma", "beta", "alpha"]
+    out = emb.embed(texts)
+    assert emb.inputs_sent == 3 and emb.requests == 1
+    assert np.allclose(out, HashEmbedder().embed(texts))  # every position still gets its vector
+
+
+def test_a_save_cleans_orphan_temp_files_of_a_killed_save(tmp_path):
+    import subprocess
+    import sys
+
+    index = rag.build_index(rag.chunk_fixed("one two three four five six seven eight nine ten " * 20, 64),
+                            HashEmbedder())
+    target = tmp_path / "idx.npz"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    orphan = tmp_path / f"idx.npz.{dead}.abc123.tmp"  # what a save killed before its rename leaves
+    orphan.write_bytes(b"half an index")
+    legacy = tmp_path / "idx.npz.k2j4h5.tmp"  # an older, pid-less temp file, an hour old
+    legacy.write_bytes(b"x")
+    os.utime(legacy, (time.time() - 3600,) * 2)
+    running = tmp_path / f"idx.npz.{os.getpid()}.zz9.tmp"  # a save in progress in a live process: kept
+    running.write_bytes(b"x")
+    other = tmp_path / "other.npz.123.abc.tmp"  # another index's file: not ours to touch
+    other.write_bytes(b"x")
+    index.save(target)
+    assert not orphan.exists() and not legacy.exists()
+    assert running.exists() and other.exists()
+    assert sorted(p.name for p in tmp_path.glob("idx.npz*")) == ["idx.npz", running.name]
 
 
 @pytest.mark.parametrize("content", [b"", b"not an index at all", b"PK\x03\x04 truncated zip"])
@@ -364,20 +407,3 @@ def test_evaluate_rejects_an_empty_eval_set_and_empty_ks(index):
     with pytest.raises(RagError, match="ks="):
         retrieval_metrics([1], ks=())
     assert set(rag.evaluate(index, [item], ks=(2,))) >= {"hit_rate_at_2", "mrr"}
-
-
-def test_for_settings_names_the_same_model_as_a_plain_loopback_embedder(tmp_path, monkeypatch):
-    from types import SimpleNamespace
-
-    from helpers import server
-
-    url = "http://127.0.0.1:41003"
-    monkeypatch.setattr(server, "_embed_models_by_url", {url: "acme/embed-small"})
-    client = _ClientAt(url)
-    own = SimpleNamespace(backend="local", local_url=None, local_embed_model="acme/embed-small", embed_model="mistral-embed")
-    given = SimpleNamespace(**{**vars(own), "local_url": url})
-    keys = {rag.ApiEmbedder.for_settings(client, s, cache=None, progress=False).model_id for s in (own, given)}
-    assert keys == {rag.ApiEmbedder(client, cache=None, progress=False).model_id} == {"mistral-embed@acme/embed-small"}
-    api = SimpleNamespace(**{**vars(own), "backend": "mistral"})
-    official = _ClientAt("https://api.mistral.ai")
-    assert rag.ApiEmbedder.for_settings(official, api, cache=None, progress=False).model_id == "mistral-embed"

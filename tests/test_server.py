@@ -488,12 +488,11 @@ def test_embeddings_reject_an_empty_text_in_the_api_shape(client):
     assert got == 400 and "empty" in json.loads(body)["message"]
 
 
-def test_api_embedder_names_the_local_model_not_the_port(url, client, tmp_path, monkeypatch):
-    from helpers import rag
+def test_api_embedder_names_the_local_model_not_the_port(url, client, tmp_path, clean_settings_env):
+    from helpers import rag, settings
 
-    emb = rag.ApiEmbedder(client, cache=tmp_path / "c.sqlite", progress=False)
+    emb = rag.ApiEmbedder.for_settings(client, settings.resolve(BACKEND="local"), cache=tmp_path / "c.sqlite",
+                                       progress=False)
     assert emb.model_id == f"mistral-embed@{DEFAULT_LOCAL_EMBED_MODEL}"  # the same key every session
     assert url.rsplit(":", 1)[-1] not in emb.model_id
-    monkeypatch.setattr(srv, "_embed_models_by_url", {})  # an endpoint of another process: asked via /health
-    assert rag.served_by_for_url(url) == DEFAULT_LOCAL_EMBED_MODEL
-    assert rag.served_by_for_url("http://127.0.0.1:9") == "http://127.0.0.1:9"  # nothing there: the URL
+    assert rag.served_by_for_url("http://127.0.0.1:9/") == "http://127.0.0.1:9"  # a bare URL: named as given
