@@ -62,6 +62,7 @@ class Prompt:
     mode: str = "text"  # text | tools_auto | tools_forced | tools_none | json_object | json_schema
     schema: dict | None = None  # json_schema mode: the user's schema (unbounded, for reference)
     grammar: Any = None  # the compiled grammar for this mode (None: free text)
+    prefix: str = ""  # Mistral's `prefix`: text the answer must start with (returned as part of the content)
 
 
 @dataclass
@@ -264,7 +265,9 @@ class ChatEngine:
         else:
             forced = None
         ids = self._encode(msgs, tools)
-        prompt = Prompt(ids=ids, tools=forced, mode=mode, schema=schema)
+        last = msgs[-1]
+        prefix = (last.get("content") or "") if last["role"] == "assistant" and last.get("prefix") else ""
+        prompt = Prompt(ids=ids, tools=forced, mode=mode, schema=schema, prefix=prefix)
         try:  # compile (or fetch from the cache) now, so a schema xgrammar cannot take is the caller's 400
             prompt.grammar = self._compile(prompt)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
@@ -307,9 +310,14 @@ class ChatEngine:
                 except (TypeError, ValueError):
                     pass
             hf_msgs.append({k: v for k, v in m.items() if v is not None})
+        # Mistral's `prefix`: a last assistant message the answer must continue (not a new turn)
+        prefix = bool(hf_msgs and hf_msgs[-1]["role"] == "assistant" and hf_msgs[-1].pop("prefix", False))
+        for m in hf_msgs:
+            m.pop("prefix", None)
         try:
-            text = self.hf_tokenizer.apply_chat_template(hf_msgs, tools=tools, add_generation_prompt=True,
-                                                         tokenize=False)
+            text = self.hf_tokenizer.apply_chat_template(hf_msgs, tools=tools, tokenize=False,
+                                                         add_generation_prompt=not prefix,
+                                                         continue_final_message=prefix)
         except Exception as exc:  # jinja's "roles must alternate" and friends
             raise PromptError(f"chat template refused the conversation: {exc}") from exc
         return list(self.hf_tokenizer.encode(text, add_special_tokens=False))
@@ -359,6 +367,8 @@ class ChatEngine:
         banned = [self.tool_calls_id] if (self.tool_calls_id is not None and prompt.mode in
                                           ("text", "tools_none", "json_object", "json_schema")) else []
 
+        if prompt.prefix and on_text is not None:  # the API's answer starts with the prefix, streamed or not
+            on_text(prompt.prefix)
         out_ids: list[int] = []
         content_ids: list[int] = []
         call_ids: list[int] = []
@@ -438,6 +448,7 @@ class ChatEngine:
             on_text(content[len(sent):])
         if prompt.mode in ("json_object", "json_schema") and finish == "stop":
             content = _strict_json(content)
+        content = prompt.prefix + content
         tool_calls = None
         if prompt.mode == "tools_auto" and trigger is None and not in_call:
             # no [TOOL_CALLS] token (ChatML models): the template asks for <tool_call>{json}</tool_call>

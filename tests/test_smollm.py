@@ -142,3 +142,17 @@ def test_auto_mode_reads_tagged_tool_calls():
     calls, rest = ChatEngine._parse_tagged_calls('<tool_call>{"name": "unknown", "arguments": {}}</tool_call>',
                                                  tools, random.Random(0))
     assert calls is None  # a name that is not among the tools stays text
+
+
+def test_prefix_continues_the_assistant_message_as_the_api_does(lm):
+    from helpers.generation import ChatEngine, SamplingParams
+
+    engine = ChatEngine(lm)
+    msgs = [{"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "content": "The capital of France is", "prefix": True}]
+    prompt = engine.render(msgs)
+    assert engine.decode(prompt.ids).endswith("assistant\nThe capital of France is")  # continued, not a new turn
+    streamed: list[str] = []
+    out = engine.generate(prompt, SamplingParams(max_tokens=6, temperature=0), on_text=streamed.append)
+    assert out.content.startswith("The capital of France is") and "Paris" in out.content
+    assert "".join(streamed) == out.content
