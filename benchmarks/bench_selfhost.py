@@ -4,6 +4,10 @@ Meant for a lent GPU with the real Mistral-7B shape and random weights (memory a
 
     python benchmarks/bench_selfhost.py --model config:mistral-7b-instruct-v0.3 --precisions fp16 int8 nf4
 
+The offline model's decode speed on a CPU (the README's figure; `make bench` runs it):
+
+    python benchmarks/bench_selfhost.py --model smollm2-135m --device cpu --precisions fp32 bf16 --threads 2 --repeats 5
+
 Prints a markdown table and writes JSON (default runs/bench_selfhost.json), each row labelled with the device and date.
 """
 
@@ -29,8 +33,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precisions", nargs="+", default=["fp16", "int8", "nf4"])
     parser.add_argument("--new-tokens", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--out", default="runs/bench_selfhost.json")
     args = parser.parse_args(argv)
+    import platform
+
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     hw = gpu()
     text = (Path(__file__).resolve().parent.parent / "data" / "perplexity_text.txt").read_text()
@@ -48,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
         base = base or score
         rows.append({
             "precision": precision,
-            "device": hw["name"],
+            "device": hw["name"] if hw.get("device") == "cuda" else f"CPU ({platform.processor() or platform.machine()}, "
+                                                                     f"{torch.get_num_threads()} threads)",
             "date": today(),
             "model": lm.label,
             "load_s": round(load_s, 1),
@@ -56,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
             "estimated_gb": round(report["estimated_bytes"] / memory.GB, 3),
             "cuda_peak_gb": round(report["cuda_peak_bytes"] / memory.GB, 3) if "cuda_peak_bytes" in report else None,
             "tokens_per_s": round(selfhost.tokens_per_second(lm, new_tokens=args.new_tokens, repeats=args.repeats), 2),
+            "new_tokens": args.new_tokens,
+            "repeats (median)": args.repeats,
             "top1_agreement": round(selfhost.top1_agreement(base, score), 4),
         })
         print(json.dumps(rows[-1]), flush=True)
