@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from helpers import memory, selfhost  # noqa: E402
+from helpers import inference, memory, selfhost  # noqa: E402
 from helpers.course import today  # noqa: E402
 from helpers.doctor import gpu  # noqa: E402
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         load_s = time.perf_counter() - started
         report = selfhost.memory_report(lm)
-        score = selfhost.score_text(lm, text)
+        score = inference.score_text(lm, text)
         base = base or score
         rows.append({
             "precision": precision,
@@ -67,10 +67,10 @@ def main(argv: list[str] | None = None) -> int:
             "footprint_gb": round(report["footprint_bytes"] / memory.GB, 3),
             "estimated_gb": round(report["estimated_bytes"] / memory.GB, 3),
             "cuda_peak_gb": round(report["cuda_peak_bytes"] / memory.GB, 3) if "cuda_peak_bytes" in report else None,
-            "tokens_per_s": round(selfhost.tokens_per_second(lm, new_tokens=args.new_tokens, repeats=args.repeats), 2),
+            "tokens_per_s": round(inference.tokens_per_second(lm, new_tokens=args.new_tokens, repeats=args.repeats), 2),
             "new_tokens": args.new_tokens,
             "repeats (median)": args.repeats,
-            "top1_agreement": round(selfhost.top1_agreement(base, score), 4),
+            "top1_agreement": round(inference.top1_agreement(base, score), 4),
         })
         print(json.dumps(rows[-1]), flush=True)
         selfhost.unload(lm)

@@ -48,9 +48,8 @@ def main() -> None:
     import torch
     from mistralai.client import Mistral
 
-    from helpers.generation import SamplingParams
-    from helpers.selfhost import load_embedder
-    from helpers.server import LocalServer, load_engine
+    from helpers.embeddings import load_embedder
+    from helpers.endpoint import LocalServer, SamplingParams, load_engine
     from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
 
     engine = load_engine("standin", "auto", "cpu")

@@ -14,9 +14,12 @@ A server that has never answered is given only a few seconds (`connect_budget_s`
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
+from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx2 as httpx
@@ -122,10 +125,10 @@ def local_url(settings: Settings) -> str:
     if settings.local_url:
         return settings.local_url.rstrip("/")
     try:
-        from .server import ensure_server
+        from .endpoint.local import ensure_server
     except ImportError as exc:  # pragma: no cover - the server ships with the course
         raise SettingsError(
-            "The course's local endpoint (helpers.server) is not available in this install. "
+            "The course's local endpoint (helpers.endpoint) is not available in this install. "
             "Set LOCAL_URL to a Mistral-compatible server, or use BACKEND='mistral' with a key."
         ) from exc
     return ensure_server(
@@ -156,3 +159,71 @@ def get_client(settings: Settings | None = None, *, timeout_ms: int = 120_000, *
         timeout_ms=timeout_ms,
         client=http_client(timeout_s=timeout_ms / 1000, budget_s=30.0, offline_hint=hint),
     )
+
+
+# ---------------------------------------------------------------- notebook 01: the errors you will meet
+@dataclass(frozen=True)
+class ErrorCase:
+    """One HTTP error provoked on purpose: what happened, the status, the SDK exception, what to do about it."""
+
+    error: str
+    status: int
+    exception: str
+    message: str
+    what_to_do: str
+
+
+ERROR_DEMO_RPS = 0.2  # the strict copy's rate limit: one request per 5 s, so no refill can race the demo
+
+
+def error_demo(model: str = "mistral-small-latest", *, engine: Any = None) -> list[ErrorCase]:
+    """Provoke 401, 422 and 429 against a strict copy of the local endpoint and show how the SDK reports each.
+
+    The copy requires a key and allows one request per 5 s (ERROR_DEMO_RPS; La Plateforme answers with the
+    same status codes). It serves the stand-in unless `engine` is given; every request asks for one token.
+    The last row retries a rate-limited call with the SDK's RetryConfig, which waits as long as the 429's
+    Retry-After says (about 5 s) and then succeeds.
+    """
+    from mistralai.client import Mistral
+    from mistralai.client.errors import MistralError
+
+    from .endpoint import LocalServer
+
+    ask = [{"role": "user", "content": "ping"}]
+    rows: list[ErrorCase] = []
+
+    def provoke(name: str, what_to_do: str, call: Any) -> None:
+        try:
+            call()
+        except MistralError as exc:
+            try:
+                message = json.loads(exc.body).get("message", exc.body)
+            except ValueError:
+                message = exc.body
+            retry = exc.headers.get("retry-after")
+            message = f"{message} (retry-after: {retry} s)" if retry else str(message)
+            rows.append(ErrorCase(name, exc.status_code, type(exc).__name__, message[:160], what_to_do))
+        else:
+            raise AssertionError(f"{name}: the strict endpoint answered without an error")
+
+    with LocalServer(model="standin", engine=engine, api_key="the-right-key", max_rps=ERROR_DEMO_RPS) as url:
+        # a wrong key is refused before the rate limit is counted: the bucket still holds its one request
+        provoke("bad key", "check MISTRAL_API_KEY (no quotes or spaces), or create a new key in the console",
+                lambda: Mistral(api_key="a-wrong-key", server_url=url).chat.complete(
+                    model=model, messages=ask, max_tokens=1))
+        plain = Mistral(api_key="the-right-key", server_url=url)  # no retry_config: the SDK gives up at once
+        # this request spends the bucket's one request (the server reads the body only after the rate check)
+        provoke("invalid value", "read the message: it names the field and what it accepts",
+                lambda: plain.chat.complete(model=model, messages=ask, max_tokens=1, temperature=5.0))
+        # the bucket refills one request per 5 s, so the next request, sent at once, is over the limit
+        provoke("rate limit", "batch requests, and give the client retry_config=RetryConfig('backoff', …)",
+                lambda: plain.chat.complete(model=model, messages=ask, max_tokens=1))
+        patient = Mistral(api_key="the-right-key", server_url=url, retry_config=retry_config(max_elapsed_ms=30_000))
+        started = time.perf_counter()
+        patient.chat.complete(model=model, messages=ask, max_tokens=1)
+        waited = time.perf_counter() - started
+        rows.append(ErrorCase("rate limit, with RetryConfig", 200, "—",
+                              f"the same rate-limited request succeeded after {waited:.1f} s "
+                              "(the SDK waited as Retry-After said, then retried)",
+                              "nothing: this is the fix for 429"))
+    return rows

@@ -8,7 +8,8 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from .settings import Settings, hf_token_available, native_bf16
+from .device import gpu
+from .settings import Settings, hf_token_available
 
 # what the notebooks import (a missing one is a problem) …
 PACKAGES = (
@@ -49,28 +50,6 @@ def versions() -> dict[str, str | None]:
 def dev_versions() -> dict[str, str | None]:
     """Installed version of each dev tool (papermill, pytest, …): only `make course` / `make test` need them."""
     return {name: _installed(name) for name in DEV_PACKAGES}
-
-
-def gpu() -> dict[str, object]:
-    """The GPU torch sees: name, memory in GiB, compute capability, native bf16 and the precision the course loads."""
-    try:
-        import torch
-    except ImportError:
-        return {"device": "cpu", "name": "CPU only (torch missing)"}
-    if not torch.cuda.is_available():
-        return {"device": "cpu", "name": "CPU only", "torch_cuda": torch.version.cuda}
-    from .selfhost import default_precision
-
-    props = torch.cuda.get_device_properties(0)
-    return {
-        "device": "cuda",
-        "name": props.name,
-        "memory_gib": round(props.total_memory / 2**30, 2),
-        "compute_capability": f"{props.major}.{props.minor}",
-        "bf16_native": native_bf16(),  # not torch.cuda.is_bf16_supported(): True on a T4, counting emulation
-        "course_precision": default_precision("cuda"),
-        "torch_cuda": torch.version.cuda,
-    }
 
 
 def problems(settings: Settings, found: dict[str, str | None] | None = None,

@@ -24,7 +24,7 @@ def served_by(cfg: Any) -> tuple[str, str]:
         return cfg.chat_model, "La Plateforme"
     if cfg.local_url:
         return f"the server at {cfg.local_url}", "its own hardware"
-    from .doctor import gpu
+    from .device import gpu
 
     return cfg.local_model, (gpu()["name"] if cfg.device == "cuda" else "CPU")
 

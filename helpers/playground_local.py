@@ -1,7 +1,7 @@
 """A generation playground for a self-hosted model: sliders for temperature, top_p, max_new_tokens, sampling on/off.
 
 `generation_playground(lm)` returns a :class:`Playground` whose `.widget` is shown in Jupyter; everything it
-does goes through :func:`helpers.selfhost.generate`, and its state (`.controls`, `.last`) can be driven
+does goes through :func:`helpers.inference.generate`, and its state (`.controls`, `.last`) can be driven
 without a browser — the tests set the sliders and call `.button.click()`.
 """
 
@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from .inference import Generation, generate
 from .playground import WidgetPanel
-from .selfhost import Generation, LoadedModel, generate
+from .selfhost import LoadedModel
 
 
 @dataclass

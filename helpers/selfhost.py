@@ -14,11 +14,7 @@ import hashlib
 import json
 import logging
 import shutil
-import statistics
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +22,17 @@ from typing import Any
 from packaging.version import Version
 
 from . import memory
+from .device import default_precision
+from .load_errors import ModelLoadError, _load_error_kind, explain_load_error  # noqa: F401  (selfhost.ModelLoadError)
 from .memory import CONFIG_PREFIX
-from .settings import DEFAULT_LOCAL_EMBED_MODEL, SMOLLM, STANDIN, cache_dir, resolve_device, unattended
-from .standin import atomic_folder, build_mistral_tokenizer, is_standin, minilm_path, standin_path
+from .settings import SMOLLM, STANDIN, cache_dir, resolve_device
+from .standin import (
+    atomic_folder,
+    build_mistral_tokenizer,
+    is_standin,
+    quiet_progress,
+    standin_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +45,6 @@ logging.getLogger("bitsandbytes.autograd._functions").setLevel(logging.ERROR)
 # On CPUs with AVX512-BF16, bitsandbytes tries to fetch an optional faster 4-bit kernel from the hub and warns
 # when it can't; its built-in CPU path is used instead, which is all the course needs.
 logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
-
-
-class ModelLoadError(RuntimeError):
-    """A model could not be loaded; the message says why and what to try next."""
 
 
 @dataclass
@@ -101,16 +101,6 @@ class LoadedModel:
 
 
 # ---------------------------------------------------------------- precision and device choices
-def default_precision(device: str) -> str:
-    """The float dtype a device runs best: fp16 on CUDA (a T4 has no native bf16), fp32 on CPU (fp16 matmuls are slow there).
-
-    It is both the precision `precision="auto"` loads at and the compute dtype of int8/nf4 models (their
-    activations and every weight bitsandbytes leaves unquantized). fp16 on every CUDA GPU, bf16-capable or not,
-    so one GPU's numbers compare with another's; ask for bf16 where `settings.native_bf16()` is True.
-    """
-    return "fp16" if device == "cuda" else "fp32"
-
-
 def _torch_dtype(name: str):
     import torch
 
@@ -152,7 +142,7 @@ def _check_precision_on_device(precision: str, device: str) -> None:
     if precision == "bf16" and device == "cuda":
         import torch
 
-        from .settings import native_bf16
+        from .device import native_bf16
 
         if not native_bf16():  # not torch.cuda.is_bf16_supported(): that counts a T4's emulated bf16 as support
             major, minor = torch.cuda.get_device_capability()
@@ -267,56 +257,6 @@ def config_checkpoint(name: str, seed: int = 0, device: str = "auto") -> Path:
     return target
 
 
-# ---------------------------------------------------------------- helpful errors
-def _chain(exc: BaseException) -> list[BaseException]:
-    seen: list[BaseException] = []
-    while exc is not None and exc not in seen:
-        seen.append(exc)
-        exc = exc.__cause__ or exc.__context__
-    return seen
-
-
-def _load_error_kind(exc: BaseException) -> str:
-    """What went wrong fetching a model, from the whole exception chain: 'gated', 'offline', 'missing' or 'other'."""
-    chain = _chain(exc)
-    names = {type(e).__name__ for e in chain}
-    text = " ".join(str(e) for e in chain).lower()
-    if "GatedRepoError" in names or "gated" in text or "401" in text or "unauthorized" in text:
-        return "gated"
-    offline = {"LocalEntryNotFoundError", "OfflineModeIsEnabled", "ConnectError", "ConnectionError",
-               "ConnectTimeout", "NameResolutionError"}
-    if names & offline or "offline" in text or "couldn't connect" in text or "cannot find the requested files" in text:
-        return "offline"
-    if "RepositoryNotFoundError" in names or "not a valid model identifier" in text:
-        return "missing"
-    return "other"
-
-
-def explain_load_error(exc: BaseException, model: str) -> ModelLoadError:
-    """Turn a hub/transformers loading error into one that says what to do (licence + HF_TOKEN, offline, typo)."""
-    kind = _load_error_kind(exc)
-    if kind == "gated":
-        return ModelLoadError(
-            f"{model} is gated on the Hugging Face hub: open https://huggingface.co/{model}, accept the licence "
-            "with your account, then set HF_TOKEN (a read token from huggingface.co/settings/tokens; in Colab "
-            "add it to secrets) and run again. Without access: LOCAL_MODEL='config:mistral-7b-instruct-v0.3' "
-            "(the real size and shape with random weights: memory and speed are real, text is not) or "
-            f"LOCAL_MODEL='{SMOLLM}' (SmolLM2-135M-Instruct: tiny, real, offline)."
-        )
-    if kind == "offline":
-        return ModelLoadError(
-            f"Cannot fetch {model!r}: the Hugging Face hub is unreachable (offline, or HF_HUB_OFFLINE=1) and it "
-            f"is not in the local cache. Use LOCAL_MODEL='{SMOLLM}' (the offline model), a local folder with the "
-            "weights, or run where the hub is reachable."
-        )
-    if kind == "missing":
-        return ModelLoadError(
-            f"{model!r} is not a model on the hub nor a local folder: check the spelling "
-            f"(e.g. 'mistralai/Mistral-7B-Instruct-v0.3'), or use LOCAL_MODEL='{SMOLLM}' (offline)."
-        )
-    return ModelLoadError(f"Loading {model!r} failed: {type(exc).__name__}: {exc}")
-
-
 def oom_message(model: str, precision: str, needed: int, free: int | None, device: str) -> str:
     """Say how much memory a load needed vs what was free, and which smaller precision to try."""
     where = device
@@ -357,21 +297,6 @@ def _preflight(model: str, path: str, precision: str, device: str, compute: str)
 
 
 # ---------------------------------------------------------------- the loader
-@contextmanager
-def _quiet_progress() -> Iterator[None]:
-    """No "Loading weights" bars in CI/papermill logs (they are noise there); people at a notebook keep them."""
-    from transformers.utils import logging as hf_logging
-
-    if not unattended() or not hf_logging.is_progress_bar_enabled():
-        yield
-        return
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        hf_logging.enable_progress_bar()
-
-
 def load_model(model: str = SMOLLM, precision: str = "auto", device: str = "auto") -> LoadedModel:
     """Load tokenizer + model (hub id, local path, `smollm2-135m`, `standin` or `config:<name>`) at a precision, on a device."""
     import torch
@@ -407,7 +332,7 @@ def load_model(model: str = SMOLLM, precision: str = "auto", device: str = "auto
         if device == "cuda":
             kwargs["device_map"] = "auto"
         tokenizer = AutoTokenizer.from_pretrained(path)
-        with _quiet_progress():
+        with quiet_progress():
             lm = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except ModelLoadError:
         raise
@@ -492,208 +417,3 @@ def memory_report(lm: LoadedModel) -> dict[str, Any]:
         out["cuda_allocated_bytes"] = int(torch.cuda.memory_allocated())
         out["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated())
     return out
-
-
-# ---------------------------------------------------------------- generation
-Messages = list[dict[str, str]]
-
-
-def _as_messages(prompt: str | Messages) -> Messages:
-    return [{"role": "user", "content": prompt}] if isinstance(prompt, str) else prompt
-
-
-def chat_inputs(lm: LoadedModel, prompt: str | Messages) -> dict[str, Any]:
-    """Render messages with the model's chat template → input_ids + attention_mask on the model's device."""
-    enc = lm.tokenizer.apply_chat_template(
-        _as_messages(prompt), add_generation_prompt=True, return_dict=True, return_tensors="pt"
-    )
-    device = lm.model.device
-    return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
-
-
-def generation_kwargs(lm: LoadedModel, max_new_tokens: int = 64, temperature: float = 0.7, top_p: float = 0.95,
-                      do_sample: bool = False, min_new_tokens: int | None = None) -> dict[str, Any]:
-    """The `generate` arguments: sampling knobs only when sampling (greedy ignores them), pad_token_id always."""
-    kw: dict[str, Any] = {
-        "max_new_tokens": int(max_new_tokens),
-        "do_sample": bool(do_sample),
-        "pad_token_id": lm.tokenizer.pad_token_id if lm.tokenizer.pad_token_id is not None else lm.tokenizer.eos_token_id,
-    }
-    if do_sample:
-        kw["temperature"] = float(temperature)
-        kw["top_p"] = float(top_p)
-    else:  # explicit neutral values: silences "temperature is set but do_sample=False" warnings
-        kw["temperature"] = None
-        kw["top_p"] = None
-        kw["top_k"] = None
-    if min_new_tokens:
-        kw["min_new_tokens"] = int(min_new_tokens)
-    return kw
-
-
-@dataclass
-class Generation:
-    """One generation: the text, token counts and speed."""
-
-    text: str
-    prompt_tokens: int
-    new_tokens: int
-    seconds: float
-    token_ids: list[int]
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.new_tokens / self.seconds if self.seconds > 0 else float("nan")
-
-
-def _sync(lm: LoadedModel) -> None:
-    if lm.device == "cuda":
-        import torch
-
-        torch.cuda.synchronize()
-
-
-def generate(lm: LoadedModel, prompt: str | Messages, max_new_tokens: int = 64, temperature: float = 0.7,
-             top_p: float = 0.95, do_sample: bool = False, seed: int | None = None,
-             min_new_tokens: int | None = None) -> Generation:
-    """Chat-generate a reply: template applied, attention_mask passed, pad_token_id set, timed."""
-    import torch
-
-    if seed is not None:
-        torch.manual_seed(seed)
-    inputs = chat_inputs(lm, prompt)
-    kw = generation_kwargs(lm, max_new_tokens, temperature, top_p, do_sample, min_new_tokens)
-    _sync(lm)
-    started = time.perf_counter()
-    with torch.inference_mode():
-        out = lm.model.generate(**inputs, **kw)
-    _sync(lm)
-    seconds = time.perf_counter() - started
-    new = out[0, inputs["input_ids"].shape[1]:]
-    return Generation(
-        text=lm.tokenizer.decode(new, skip_special_tokens=True),
-        prompt_tokens=int(inputs["input_ids"].shape[1]),
-        new_tokens=int(new.shape[0]),
-        seconds=seconds,
-        token_ids=new.tolist(),
-    )
-
-
-def stream(lm: LoadedModel, prompt: str | Messages, max_new_tokens: int = 64, temperature: float = 0.7,
-           top_p: float = 0.95, do_sample: bool = False) -> Iterator[str]:
-    """Yield the reply piece by piece as it is generated (a TextIteratorStreamer fed by a background thread)."""
-    import torch
-    from transformers import TextIteratorStreamer
-
-    inputs = chat_inputs(lm, prompt)
-    streamer = TextIteratorStreamer(lm.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=120)
-    kw = generation_kwargs(lm, max_new_tokens, temperature, top_p, do_sample)
-    errors: list[BaseException] = []
-
-    def work() -> None:
-        try:
-            with torch.inference_mode():
-                lm.model.generate(**inputs, **kw, streamer=streamer)
-        except BaseException as exc:  # surface it in the caller's thread instead of hanging the loop
-            errors.append(exc)
-            streamer.end()
-
-    thread = threading.Thread(target=work, daemon=True)
-    thread.start()
-    yield from streamer
-    thread.join()
-    if errors:
-        raise errors[0]
-
-
-def tokens_per_second(lm: LoadedModel, prompt: str | Messages = "Tell me about the Mistral wind.",
-                      new_tokens: int = 32, repeats: int = 3, warmup: int = 1) -> float:
-    """Decode speed at batch 1: median of `repeats` greedy runs forced to make exactly `new_tokens` tokens."""
-    for _ in range(warmup):
-        generate(lm, prompt, max_new_tokens=4, min_new_tokens=4)
-    runs = [generate(lm, prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens).tokens_per_s
-            for _ in range(repeats)]
-    return float(statistics.median(runs))
-
-
-# ---------------------------------------------------------------- quality over a text
-@dataclass
-class TextScore:
-    """How a model predicts a text: perplexity and its top-1 guess for every next token."""
-
-    perplexity: float
-    n_tokens: int  # tokens predicted (text tokens minus the first of each window)
-    top1: list[int]  # argmax next-token id at every predicted position
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"perplexity": self.perplexity, "n_tokens": self.n_tokens}
-
-
-def score_text(lm: LoadedModel, text: str, window: int = 512) -> TextScore:
-    """Perplexity of `text` (exp of mean next-token loss) and the top-1 predictions, in non-overlapping windows."""
-    import math
-
-    import torch
-
-    ids = lm.tokenizer(text, return_tensors="pt")["input_ids"][0]
-    total_nll = 0.0
-    count = 0
-    top1: list[int] = []
-    with torch.inference_mode():
-        for start in range(0, len(ids) - 1, window):
-            chunk = ids[start:start + window].unsqueeze(0).to(lm.model.device)
-            if chunk.shape[1] < 2:
-                break
-            logits = lm.model(input_ids=chunk, attention_mask=torch.ones_like(chunk)).logits.float()
-            pred = logits[0, :-1]
-            target = chunk[0, 1:]
-            total_nll += float(torch.nn.functional.cross_entropy(pred, target, reduction="sum"))
-            count += int(target.numel())
-            top1.extend(pred.argmax(-1).tolist())
-    return TextScore(perplexity=math.exp(total_nll / count) if count else float("nan"), n_tokens=count, top1=top1)
-
-
-def top1_agreement(a: TextScore, b: TextScore) -> float:
-    """Share of positions where two models' most likely next token is the same (1.0 = identical choices)."""
-    if len(a.top1) != len(b.top1) or not a.top1:
-        raise ValueError(f"scores cover different texts ({len(a.top1)} vs {len(b.top1)} positions)")
-    return sum(x == y for x, y in zip(a.top1, b.top1, strict=True)) / len(a.top1)
-
-
-# ---------------------------------------------------------------- embeddings
-def embedder_path(model_id: str = DEFAULT_LOCAL_EMBED_MODEL) -> str:
-    """The packaged offline copy for all-MiniLM-L6-v2 (same weights as the hub's), else the id unchanged."""
-    if model_id in (DEFAULT_LOCAL_EMBED_MODEL, "all-MiniLM-L6-v2"):
-        return str(minilm_path())
-    return model_id
-
-
-def explain_embedder_error(exc: BaseException, model_id: str) -> ModelLoadError:
-    """Turn a sentence-transformers loading error into one that names LOCAL_EMBED_MODEL and what to set it to."""
-    fallback = (f"Set LOCAL_EMBED_MODEL='{DEFAULT_LOCAL_EMBED_MODEL}' (the default: loads from its packaged copy, "
-                "no hub needed) or to a local folder holding a sentence-transformers model.")
-    kind = _load_error_kind(exc)
-    if kind == "other" and isinstance(exc, FileNotFoundError) and not Path(model_id).exists():
-        kind = "missing"  # sentence-transformers' "Path ... not found" for a folder that isn't there
-    if kind == "gated":
-        why = (f"it is gated on the Hugging Face hub: accept its licence at https://huggingface.co/{model_id} "
-               "and set HF_TOKEN, or use another model")
-    elif kind == "offline":
-        why = "the Hugging Face hub is unreachable (offline, or HF_HUB_OFFLINE=1) and it is not in the local cache"
-    elif kind == "missing":
-        why = "it is neither a local folder nor a model on the hub (check the spelling)"
-    else:
-        why = f"{type(exc).__name__}: {str(exc).rstrip('.')}"
-    return ModelLoadError(f"Cannot load the embedding model {model_id!r}: {why}. {fallback}")
-
-
-def load_embedder(model_id: str = DEFAULT_LOCAL_EMBED_MODEL, device: str = "auto"):
-    """A sentence-transformers model (all-MiniLM-L6-v2 comes from its offline package); errors say what to set."""
-    from sentence_transformers import SentenceTransformer
-
-    path = embedder_path(model_id)
-    try:
-        with _quiet_progress():
-            return SentenceTransformer(path, device=resolve_device(device))
-    except (OSError, ValueError) as exc:  # hub errors are OSErrors; a folder that isn't a model is a ValueError
-        raise explain_embedder_error(exc, model_id) from exc

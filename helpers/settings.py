@@ -14,6 +14,8 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .device import cuda_available
+
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "mistral", "local")
@@ -179,12 +181,9 @@ class Settings:
             note = model_note(self.local_model)
             if note:
                 print("Answers come from " + note)
-        try:
-            import pandas as pd
+        import pandas as pd
 
-            return pd.DataFrame(self.table(), columns=["knob", "value", "from"]).set_index("knob")
-        except ImportError:  # pragma: no cover - pandas is a course dependency
-            return self.table()
+        return pd.DataFrame(self.table(), columns=["knob", "value", "from"]).set_index("knob")
 
 
 def model_label(local_model: str) -> str:
@@ -305,37 +304,6 @@ def check_url(url: str) -> str:
             f"Put the server's token in ${LOCAL_KEY_ENV} instead."
         )
     return text
-
-
-def cuda_available() -> bool:
-    """True when torch sees a CUDA GPU (False when torch is missing)."""
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except Exception:
-        return False
-
-
-def native_bf16() -> bool:
-    """True when the CUDA GPU computes bf16 natively (compute capability 8.0+: A100, L4, H100); False on CPU and a T4.
-
-    `torch.cuda.is_bf16_supported()` alone says True on a T4 (7.5): by default it counts bf16 that torch emulates,
-    slowly. Every place the course decides or reports precision asks this instead.
-    """
-    try:
-        import torch
-
-        if not torch.cuda.is_available():
-            return False
-        major, _minor = torch.cuda.get_device_capability()
-        try:
-            native = torch.cuda.is_bf16_supported(including_emulation=False)
-        except TypeError:  # torch < 2.3 has no including_emulation: the capability decides
-            native = True
-        return bool(native) and major >= 8
-    except Exception:
-        return False
 
 
 def resolve_device(device: str = "auto") -> str:

@@ -87,10 +87,10 @@ def convert(source: Path, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .selfhost import _quiet_progress
+    from .standin import quiet_progress
 
     try:
-        with _quiet_progress():
+        with quiet_progress():
             tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
             gguf_model = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name,
                                                               dtype=torch.float32)

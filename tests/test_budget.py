@@ -9,8 +9,8 @@ import httpx
 import jsonschema
 import pytest
 
-from helpers import server as srv
-from helpers.generation import SamplingParams
+from helpers import endpoint as srv
+from helpers.endpoint import SamplingParams
 from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
 
 USER = [{"role": "user", "content": "Weather in Paris?"}]
@@ -30,7 +30,7 @@ def url():
 
 @pytest.fixture(scope="module")
 def engine(url):
-    return next(s for s in srv._servers.values() if s.url == url).engine
+    return srv.running_engine(url)
 
 
 def test_forced_tool_calls_complete_at_the_smallest_budgets_over_many_seeds(engine):

@@ -9,7 +9,13 @@ import pytest
 import torch
 from pydantic import BaseModel
 
-from helpers.constrained import Bounds, GrammarCache, bound_schema, json_value_ebnf, tool_calls_schema
+from helpers.endpoint.constrained import (
+    Bounds,
+    GrammarCache,
+    bound_schema,
+    json_value_ebnf,
+    tool_calls_schema,
+)
 
 
 class Line(BaseModel):

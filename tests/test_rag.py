@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from mistralai.client.models import EmbeddingResponse, EmbeddingResponseData, UsageInfo
 
-from helpers import rag
+from helpers import embeddings, rag
 from helpers.rag import (
     Chunk,
     EvalItem,
@@ -337,7 +337,7 @@ def test_cache_key_is_a_pure_function_of_the_settings(tmp_path, monkeypatch, cle
     external = settings.resolve(BACKEND="local", LOCAL_URL="http://127.0.0.1:8000/")
     assert rag.ApiEmbedder.for_settings(_ClientAt("http://127.0.0.1:8000"), external, cache=None,
                                         progress=False).model_id == "mistral-embed@http://127.0.0.1:8000"
-    assert rag.served_by_for_url("https://llm.example.com/v1/") == "https://llm.example.com/v1"
+    assert embeddings.served_by_for_url("https://llm.example.com/v1/") == "https://llm.example.com/v1"
     official = rag.ApiEmbedder(_ClientAt("https://api.mistral.ai"), cache=None, progress=False)
     assert official.model_id == "mistral-embed"
 

@@ -15,7 +15,7 @@ from faultproxy import FaultProxy
 from mistralai.client import Mistral
 
 from helpers import client as course_client
-from helpers import server as srv
+from helpers import endpoint as srv
 from helpers import settings
 from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
 

@@ -11,8 +11,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from helpers import memory, selfhost
-from helpers.selfhost import ModelLoadError, TextScore, load_model, top1_agreement
+from helpers import embeddings, inference, memory, selfhost
+from helpers.inference import TextScore, top1_agreement
+from helpers.selfhost import ModelLoadError, load_model
 
 
 def _need_bnb():
@@ -41,7 +42,7 @@ def test_loads_every_precision_on_cpu(precision):
                     "int8": torch.int8, "nf4": torch.uint8}[precision]
         assert linear.dtype == expected
         assert lm.model.lm_head.weight.dtype in (torch.float32, torch.float16, torch.bfloat16)  # never quantized
-        g = selfhost.generate(lm, "Hello", max_new_tokens=3, min_new_tokens=3)
+        g = inference.generate(lm, "Hello", max_new_tokens=3, min_new_tokens=3)
         assert g.new_tokens == 3
     finally:
         selfhost.unload(lm)
@@ -81,7 +82,7 @@ def test_standin_is_labelled(standin):
 
 def test_pad_token_is_set(standin):
     assert standin.tokenizer.pad_token_id is not None
-    assert selfhost.generation_kwargs(standin)["pad_token_id"] == standin.tokenizer.pad_token_id
+    assert inference.generation_kwargs(standin)["pad_token_id"] == standin.tokenizer.pad_token_id
 
 
 def test_bad_precision_is_refused():
@@ -163,12 +164,12 @@ def test_config_checkpoint_builds_random_weights_and_the_matching_tokenizer(tmp_
     assert len(v3.tokenizer) == 32768 and v3.model.config.hidden_size == 32
     assert v3.random_weights and not v3.is_standin and "random weights" in v3.label
     assert selfhost.banner(v3) == selfhost.RANDOM_WEIGHTS_BANNER
-    assert selfhost.generate(v3, "Hi", max_new_tokens=2, min_new_tokens=2).new_tokens == 2
+    assert inference.generate(v3, "Hi", max_new_tokens=2, min_new_tokens=2).new_tokens == 2
     v1 = load_model(f"config:{_tiny_config(tmp_path, 32000)}", "fp32", "cpu")
     assert len(v1.tokenizer) == 32000
     # v0.1's template has no system role: the classic "roles must alternate" error
     with pytest.raises(Exception, match="alternate"):
-        selfhost.chat_inputs(v1, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
+        inference.chat_inputs(v1, [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}])
 
 
 def test_config_checkpoint_folder_follows_the_config_contents(tmp_path, monkeypatch):
@@ -213,7 +214,7 @@ def _offline(monkeypatch):
 def test_unknown_embedder_offline_is_a_clear_model_load_error(monkeypatch):
     _offline(monkeypatch)
     with pytest.raises(ModelLoadError) as info:
-        selfhost.load_embedder("someone-nonexistent/not-an-embedder", device="cpu")
+        embeddings.load_embedder("someone-nonexistent/not-an-embedder", device="cpu")
     msg = str(info.value)
     assert "'someone-nonexistent/not-an-embedder'" in msg and "not in the local cache" in msg
     assert "LOCAL_EMBED_MODEL='sentence-transformers/all-MiniLM-L6-v2'" in msg and "local folder" in msg
@@ -222,41 +223,41 @@ def test_unknown_embedder_offline_is_a_clear_model_load_error(monkeypatch):
 
 def test_missing_embedder_folder_says_check_the_spelling(tmp_path):
     with pytest.raises(ModelLoadError, match=r"neither a local folder nor a model on the hub.*LOCAL_EMBED_MODEL"):
-        selfhost.load_embedder(str(tmp_path / "no-such-folder"), device="cpu")
+        embeddings.load_embedder(str(tmp_path / "no-such-folder"), device="cpu")
 
 
 def test_default_embedder_loads_offline(monkeypatch):
     _offline(monkeypatch)
-    model = selfhost.load_embedder(device="cpu")
+    model = embeddings.load_embedder(device="cpu")
     assert model.get_embedding_dimension() == 384
 
 
 # ---------------------------------------------------------------- generation
 def test_greedy_is_deterministic_and_sampling_depends_on_seed(standin):
-    a = selfhost.generate(standin, "Name a colour.", max_new_tokens=8)
-    b = selfhost.generate(standin, "Name a colour.", max_new_tokens=8)
+    a = inference.generate(standin, "Name a colour.", max_new_tokens=8)
+    b = inference.generate(standin, "Name a colour.", max_new_tokens=8)
     assert a.token_ids == b.token_ids
-    s1 = selfhost.generate(standin, "Name a colour.", max_new_tokens=8, do_sample=True, temperature=1.5, seed=1)
-    s2 = selfhost.generate(standin, "Name a colour.", max_new_tokens=8, do_sample=True, temperature=1.5, seed=1)
-    s3 = selfhost.generate(standin, "Name a colour.", max_new_tokens=8, do_sample=True, temperature=1.5, seed=2)
+    s1 = inference.generate(standin, "Name a colour.", max_new_tokens=8, do_sample=True, temperature=1.5, seed=1)
+    s2 = inference.generate(standin, "Name a colour.", max_new_tokens=8, do_sample=True, temperature=1.5, seed=1)
+    s3 = inference.generate(standin, "Name a colour.", max_new_tokens=8, do_sample=True, temperature=1.5, seed=2)
     assert s1.token_ids == s2.token_ids != s3.token_ids
 
 
 def test_chat_inputs_pass_the_attention_mask(standin):
-    enc = selfhost.chat_inputs(standin, "Hello")
+    enc = inference.chat_inputs(standin, "Hello")
     assert enc["attention_mask"].shape == enc["input_ids"].shape and bool(enc["attention_mask"].all())
     text = standin.tokenizer.decode(enc["input_ids"][0])
     assert text.startswith("<s>") and "[INST]" in text and text.rstrip().endswith("[/INST]")
 
 
 def test_stream_yields_the_same_text_as_generate(standin):
-    pieces = list(selfhost.stream(standin, "Say hi", max_new_tokens=10))
+    pieces = list(inference.stream(standin, "Say hi", max_new_tokens=10))
     assert len(pieces) >= 1
-    assert "".join(pieces).strip() == selfhost.generate(standin, "Say hi", max_new_tokens=10).text.strip()
+    assert "".join(pieces).strip() == inference.generate(standin, "Say hi", max_new_tokens=10).text.strip()
 
 
 def test_tokens_per_second_is_positive(standin):
-    assert selfhost.tokens_per_second(standin, new_tokens=4, repeats=1) > 0
+    assert inference.tokens_per_second(standin, new_tokens=4, repeats=1) > 0
 
 
 # ---------------------------------------------------------------- perplexity and agreement on toy models
@@ -282,7 +283,7 @@ class _Toy(torch.nn.Module):
 
 def test_perplexity_of_uniform_logits_is_the_vocab_size(standin):
     lm = SimpleNamespace(model=_Toy(32768, oracle=False), tokenizer=standin.tokenizer)
-    score = selfhost.score_text(lm, "The mistral blows down the Rhône valley.")
+    score = inference.score_text(lm, "The mistral blows down the Rhône valley.")
     assert score.perplexity == pytest.approx(32768, rel=1e-4)
     assert score.n_tokens == len(standin.tokenizer("The mistral blows down the Rhône valley.")["input_ids"]) - 1
 
@@ -290,9 +291,9 @@ def test_perplexity_of_uniform_logits_is_the_vocab_size(standin):
 def test_oracle_has_perplexity_one_and_windows_cover_the_text(standin):
     lm = SimpleNamespace(model=_Toy(32768, oracle=True), tokenizer=standin.tokenizer)
     text = "one two three four five six seven eight nine ten " * 3
-    whole = selfhost.score_text(lm, text, window=512)
+    whole = inference.score_text(lm, text, window=512)
     assert whole.perplexity == pytest.approx(1.0, abs=1e-6)
-    windowed = selfhost.score_text(lm, text, window=8)
+    windowed = inference.score_text(lm, text, window=8)
     assert windowed.perplexity == pytest.approx(1.0, abs=1e-6) and windowed.n_tokens < whole.n_tokens
 
 
@@ -307,10 +308,10 @@ def test_top1_agreement():
 def test_quantized_model_agrees_mostly_with_full_precision(standin):
     _need_bnb()
     text = (memory.configs_dir().parent / "perplexity_text.txt").read_text()
-    base = selfhost.score_text(standin, text)
+    base = inference.score_text(standin, text)
     q = load_model("standin", "int8", "cpu")
     try:
-        s = selfhost.score_text(q, text)
+        s = inference.score_text(q, text)
     finally:
         selfhost.unload(q)
     assert math.isfinite(s.perplexity) and s.n_tokens == base.n_tokens

@@ -23,7 +23,8 @@ from mistralai.client import Mistral
 from mistralai.client.errors import MistralError
 from pydantic import BaseModel
 
-from helpers import server as srv
+from helpers import endpoint as srv
+from helpers.client import error_demo
 from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
 
 CHAT = "mistral-small-latest"
@@ -185,9 +186,9 @@ class _PreferToken:
 
 
 def test_auto_call_when_the_model_emits_tool_calls_is_constrained_and_parsed(url):
-    from helpers import generation
+    from helpers import endpoint as generation
 
-    loaded = next(s for s in srv._servers.values() if s.url == url).engine.loaded
+    loaded = srv.running_engine(url).loaded
     engine = generation.ChatEngine(loaded)
     assert engine.tool_calls_id is not None
     prompt = engine.render(USER, tools=TOOLS, tool_choice="auto")
@@ -367,7 +368,7 @@ def test_one_log_line_per_request_without_prompt_text(client, caplog):
 
 
 def _server_on_same_model(url, **kw):
-    engine = next(s for s in srv._servers.values() if s.url == url).engine
+    engine = srv.running_engine(url)
     return srv.LocalServer(engine=engine, **kw)
 
 
@@ -418,9 +419,9 @@ def test_rate_limit_gives_429_in_the_api_shape(url):
 
 
 def test_error_demo_provokes_each_error_and_the_retry_fix(url):
-    engine = next(s for s in srv._servers.values() if s.url == url).engine
+    engine = srv.running_engine(url)
     started = time.perf_counter()
-    rows = {r.error: r for r in srv.error_demo(CHAT, engine=engine)}
+    rows = {r.error: r for r in error_demo(CHAT, engine=engine)}
     took = time.perf_counter() - started
     assert [(rows[k].status, rows[k].exception) for k in ("bad key", "rate limit", "invalid value")] == [
         (401, "SDKError"), (429, "SDKError"), (422, "HTTPValidationError")]
@@ -442,17 +443,17 @@ def test_cli_help_and_clear_load_error():
 
 
 def test_hf_chat_template_fallback_for_models_without_a_mistral_tokenizer(url, monkeypatch):
-    from helpers import generation
+    from helpers.endpoint import ChatEngine, SamplingParams, engine
 
-    loaded = next(s for s in srv._servers.values() if s.url == url).engine.loaded
-    monkeypatch.setattr(generation, "find_mistral_tokenizer", lambda loaded: None)
-    engine = generation.ChatEngine(loaded)
+    loaded = srv.running_engine(url).loaded
+    monkeypatch.setattr(engine, "find_mistral_tokenizer", lambda loaded: None)
+    engine = ChatEngine(loaded)
     assert engine.renderer == "Hugging Face chat template"
     prompt = engine.render(USER)
     text = loaded.tokenizer.apply_chat_template(USER, add_generation_prompt=True, tokenize=False)
     assert prompt.ids == loaded.tokenizer.encode(text, add_special_tokens=False)
     forced = engine.render(USER, tools=TOOLS, tool_choice="any")
-    gen = engine.generate(forced, generation.SamplingParams(max_tokens=256, seed=0))
+    gen = engine.generate(forced, SamplingParams(max_tokens=256, seed=0))
     assert gen.finish_reason == "tool_calls"
     jsonschema.validate(json.loads(gen.tool_calls[0]["function"]["arguments"]),
                         SCHEMAS[gen.tool_calls[0]["function"]["name"]])
@@ -489,10 +490,10 @@ def test_embeddings_reject_an_empty_text_in_the_api_shape(client):
 
 
 def test_api_embedder_names_the_local_model_not_the_port(url, client, tmp_path, clean_settings_env):
-    from helpers import rag, settings
+    from helpers import embeddings, rag, settings
 
     emb = rag.ApiEmbedder.for_settings(client, settings.resolve(BACKEND="local"), cache=tmp_path / "c.sqlite",
                                        progress=False)
     assert emb.model_id == f"mistral-embed@{DEFAULT_LOCAL_EMBED_MODEL}"  # the same key every session
     assert url.rsplit(":", 1)[-1] not in emb.model_id
-    assert rag.served_by_for_url("http://127.0.0.1:9/") == "http://127.0.0.1:9"  # a bare URL: named as given
+    assert embeddings.served_by_for_url("http://127.0.0.1:9/") == "http://127.0.0.1:9"  # a bare URL: named as given

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import server as srv
+from helpers import endpoint as srv
 from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
 
 CHAT = "mistral-small-latest"
@@ -23,7 +23,7 @@ HI = [{"role": "user", "content": "hi"}]
 @pytest.fixture(scope="module")
 def engine():
     url = srv.ensure_server(model="standin", embed_model=DEFAULT_LOCAL_EMBED_MODEL, device="cpu")
-    return next(s for s in srv._servers.values() if s.url == url).engine
+    return srv.running_engine(url)
 
 
 @pytest.fixture(scope="module")

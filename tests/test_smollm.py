@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from helpers import selfhost, smollm
+from helpers import inference, selfhost, smollm
 from helpers.settings import SMOLLM
 
 
@@ -71,7 +71,7 @@ def test_loads_through_from_pretrained_as_a_real_model(lm):
 
 
 def test_greedy_answer_is_a_real_answer(lm):
-    out = selfhost.generate(lm, "What is the capital of France?", max_new_tokens=12)
+    out = inference.generate(lm, "What is the capital of France?", max_new_tokens=12)
     assert "Paris" in out.text
 
 
@@ -101,8 +101,7 @@ def test_endpoint_serves_it_to_the_unmodified_sdk(lm):
     from mistralai.client import Mistral
     from pydantic import BaseModel
 
-    from helpers.generation import ChatEngine
-    from helpers.server import LocalServer
+    from helpers.endpoint import ChatEngine, LocalServer
 
     class City(BaseModel):
         city: str
@@ -133,7 +132,7 @@ def test_endpoint_serves_it_to_the_unmodified_sdk(lm):
 def test_auto_mode_reads_tagged_tool_calls():
     import random
 
-    from helpers.generation import ChatEngine
+    from helpers.endpoint import ChatEngine
 
     tools = [{"type": "function", "function": {"name": "f", "parameters": {}}}]
     calls, rest = ChatEngine._parse_tagged_calls('Sure.\n<tool_call>\n{"name": "f", "arguments": {"x": 1}}\n</tool_call>',
@@ -145,7 +144,7 @@ def test_auto_mode_reads_tagged_tool_calls():
 
 
 def test_prefix_continues_the_assistant_message_as_the_api_does(lm):
-    from helpers.generation import ChatEngine, SamplingParams
+    from helpers.endpoint import ChatEngine, SamplingParams
 
     engine = ChatEngine(lm)
     msgs = [{"role": "user", "content": "What is the capital of France?"},

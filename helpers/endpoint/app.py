@@ -1,0 +1,309 @@
+"""The FastAPI app: /v1/chat/completions, /v1/embeddings, /v1/models, /health, in the API's schema and status codes.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from fastapi import Request
+from pydantic import BaseModel
+
+from ..rag import EMBED_MAX_INPUTS
+from .engine import ChatEngine
+from .gate import Gate, RateLimiter
+from .prompts import Completion, PromptError, SamplingParams
+from .schemas import (
+    _DATED,
+    CHAT_ALIASES,
+    DEFAULT_MAX_BODY,
+    DEFAULT_MAX_TOKENS,
+    EMBED_ALIASES,
+    MAX_SCHEMA_NODES,
+    ApiError,
+    ChatRequest,
+    EmbeddingRequest,
+    count_nodes,
+    error_body,
+    safe_dumps,
+)
+from .worker import Embedder, ModelWorker
+
+log = logging.getLogger("helpers.server")
+
+
+@dataclass
+class ServedModels:
+    """The model names the endpoint answers to, and what actually serves them."""
+
+    chat_model: str
+    embed_model: str
+    context_length: int
+
+    def chat_names(self) -> list[str]:
+        """Names listed by /v1/models (never a file-system path)."""
+        own = [public_name(self.chat_model), self.chat_model.rstrip("/").split("/")[-1]]
+        return list(dict.fromkeys([*own, *CHAT_ALIASES]))
+
+    def embed_names(self) -> list[str]:
+        own = [public_name(self.embed_model), self.embed_model.rstrip("/").split("/")[-1]]
+        return list(dict.fromkeys([*own, *EMBED_ALIASES]))
+
+    def is_chat(self, name: str) -> bool:
+        return name == self.chat_model or name in self.chat_names() or bool(_DATED.match(name))
+
+    def is_embed(self, name: str) -> bool:
+        return name == self.embed_model or name in self.embed_names()
+
+
+class ErrorBody(BaseModel):
+    """What every error response holds (La Plateforme's shape)."""
+
+    object: Literal["error"] = "error"
+    message: str
+    type: str
+    param: str | None = None
+    code: str | None = None
+
+
+_WHY = {400: "Bad request: the message says what to change (limits, roles, schema, max_tokens…)",
+        401: "Missing or wrong bearer key (only when the server was started with --api-key)",
+        404: "Unknown model name (GET /v1/models lists them) or unknown route",
+        405: "Method not allowed (the Allow header lists the allowed ones)",
+        413: "Request body larger than the server's limit (--max-body-mb)",
+        422: "The body does not match the request schema (field, type or range)",
+        429: "Rate limit exceeded (--max-rps); Retry-After says when to retry",
+        503: "The embedding model could not be loaded"}
+
+
+def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {code: {"model": ErrorBody, "description": _WHY[code]} for code in codes}
+
+
+def public_name(name: str) -> str:
+    """A model name fit to show to any client: a local folder is named by its last part, never its full path."""
+    text = str(name)
+    if os.path.isabs(text) or text.startswith((".", "~")) or os.sep in text and os.path.exists(text):
+        return os.path.basename(text.rstrip("/\\")) or "local-model"
+    return text
+
+
+def _unknown_model(name: str, kind: str, names: Iterable[str]) -> ApiError:
+    sample = ", ".join(list(names)[:6])
+    return ApiError(404, f"Invalid model: {name!r} is not served here for {kind} (try one of: {sample}, …; "
+                         "GET /v1/models lists them all)", "invalid_model", "1500")
+
+
+def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = None, max_rps: float | None = None,
+               max_body: int = DEFAULT_MAX_BODY, log_prompts: bool = False,
+               default_max_tokens: int = DEFAULT_MAX_TOKENS) -> Any:
+    """The FastAPI app (wrapped in the size/auth/rate/log gate) serving `engine` and `embedder`."""
+    from fastapi import FastAPI
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import JSONResponse, StreamingResponse
+    from starlette.concurrency import run_in_threadpool
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+
+    class SafeJSONResponse(JSONResponse):
+        def render(self, content: Any) -> bytes:
+            return safe_dumps(content)
+
+    served = ServedModels(engine.name, embedder.model_id, engine.context_length)
+    worker = ModelWorker(engine)
+    app = FastAPI(title="Mistral-compatible local endpoint", version="1", docs_url="/docs", redoc_url=None,
+                  default_response_class=SafeJSONResponse)
+    app.state.worker = worker
+    app.state.served = served
+
+    @app.exception_handler(ApiError)
+    async def _api_error(request: Request, exc: ApiError):
+        return SafeJSONResponse(error_body(exc.message, exc.type, exc.code), status_code=exc.status,
+                                headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError):
+        detail = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
+        for d in detail:
+            d.pop("url", None)
+            d.pop("ctx", None)
+            if len(repr(d.get("input"))) > 200:  # never echo a whole (possibly huge) body back
+                d["input"] = repr(d["input"])[:200] + " …"
+        first = detail[0] if detail else {}
+        where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
+        message = f"{first.get('msg', 'invalid request')}" + (f" (at {where})" if where else "")
+        return SafeJSONResponse(error_body(message, "invalid_request_message_error", "3001", detail=detail),
+                                status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException):  # 404 unknown route, 405 (with its Allow)
+        return SafeJSONResponse(error_body(str(exc.detail), "invalid_request_error"), status_code=exc.status_code,
+                                headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception):  # a bug, not bad input: say so, keep serving
+        log.exception("unhandled error")
+        return SafeJSONResponse(error_body(f"internal error: {type(exc).__name__}", "internal_error"),
+                                status_code=500)
+
+    @app.get("/health", responses=_responses(429))
+    @app.get("/v1/health", include_in_schema=False)
+    async def health():
+        # names only, never file-system paths: /health stays open even when the server requires a key
+        return {"status": "ok", "model": public_name(served.chat_model),
+                "embedding_model": public_name(served.embed_model), "renderer": engine.renderer,
+                "queued": worker.waiting}
+
+    @app.get("/v1/models", responses=_responses(401, 429))
+    async def models():
+        now = int(time.time())
+
+        def card(name: str, chat: bool) -> dict:
+            return {"id": name, "object": "model", "created": now, "owned_by": "local", "type": "base",
+                    "name": name, "aliases": [],
+                    "description": f"served by {public_name(served.chat_model if chat else served.embed_model)}",
+                    "max_context_length": served.context_length if chat else 256,
+                    "capabilities": {"completion_chat": chat, "function_calling": chat, "completion_fim": False,
+                                     "fine_tuning": False, "vision": False, "classification": False}}
+
+        return {"object": "list", "data": [card(n, True) for n in served.chat_names()] +
+                [card(n, False) for n in served.embed_names()]}
+
+    @app.post("/v1/chat/completions", responses=_responses(400, 401, 404, 413, 422, 429))
+    async def chat(body: ChatRequest, request: Request):
+        info = request.scope["state"]["log"]
+        if not served.is_chat(body.model):
+            raise _unknown_model(body.model, "chat", served.chat_names())
+        if body.n not in (None, 1):
+            raise ApiError(400, "the local endpoint generates one choice per request (n=1)")
+        messages = [m.model_dump(exclude_none=True) for m in body.messages]
+        if log_prompts:
+            info["prompt"] = " | ".join(f"{m['role']}: {m.get('content')}" for m in messages)[:500]
+        tools = [t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None
+        nodes = count_nodes([t.get("function", {}).get("parameters") for t in tools or []]) + count_nodes(
+            body.response_format)
+        if nodes > MAX_SCHEMA_NODES:
+            raise ApiError(400, f"the tool and response_format schemas of this request hold {nodes} JSON values; "
+                                f"this server's limit is {MAX_SCHEMA_NODES} (MAX_SCHEMA_NODES): send smaller schemas")
+        try:
+            prompt = await run_in_threadpool(engine.render, messages, tools=tools, tool_choice=body.tool_choice,
+                                             response_format=body.response_format)
+        except PromptError as exc:
+            raise ApiError(400, str(exc), code="3230") from exc
+        except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:  # malformed, past validation
+            log.warning("request refused while rendering: %s: %s", type(exc).__name__, exc)
+            raise ApiError(400, f"cannot use this request ({type(exc).__name__}): check messages, tools and "
+                                "response_format against the API's schema", code="3230") from exc
+        n_prompt, ctx = len(prompt.ids), served.context_length
+        if n_prompt >= ctx:
+            raise ApiError(400, f"Prompt contains {n_prompt} tokens, too large for model with {ctx} maximum "
+                                "context length", code="3051")
+        if body.max_tokens is not None and n_prompt + body.max_tokens > ctx:
+            raise ApiError(400, f"Prompt contains {n_prompt} tokens and max_tokens is {body.max_tokens}: "
+                                f"{n_prompt + body.max_tokens} is too large for model with {ctx} maximum context "
+                                "length", code="3051")
+        max_tokens = body.max_tokens if body.max_tokens is not None else min(default_max_tokens, ctx - n_prompt)
+        need = await run_in_threadpool(engine.min_new_tokens, prompt)
+        if need is not None and max_tokens < need:
+            what = "tool call" if prompt.mode == "tools_forced" else "JSON answer"
+            raise ApiError(400, f"max_tokens={max_tokens} cannot fit even the smallest complete {what} for this "
+                                f"request: it needs at least {need} tokens. Set max_tokens to {need} or more.",
+                           code="3051")
+        stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
+        seed = body.random_seed if body.random_seed is not None else body.seed
+        params = SamplingParams(max_tokens=max_tokens, temperature=0.7 if body.temperature is None else body.temperature,
+                                top_p=1.0 if body.top_p is None else body.top_p,
+                                min_tokens=min(body.min_tokens or 0, max_tokens), seed=seed, stop=stop)
+        cid = "cmpl-" + uuid.uuid4().hex
+        created = int(time.time())
+        job = worker.submit(prompt, params, stream=body.stream)
+
+        def usage(gen: Completion) -> dict:
+            return {"prompt_tokens": gen.prompt_tokens, "completion_tokens": len(gen.ids),
+                    "total_tokens": gen.prompt_tokens + len(gen.ids)}
+
+        if not body.stream:
+            while True:
+                kind, value = await job.events.get()
+                if kind == "done":
+                    break
+                if kind == "error":
+                    raise value
+            gen: Completion = value
+            info["tokens"] = f"{gen.prompt_tokens}+{len(gen.ids)}"
+            message = {"role": "assistant", "content": gen.content, "tool_calls": gen.tool_calls, "prefix": False}
+            return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
+                    "choices": [{"index": 0, "message": message, "finish_reason": gen.finish_reason}],
+                    "usage": usage(gen)}
+
+        def chunk(delta: dict, finish: str | None = None, extra: dict | None = None) -> str:
+            data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
+                    "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **(extra or {})}
+            return f"data: {json.dumps(data)}\n\n"
+
+        async def events():
+            try:
+                yield chunk({"role": "assistant", "content": ""})
+                held = None
+                while True:
+                    kind, value = held or await job.events.get()
+                    held = None
+                    if kind == "text":
+                        # coalesce: when the client reads slower than the model writes, send what piled up at once
+                        while not job.events.empty():
+                            more = job.events.get_nowait()
+                            if more[0] != "text":
+                                held = more
+                                break
+                            value += more[1]
+                        yield chunk({"content": value})
+                    elif kind == "error":
+                        yield f"data: {json.dumps(error_body(str(value), 'internal_error'))}\n\n"
+                        return
+                    else:
+                        gen = value
+                        info["tokens"] = f"{gen.prompt_tokens}+{len(gen.ids)}"
+                        delta = {"content": ""}
+                        if gen.tool_calls:
+                            delta = {"content": "", "tool_calls": gen.tool_calls}
+                        yield chunk(delta, gen.finish_reason, {"usage": usage(gen)})
+                        yield "data: [DONE]\n\n"
+                        return
+            finally:
+                job.cancelled = True  # a client that leaves mid-stream frees the worker
+
+        return StreamingResponse(events(), media_type="text/event-stream",
+                                 headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+    @app.post("/v1/embeddings", responses=_responses(400, 401, 404, 413, 422, 429, 503))
+    async def embeddings(body: EmbeddingRequest, request: Request):
+        info = request.scope["state"]["log"]
+        if not served.is_embed(body.model):
+            raise _unknown_model(body.model, "embeddings", served.embed_names())
+        texts = body.inputs if body.inputs is not None else body.input
+        if texts is None:
+            raise ApiError(400, "give the texts to embed in 'inputs' (a string or a list of strings)")
+        texts = [texts] if isinstance(texts, str) else texts
+        if not texts:
+            raise ApiError(400, "'inputs' must not be empty")
+        if len(texts) > EMBED_MAX_INPUTS:
+            raise ApiError(400, f"Too many inputs in one request: {len(texts)} > {EMBED_MAX_INPUTS} "
+                                "(mistral-embed's limit). Split them into batches.", code="3210")
+        vectors, n_tokens, dim = await run_in_threadpool(embedder.embed, texts)
+        info["tokens"] = str(n_tokens)
+        return {"id": "embd-" + uuid.uuid4().hex, "object": "list", "model": body.model,
+                "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)],
+                "usage": {"prompt_tokens": n_tokens, "completion_tokens": 0, "total_tokens": n_tokens}}
+
+    gated = Gate(app, api_key=api_key, limiter=RateLimiter(max_rps) if max_rps else None, max_body=max_body)
+    gated.fastapi = app  # type: ignore[attr-defined]
+    return gated
+
+
+# ---------------------------------------------------------------- loading

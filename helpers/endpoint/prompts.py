@@ -1,0 +1,173 @@
+"""Prompts for the endpoint: the request types, message normalisation, and finding a model's Mistral tokenizer.
+
+Messages are normalised to the fields each role has in Mistral's schema; `mistral-common` renders them for models
+with a Mistral tokenizer (the stand-in, Mistral-7B-Instruct-v0.3), each model's own chat template otherwise.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import string
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+_ID_ALPHABET = string.ascii_letters + string.digits
+
+
+class PromptError(ValueError):
+    """The conversation cannot be rendered (bad role order, bad tool message…); maps to HTTP 400."""
+
+
+@dataclass
+class SamplingParams:
+    """What one request asks of the sampler."""
+
+    max_tokens: int = 256
+    temperature: float = 0.7
+    top_p: float = 1.0
+    min_tokens: int = 0
+    seed: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Prompt:
+    """A rendered prompt and how to read the model's answer to it."""
+
+    ids: list[int]
+    tools: list[dict] | None = None
+    mode: str = "text"  # text | tools_auto | tools_forced | tools_none | json_object | json_schema
+    schema: dict | None = None  # json_schema mode: the user's schema (unbounded, for reference)
+    grammar: Any = None  # the compiled grammar for this mode (None: free text)
+    prefix: str = ""  # Mistral's `prefix`: text the answer must start with (returned as part of the content)
+
+
+@dataclass
+class Completion:
+    """What came out: generated ids, content text, parsed tool calls and why it stopped."""
+
+    ids: list[int]
+    content: str
+    tool_calls: list[dict] | None
+    finish_reason: str  # stop | length | tool_calls
+    prompt_tokens: int
+    seconds: float = 0.0
+
+
+def _strict_json(text: str) -> str:
+    """Re-serialise JSON whose strings hold raw control characters (legal in the grammar, not in strict JSON)."""
+    try:
+        json.loads(text)
+        return text
+    except ValueError:
+        try:
+            return json.dumps(json.loads(text, strict=False), ensure_ascii=False)
+        except ValueError:
+            return text
+
+
+def new_tool_call_id(rng: random.Random | None = None) -> str:
+    """A Mistral-style tool-call id: 9 alphanumeric characters."""
+    rng = rng or random.Random()
+    return "".join(rng.choice(_ID_ALPHABET) for _ in range(9))
+
+
+# ------------------------------------------------------------------ prompt rendering
+def find_mistral_tokenizer(loaded: Any):
+    """The `mistral-common` tokenizer for a loaded model, or None when it has none (→ HF chat template)."""
+    from mistral_common.protocol.instruct.validator import ValidationMode
+    from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
+
+    from ..standin import tokenizer_source
+
+    candidates: list[Callable[[], Any]] = []
+    if getattr(loaded, "is_standin", False):
+        candidates.append(lambda: MistralTokenizer.from_file(str(tokenizer_source()), mode=ValidationMode.serving))
+    path = Path(str(loaded.path))
+    if path.is_dir():
+        for pattern in ("tekken.json", "tokenizer.model.v*", "*.model.v*"):
+            for file in sorted(path.glob(pattern)):
+                candidates.append(lambda f=file: MistralTokenizer.from_file(str(f), mode=ValidationMode.serving))
+    elif "/" in str(loaded.path):
+        offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+        candidates.append(lambda: MistralTokenizer.from_hf_hub(
+            str(loaded.path), local_files_only=offline, mode=ValidationMode.serving))
+    if "mistral-7b-instruct-v0.3" in str(loaded.path).lower():
+        data = Path(tokenizer_source())
+        candidates.append(lambda: MistralTokenizer.from_file(str(data), mode=ValidationMode.serving))
+    vocab = int(getattr(loaded.model.config, "vocab_size", 0) or 0)
+    for make in candidates:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                tok = make()
+        except Exception as exc:  # no such file / offline / not a Mistral repo
+            log.debug("mistral-common tokenizer candidate failed: %s", exc)
+            continue
+        if vocab and tok.instruct_tokenizer.tokenizer.n_words != vocab:
+            log.warning("mistral-common tokenizer has %d tokens but the model %d; using the HF chat template",
+                        tok.instruct_tokenizer.tokenizer.n_words, vocab)
+            continue
+        return tok
+    return None
+
+
+def _text_of(content: Any) -> str:
+    if content is None:
+        return ""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = []
+        for chunk in content:
+            if isinstance(chunk, dict) and chunk.get("type", "text") == "text":
+                parts.append(str(chunk.get("text", "")))
+            elif isinstance(chunk, str):
+                parts.append(chunk)
+            else:
+                raise PromptError(f"content chunk of type {chunk.get('type') if isinstance(chunk, dict) else chunk!r} "
+                                  "is not supported by the local endpoint (text only)")
+        return "".join(parts)
+    raise PromptError(f"message content must be a string or a list of text chunks, not {type(content).__name__}")
+
+
+def normalize_messages(messages: list[dict]) -> list[dict]:
+    """Keep the fields each role has in Mistral's schema (SDK and OpenAI clients add extras); check the order."""
+    out: list[dict] = []
+    for i, m in enumerate(messages):
+        role = m.get("role")
+        if role in ("system", "user"):
+            out.append({"role": role, "content": _text_of(m.get("content"))})
+        elif role == "assistant":
+            msg: dict[str, Any] = {"role": "assistant", "content": _text_of(m.get("content")) or None}
+            calls = []
+            for c in m.get("tool_calls") or []:
+                fn = c.get("function") or {}
+                args = fn.get("arguments", "{}")
+                calls.append({"id": c.get("id") or new_tool_call_id(), "type": "function",
+                              "function": {"name": fn.get("name", ""),
+                                           "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)}})
+            if calls:
+                msg["tool_calls"] = calls
+            if m.get("prefix"):
+                msg["prefix"] = True
+            out.append(msg)
+        elif role == "tool":
+            out.append({"role": "tool", "content": _text_of(m.get("content")),
+                        "tool_call_id": m.get("tool_call_id"), "name": m.get("name")})
+        else:
+            raise PromptError(f"messages[{i}].role must be system, user, assistant or tool, not {role!r}")
+    if not out:
+        raise PromptError("messages must not be empty")
+    first = next((m for m in out if m["role"] != "system"), None)
+    if first is not None and first["role"] != "user":
+        raise PromptError(f"the first non-system message must come from the user, not {first['role']!r}")
+    return out
