@@ -157,6 +157,19 @@ def _check_precision_on_device(precision: str, device: str) -> None:
             raise ModelLoadError(f"precision={precision!r} needs bitsandbytes: {why}")
 
 
+def announce(cfg) -> dict[str, object]:
+    """Print which device and which model this self-hosting notebook uses, and why; return the GPU facts (05–08)."""
+    from .device import gpu
+    from .settings import model_label, model_note
+
+    hw = gpu()
+    print(f"device: {cfg.device} ({hw['name']}) · model: {model_label(cfg.local_model)} "
+          f"(LOCAL_MODEL from {cfg.sources.get('LOCAL_MODEL', 'a parameter')})")
+    if model_note(cfg.local_model):
+        print("ℹ️  " + model_note(cfg.local_model))
+    return hw
+
+
 def pick_precision(precision: str, device: str) -> str:
     """`auto` → the device's default float dtype; an explicit choice is checked (bf16 needs native support)."""
     if precision not in PRECISIONS:
@@ -372,14 +385,11 @@ RANDOM_WEIGHTS_BANNER = (
 
 
 def banner(lm: LoadedModel) -> str | None:
-    """Say which model answers when it is not Mistral: the tiny offline model, or one whose text means nothing."""
-    from . import smollm, standin
+    """Say loudly when a model's text means nothing (stand-in or random-weight `config:` model); `announce` names the rest."""
+    from . import standin
 
     if lm.is_standin:
         return standin.banner()
-    if lm.is_smollm:
-        print("ℹ️  " + smollm.DESCRIPTION)
-        return smollm.DESCRIPTION
     if lm.random_weights:
         print(RANDOM_WEIGHTS_BANNER)
         return RANDOM_WEIGHTS_BANNER
