@@ -189,6 +189,7 @@ def test_legacy_code_in_text_is_marked(path):
 # (not only inside helpers): notebook prefix → {call: minimum number of occurrences}.
 TAUGHT_CALLS = {
     "01": {"Mistral(": 1, "RetryConfig(": 1, "chat.complete(": 1, "chat.stream(": 1, "chat.parse(": 1},
+    "02": {"chat.complete(": 1, "chat.stream(": 1, "response_format": 1, "chat.parse(": 1, '"prefix": True': 1},
     "03": {"chat.complete(": 1},
     "04": {"chat.complete(": 1, "tool_calls": 1},
     "05": {"embeddings.create(": 1, "faiss.Index": 1, ".add(": 1, ".search(": 1, "chat.complete(": 1},
