@@ -224,7 +224,7 @@ ROUTES = ("cards", "payments", "disputes", "fraud", "fees")
 
 
 def model_selection_tasks(payments) -> list[Task]:
-    """The four tasks of notebook 02 (classify, extract, compose, reason over the payments table), with checkers."""
+    """The four tasks of notebook 03 (classify, extract, compose, reason over the payments table), with checkers."""
     truth = closest_payments(payments)
     table = payments.to_csv(index=False)
     email_id = "T1002"

@@ -127,7 +127,7 @@ def plot_latency(summaries: dict[str, dict[str, float]], title: str = "RAG laten
 
 
 def api_generate(client: Any, model: str, max_tokens: int) -> Callable[[str], str]:
-    """A `generate(prompt)` that answers through the SDK's `chat.complete` (notebook 04's path)."""
+    """A `generate(prompt)` that answers through the SDK's `chat.complete` (notebook 05's path)."""
 
     def run(prompt: str) -> str:
         res = client.chat.complete(model=model, messages=[{"role": "user", "content": prompt}],

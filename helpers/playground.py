@@ -1,4 +1,4 @@
-"""A chat playground for the API: pick a model, set the temperature, type a prompt, Send — see the answer and its cost.
+"""Chat playgrounds for the API: a single-turn one (notebook 01) and a multi-turn chat with history (notebook 02).
 
 `api_playground(client)` returns an :class:`ApiPlayground` whose `.widget` is shown in Jupyter. Everything it
 does goes through :func:`helpers.catalog.complete`, so the cost shown is the dated price table's. It works
@@ -96,4 +96,85 @@ def api_playground(client: Any, models: Sequence[str] = DEFAULT_TIERS, *, model:
     button.on_click(on_click)
     pg.widget = w.VBox([controls["model"], controls["temperature"], controls["max_tokens"], controls["prompt"],
                         button, answer, cost])
+    return pg
+
+
+# ---------------------------------------------------------------- a multi-turn chat (notebook 02)
+@dataclass
+class ChatPlayground(WidgetPanel):
+    """A chat with history: the widgets, the :class:`helpers.conversation.Conversation` behind them, the last error."""
+
+    widget: Any
+    controls: dict[str, Any]
+    button: Any
+    reset_button: Any
+    transcript: Any
+    counter: Any
+    conversation: Any
+    error: Exception | None = None
+
+    @property
+    def history(self) -> list[Any]:  # WidgetPanel's `.last` reads this: the turns so far
+        return self.conversation.turns
+
+
+def chat_playground(client: Any, model: str, *, system: str = "You are a helpful assistant for Harbourline Bank.",
+                    max_tokens: int = 128, temperature: float = 0.3) -> ChatPlayground:
+    """A multi-turn chat: system prompt box, message box, Send and Reset, the answer streamed in, tokens and cost so far."""
+    import ipywidgets as w
+
+    from .catalog import show_cost
+    from .conversation import Conversation
+
+    convo = Conversation(client, model, system=system, max_tokens=max_tokens, temperature=temperature)
+    controls: dict[str, Any] = {
+        "system": w.Textarea(value=system, description="system", layout=w.Layout(width="95%", height="50px")),
+        "prompt": w.Textarea(value="", description="you", layout=w.Layout(width="95%", height="50px")),
+    }
+    button = w.Button(description="Send", button_style="primary", icon="paper-plane")
+    reset_button = w.Button(description="Reset", icon="trash")
+    transcript = w.HTML(value="")
+    counter = w.HTML(value="")
+    pg = ChatPlayground(widget=None, controls=controls, button=button, reset_button=reset_button,
+                        transcript=transcript, counter=counter, conversation=convo)
+
+    def render(streaming: str | None = None) -> None:
+        rows = [f"<p><b>you:</b> {html.escape(t.user)}<br><b>{html.escape(model)}:</b> {html.escape(t.assistant)}</p>"
+                for t in convo.turns]
+        if streaming is not None:
+            rows.append(f"<p><b>you:</b> {html.escape(controls['prompt'].value)}<br><b>{html.escape(model)}:</b> "
+                        f"{html.escape(streaming)}▌</p>")
+        transcript.value = "".join(rows)
+        counter.value = (f"{len(convo.turns)} turn(s) · {convo.tokens} tokens sent and received · "
+                         f"{show_cost(convo.cost_usd)} at the dated prices")
+
+    def on_send(_button: Any) -> None:
+        button.disabled = True
+        pg.error = None
+        convo.system = controls["system"].value
+        shown: list[str] = []
+
+        def on_text(piece: str) -> None:  # each piece is shown as it arrives
+            shown.append(piece)
+            render("".join(shown))
+
+        try:
+            convo.send(controls["prompt"].value, on_text=on_text)
+            controls["prompt"].value = ""
+            render()
+        except Exception as exc:  # shown in the widget: an exception in a callback would vanish silently
+            pg.error = exc
+            counter.value = f"<span style='color:#b91c1c'>{html.escape(type(exc).__name__)}: {html.escape(str(exc))}</span>"
+        finally:
+            button.disabled = False
+
+    def on_reset(_button: Any) -> None:
+        convo.reset()
+        pg.error = None
+        render()
+
+    button.on_click(on_send)
+    reset_button.on_click(on_reset)
+    render()
+    pg.widget = w.VBox([controls["system"], transcript, controls["prompt"], w.HBox([button, reset_button]), counter])
     return pg

@@ -3,7 +3,7 @@
     document → chunks → Embedder (ApiEmbedder | LocalEmbedder) → VectorIndex (FAISS, saved with its model id
     and dimension) → search(question, k) → grounded_prompt(question, hits) → answer with citations
 
-Notebook 04 embeds through the SDK (batched within mistral-embed's limits, cached on disk); notebook 07
+Notebook 05 embeds through the SDK (batched within mistral-embed's limits, cached on disk); notebook 08
 embeds with sentence-transformers. Everything after the embedder is the same code.
 """
 

@@ -78,9 +78,9 @@ def run_notebook(name: str, tmp_path: Path, **parameters) -> dict:
     return json.loads(metrics_file.read_text())
 
 
-# The figures each notebook draws in a run without a key (07 adds a second, local vs API, with one)
-EXPECTED_FIGURES = {"02_model_selection": 2, "04_api_rag": 1, "05_selfhost_fp16": 1, "06_quantization_int8": 1,
-                    "07_local_rag": 1}
+# The figures each notebook draws in a run without a key (08 adds a second, local vs API, with one)
+EXPECTED_FIGURES = {"02_prompting_conversations": 2, "03_model_selection": 2, "05_api_rag": 1, "06_selfhost_fp16": 1, "07_quantization_int8": 1,
+                    "08_local_rag": 1}
 
 
 def executed_figures(name: str, tmp_path: Path) -> int:
@@ -93,13 +93,13 @@ def executed_figures(name: str, tmp_path: Path) -> int:
 
 @pytest.fixture
 def figures_drawn(tmp_path):
-    """Call as figures_drawn("05_selfhost_fp16") after notebook_runner → the PNG figures in its executed copy."""
+    """Call as figures_drawn("06_selfhost_fp16") after notebook_runner → the PNG figures in its executed copy."""
     return lambda name: executed_figures(name, tmp_path)
 
 
 @pytest.fixture
 def notebook_runner(tmp_path):
-    """Call as notebook_runner("05_selfhost_fp16", PRECISION="fp32") → the recorded metrics dict."""
+    """Call as notebook_runner("06_selfhost_fp16", PRECISION="fp32") → the recorded metrics dict."""
     return lambda name, **params: run_notebook(name, tmp_path, **params)
 
 

@@ -189,13 +189,14 @@ def test_legacy_code_in_text_is_marked(path):
 # (not only inside helpers): notebook prefix → {call: minimum number of occurrences}.
 TAUGHT_CALLS = {
     "01": {"Mistral(": 1, "RetryConfig(": 1, "chat.complete(": 1, "chat.stream(": 1, "chat.parse(": 1},
-    "02": {"chat.complete(": 1},
-    "03": {"chat.complete(": 1, "tool_calls": 1},
-    "04": {"embeddings.create(": 1, "faiss.Index": 1, ".add(": 1, ".search(": 1, "chat.complete(": 1},
-    "05": {"AutoTokenizer.from_pretrained(": 1, "AutoModelForCausalLM.from_pretrained(": 1,
+    "02": {"chat.complete(": 1, "chat.stream(": 1, "response_format": 1, "chat.parse(": 1, '"prefix": True': 1},
+    "03": {"chat.complete(": 1},
+    "04": {"chat.complete(": 1, "tool_calls": 1},
+    "05": {"embeddings.create(": 1, "faiss.Index": 1, ".add(": 1, ".search(": 1, "chat.complete(": 1},
+    "06": {"AutoTokenizer.from_pretrained(": 1, "AutoModelForCausalLM.from_pretrained(": 1,
            "apply_chat_template(": 1, ".generate(": 1, "TextIteratorStreamer": 1, "get_memory_footprint()": 1},
-    "06": {"BitsAndBytesConfig(": 2, "AutoModelForCausalLM.from_pretrained(": 1, "quantization_config=": 2},
-    "07": {"SentenceTransformer(": 1, ".encode(": 1, "faiss.Index": 1, ".generate(": 1},
+    "07": {"BitsAndBytesConfig(": 2, "AutoModelForCausalLM.from_pretrained(": 1, "quantization_config=": 2},
+    "08": {"SentenceTransformer(": 1, ".encode(": 1, "faiss.Index": 1, ".generate(": 1},
 }
 CHECKS_TITLE = "## Checks and numbers for the course run"
 
@@ -226,4 +227,4 @@ def test_record_only_in_the_last_section(path):
 def test_taught_calls_check_can_fail(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("from helpers import selfhost\nlm = selfhost.load_model('x')")]
-    assert _code(nb).count("AutoModelForCausalLM.from_pretrained(") < TAUGHT_CALLS["05"]["AutoModelForCausalLM.from_pretrained("]
+    assert _code(nb).count("AutoModelForCausalLM.from_pretrained(") < TAUGHT_CALLS["06"]["AutoModelForCausalLM.from_pretrained("]

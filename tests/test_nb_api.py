@@ -1,4 +1,4 @@
-"""Notebooks 01-04 end to end with papermill and NON-default parameters, offline (local endpoint + stand-in)."""
+"""Notebooks 01-05 end to end with papermill and NON-default parameters, offline (local endpoint + stand-in)."""
 
 from __future__ import annotations
 
@@ -21,10 +21,27 @@ def test_01_with_another_chat_model(notebook_runner):
     assert m["error_statuses"] == {"bad key": 401, "rate limit": 429, "invalid value": 422, "unknown model": 404}
 
 
-def test_02_with_another_tier_list(notebook_runner, figures_drawn):
+def test_02_with_fewer_messages_another_k_model_and_budget(notebook_runner, figures_drawn):
+    m = notebook_runner("02_prompting_conversations", BACKEND="local", CHAT_MODEL="mistral-large-latest", K_SHOTS=1,
+                        N_MESSAGES=7, N_EXTRACT=1, TURNS=6, BUDGET_TOKENS=90, LABEL_TOKENS=3, JSON_TOKENS=32)
+    assert figures_drawn("02_prompting_conversations") == EXPECTED_FIGURES["02_prompting_conversations"]
+    assert m["model"] == "mistral-large-latest" and m["k_shots"] == 1 and m["budget_tokens"] == 90
+    assert set(m["patterns"]) == {"zero-shot", "delimiters", "few-shot (k=1)", "json_schema"}
+    for row in m["patterns"].values():  # N_MESSAGES=7 keeps exactly the seven injected messages
+        assert row["messages"] == 7 and 0 <= row["accuracy"] <= 1 and row["prompt_tokens_per_message"] > 0
+    assert m["patterns"]["few-shot (k=1)"]["prompt_tokens_per_message"] > m["patterns"]["delimiters"]["prompt_tokens_per_message"]
+    assert all(row["messages"] == 1 for row in m["extraction"].values())
+    assert set(m["injection_flip_rate"]) == {"no_defence", "with_defence"} and m["injected_messages"] == 7
+    turns = m["tokens_per_turn"]
+    assert len(turns) == 6 and all(b > a for a, b in zip(turns, turns[1:], strict=False))
+    assert m["remedies"]["whole history"]["fact_sent"] and not m["remedies"]["last 2 turns"]["fact_sent"]
+    assert m["chat_turns"] == 2 and m["chat_second_request_has_first_turn"] is True
+
+
+def test_03_with_another_tier_list(notebook_runner, figures_drawn):
     tiers = ["mistral-small-latest", "mistral-large-latest"]
-    m = notebook_runner("02_model_selection", MODELS=tiers, MAX_TOKENS=40, BACKEND="local")
-    assert figures_drawn("02_model_selection") == EXPECTED_FIGURES["02_model_selection"]
+    m = notebook_runner("03_model_selection", MODELS=tiers, MAX_TOKENS=40, BACKEND="local")
+    assert figures_drawn("03_model_selection") == EXPECTED_FIGURES["03_model_selection"]
     assert set(m["results"]) == set(tiers)
     for model in tiers:
         assert set(m["results"][model]) == {"classification", "extraction", "composition", "reasoning"}
@@ -40,16 +57,16 @@ def test_02_with_another_tier_list(notebook_runner, figures_drawn):
     assert m["share_correct"] == pytest.approx(sum(correct) / len(correct), abs=1e-4)
 
 
-def test_03_with_tool_choice_none(notebook_runner):
-    m = notebook_runner("03_function_calling", TOOL_CHOICE="none", MAX_TURNS=2, BACKEND="local")
+def test_04_with_tool_choice_none(notebook_runner):
+    m = notebook_runner("04_function_calling", TOOL_CHOICE="none", MAX_TURNS=2, BACKEND="local")
     assert m["tool_choice"] == "none"
     assert m["tool_calls"] == 0 and m["turns"] == 1 and m["errors_fed_back"] == 0 and m["stopped"] == "answered"
 
 
-def test_04_with_fixed_chunks_of_another_size(notebook_runner, figures_drawn, tmp_path):
-    m = notebook_runner("04_api_rag", CHUNKING="fixed", CHUNK_SIZE=384, METRIC="l2", TOP_K=2, BACKEND="local",
+def test_05_with_fixed_chunks_of_another_size(notebook_runner, figures_drawn, tmp_path):
+    m = notebook_runner("05_api_rag", CHUNKING="fixed", CHUNK_SIZE=384, METRIC="l2", TOP_K=2, BACKEND="local",
                         CACHE_DIR=str(tmp_path / "rag"))
-    assert figures_drawn("04_api_rag") == EXPECTED_FIGURES["04_api_rag"]
+    assert figures_drawn("05_api_rag") == EXPECTED_FIGURES["05_api_rag"]
     from helpers import rag
 
     expected_chunks = len(rag.chunk_fixed(rag.load_document(), 384))

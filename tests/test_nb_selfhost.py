@@ -1,4 +1,4 @@
-"""Notebooks 05–07 run end to end with non-default parameters (papermill) and record what they measured."""
+"""Notebooks 06–08 run end to end with non-default parameters (papermill) and record what they measured."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from helpers.selfhost import bnb_support
 pytestmark = pytest.mark.notebook
 
 
-def test_05_fp16_on_cpu(notebook_runner, figures_drawn):
-    m = notebook_runner("05_selfhost_fp16", LOCAL_MODEL="standin", DEVICE="cpu", PRECISION="fp16", MAX_NEW_TOKENS=8)
-    assert figures_drawn("05_selfhost_fp16") == EXPECTED_FIGURES["05_selfhost_fp16"]
+def test_06_fp16_on_cpu(notebook_runner, figures_drawn):
+    m = notebook_runner("06_selfhost_fp16", LOCAL_MODEL="standin", DEVICE="cpu", PRECISION="fp16", MAX_NEW_TOKENS=8)
+    assert figures_drawn("06_selfhost_fp16") == EXPECTED_FIGURES["06_selfhost_fp16"]
     assert m["device"] == "cpu" and m["dtype"] == "fp16"
     assert m["footprint_bytes"] > 0 and abs(m["estimated_bytes"] - m["footprint_bytes"]) / m["footprint_bytes"] < 0.01
     assert m["tokens_per_s"] > 0
@@ -20,12 +20,12 @@ def test_05_fp16_on_cpu(notebook_runner, figures_drawn):
     assert "CPU" in m["measured_on"] and "stand-in" in m["measured_on"]
 
 
-def test_06_only_nf4(notebook_runner, figures_drawn):
+def test_07_only_nf4(notebook_runner, figures_drawn):
     ok, why = bnb_support("cpu")
     if not ok:
         pytest.skip(why)
-    m = notebook_runner("06_quantization_int8", LOCAL_MODEL="standin", DEVICE="cpu", PRECISIONS=["nf4"], NEW_TOKENS=8)
-    assert figures_drawn("06_quantization_int8") == EXPECTED_FIGURES["06_quantization_int8"]
+    m = notebook_runner("07_quantization_int8", LOCAL_MODEL="standin", DEVICE="cpu", PRECISIONS=["nf4"], NEW_TOKENS=8)
+    assert figures_drawn("07_quantization_int8") == EXPECTED_FIGURES["07_quantization_int8"]
     assert set(m["precisions"]) == {"fp32", "nf4"}  # the baseline is always measured: it is the reference
     base, nf4 = m["precisions"]["fp32"], m["precisions"]["nf4"]
     assert base["top1_agreement"] == 1.0 and 0.5 < nf4["top1_agreement"] <= 1.0
@@ -38,9 +38,9 @@ def test_06_only_nf4(notebook_runner, figures_drawn):
     assert est["nf4"] < est["int8"] < est["fp16"]
 
 
-def test_07_with_k5(notebook_runner, figures_drawn):
-    m = notebook_runner("07_local_rag", LOCAL_MODEL="standin", DEVICE="cpu", K=5, N_QUERIES=20, MAX_NEW_TOKENS=4)
-    assert figures_drawn("07_local_rag") == EXPECTED_FIGURES["07_local_rag"]
+def test_08_with_k5(notebook_runner, figures_drawn):
+    m = notebook_runner("08_local_rag", LOCAL_MODEL="standin", DEVICE="cpu", K=5, N_QUERIES=20, MAX_NEW_TOKENS=4)
+    assert figures_drawn("08_local_rag") == EXPECTED_FIGURES["08_local_rag"]
     assert m["k"] == 5 and m["n_queries"] == 20
     assert m["embed_model"].endswith("all-MiniLM-L6-v2")
     assert 0 <= m["hit_rate_at_1"] <= m["hit_rate_at_3"] <= m["hit_rate_at_5"] <= 1

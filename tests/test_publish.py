@@ -231,7 +231,7 @@ def test_setup_cell_does_nothing_outside_colab(monkeypatch, tmp_path):
     assert Path.cwd() == tmp_path and "COURSE_DIR" not in namespace and namespace["HF_HOME_ON_DRIVE"] is False
 
 
-@pytest.mark.parametrize("name", ["05_selfhost_fp16", "06_quantization_int8", "07_local_rag"])
+@pytest.mark.parametrize("name", ["06_selfhost_fp16", "07_quantization_int8", "08_local_rag"])
 def test_self_hosting_notebooks_say_what_they_download_by_the_course_estimator(name):
     from helpers import memory
 

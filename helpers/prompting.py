@@ -1,0 +1,151 @@
+"""Prompt patterns measured on labelled data: the course's customer-message set, answer parsers and scores.
+
+Used by notebook 02 (prompting and conversations). The prompts themselves are written in the notebook, where a
+learner can read and copy them; this module loads the labelled set, runs a pattern over it (timed and priced by
+:func:`helpers.catalog.complete`), and scores the answers: label accuracy, field-level F1, latency p50.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from .catalog import Reply, complete
+from .settings import data_path
+
+MESSAGES_FILE = "support_messages.csv"
+INTENTS = ("card", "fraud", "refund", "transfer", "fees", "login")
+FIELDS = ("amount", "date", "transaction_id")
+
+
+def load_messages(name: str = MESSAGES_FILE):
+    """The labelled customer messages (data/support_messages.csv): split, intent, text, the fields to extract, …
+
+    Absent fields are None; `injected_label` names the label an injected instruction asks for (None for most rows).
+    """
+    import pandas as pd
+
+    frame = pd.read_csv(data_path(name), dtype={"date": str, "transaction_id": str, "injected_label": str,
+                                                 "clean_text": str})
+    frame = frame.astype(object).where(frame.notna(), None)
+    frame["amount"] = pd.Series([None if a is None else float(a) for a in frame["amount"]], index=frame.index,
+                                dtype=object)
+    frame["ambiguous"] = frame["ambiguous"].astype(bool)
+    bad = set(frame["intent"]) - set(INTENTS)
+    if bad:
+        raise ValueError(f"{name}: unknown intent(s) {sorted(bad)}; the labels are {INTENTS}")
+    return frame
+
+
+def pick(test, n: int, seed: int = 0):
+    """`n` test messages: every one carrying an injection (the injection section needs them), then a seeded sample."""
+    if n >= len(test):
+        return test
+    injected = test[test["injected_label"].notna()]
+    if n < len(injected):
+        raise ValueError(f"n={n} is fewer than the {len(injected)} injected messages; ask for at least that many")
+    rest = test.drop(injected.index).sample(n - len(injected), random_state=seed)
+    return test.loc[sorted([*injected.index, *rest.index])]
+
+
+# ---------------------------------------------------------------- reading answers
+def parse_label(text: str | None) -> str | None:
+    """The intent an answer names: the JSON field "intent" if it is JSON, else the first label word in the text."""
+    data = parse_json(text)
+    if isinstance(data, dict) and str(data.get("intent", "")).lower() in INTENTS:
+        return str(data["intent"]).lower()
+    hits = [(m.start(), m.group(1)) for m in re.finditer(r"\b(" + "|".join(INTENTS) + r")\b", (text or "").lower())]
+    return min(hits)[1] if hits else None
+
+
+def parse_json(text: str | None) -> Any:
+    """The first JSON object in the text (models often wrap it in prose or ``` fences), or None."""
+    text = text or ""
+    start = text.find("{")
+    while start != -1:
+        try:
+            return json.JSONDecoder().raw_decode(text[start:])[0]
+        except json.JSONDecodeError:
+            start = text.find("{", start + 1)
+    return None
+
+
+def _same(field: str, got: Any, want: Any) -> bool:
+    if field == "amount":
+        try:
+            return abs(float(str(got).replace(",", "")) - float(want)) < 0.005
+        except (TypeError, ValueError):
+            return False
+    return str(got).strip().upper() == str(want).strip().upper()
+
+
+def _given(value: Any) -> bool:
+    return value is not None and str(value).strip().lower() not in ("", "null", "none", "n/a")
+
+
+def field_counts(predicted: Any, gold: dict[str, Any]) -> tuple[int, int, int]:
+    """(correct, predicted, expected) field counts for one message: a field counts when it is present (not null)."""
+    pred = predicted if isinstance(predicted, dict) else {}
+    correct = sum(_given(pred.get(f)) and _given(gold[f]) and _same(f, pred[f], gold[f]) for f in FIELDS)
+    return correct, sum(_given(pred.get(f)) for f in FIELDS), sum(_given(gold[f]) for f in FIELDS)
+
+
+def f1(correct: int, predicted: int, expected: int) -> float:
+    """Field-level F1: harmonic mean of precision (correct / predicted) and recall (correct / expected)."""
+    if correct == 0:
+        return 0.0
+    p, r = correct / predicted, correct / expected
+    return 2 * p * r / (p + r)
+
+
+def all_fields_right(predicted: Any, gold: dict[str, Any]) -> bool:
+    """True when every field is right, absent ones included (null where the message has none)."""
+    pred = predicted if isinstance(predicted, dict) else None
+    if pred is None:
+        return False
+    return all((_same(f, pred.get(f), gold[f]) if _given(gold[f]) else not _given(pred.get(f))) for f in FIELDS)
+
+
+# ---------------------------------------------------------------- running a pattern
+@dataclass
+class Answer:
+    """One message through one pattern: the reply (text, tokens, seconds, USD) and what was parsed from it."""
+
+    id: str
+    reply: Reply
+    parsed: Any
+    correct: bool
+
+
+def run_pattern(client: Any, model: str, build: Callable[[str], list[dict]], rows, *,
+                read: Callable[[str], Any], check: Callable[[Any, Any], bool], **options: Any) -> list[Answer]:
+    """Send `build(text)` for every row (with `options`, e.g. max_tokens, response_format); parse and check each answer."""
+    answers = []
+    for _, row in rows.iterrows():
+        reply = complete(client, model, build(row["text"]), **options)
+        parsed = read(reply.text)
+        answers.append(Answer(row["id"], reply, parsed, bool(check(parsed, row))))
+    return answers
+
+
+def p50(values: Sequence[float]) -> float:
+    """The median."""
+    return float(statistics.median(values)) if values else float("nan")
+
+
+def summary(answers: Sequence[Answer]) -> dict[str, Any]:
+    """Per pattern: accuracy, prompt tokens per message, USD per message (None without a price), latency p50."""
+    n = len(answers)
+    costs = [a.reply.cost_usd for a in answers]
+    return {
+        "messages": n,
+        "accuracy": sum(a.correct for a in answers) / n,
+        "prompt_tokens_per_message": sum(a.reply.prompt_tokens for a in answers) / n,
+        "completion_tokens_per_message": sum(a.reply.completion_tokens for a in answers) / n,
+        "usd_per_message": None if any(c is None for c in costs) else sum(costs) / n,
+        "latency_p50_s": p50([a.reply.latency_s for a in answers]),
+    }

@@ -1,0 +1,81 @@
+"""helpers.prompting: the labelled set, answer parsers and scores (no network; a fake client for run_pattern)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace as NS
+
+import pytest
+
+from helpers import prompting
+
+
+@pytest.fixture(scope="module")
+def data():
+    return prompting.load_messages()
+
+
+def test_labelled_set_meets_the_brief(data):
+    test = data[data.split == "test"]
+    assert len(test) >= 40 and set(test.intent) == set(prompting.INTENTS)
+    assert (data.split == "example").sum() >= 6 and not set(data[data.split == "example"].id) & set(test.id)
+    assert test.ambiguous.sum() >= 5 and (test.language != "en").sum() >= 5
+    injected = test[test.injected_label.notna()]
+    assert len(injected) >= 5 and (injected.injected_label != injected.intent).all()
+    assert all(c and c in t for c, t in zip(injected.clean_text, injected.text, strict=True))
+    for _, row in data.iterrows():  # every labelled field is written in the message itself
+        if row.transaction_id:
+            assert row.transaction_id in row.text
+        if row.date:
+            assert row.date in row.text
+        if row.amount is not None:
+            assert f"{row.amount:,.2f}" in row.text or f"{row.amount:.2f}" in row.text
+
+
+def test_pick_keeps_every_injected_message_and_is_seeded(data):
+    test = data[data.split == "test"]
+    a, b = prompting.pick(test, 40, seed=3), prompting.pick(test, 40, seed=3)
+    assert len(a) == 40 and list(a.id) == list(b.id)
+    assert set(test[test.injected_label.notna()].id) <= set(a.id)
+    with pytest.raises(ValueError, match="injected"):
+        prompting.pick(test, 3)
+
+
+@pytest.mark.parametrize("text,label", [
+    ("fraud", "fraud"), ("The answer is: Refund.", "refund"), ('{"intent": "login"}', "login"),
+    ("card or fees? card", "card"), ("The customer's message", None), ("", None), (None, None)])
+def test_parse_label(text, label):
+    assert prompting.parse_label(text) == label
+
+
+def test_parse_json_finds_the_object_in_prose():
+    assert prompting.parse_json('Sure! ```json\n{"amount": 5.0, "date": null}\n```') == {"amount": 5.0, "date": None}
+    assert prompting.parse_json("{broken {\"a\": 1}") == {"a": 1} and prompting.parse_json("no json") is None
+
+
+def test_field_scores():
+    gold = {"amount": 1200.0, "date": None, "transaction_id": "T1201"}
+    assert prompting.field_counts({"amount": "1,200.00", "date": None, "transaction_id": "t1201"}, gold) == (2, 2, 2)
+    assert prompting.all_fields_right({"amount": 1200, "date": "null", "transaction_id": "T1201"}, gold)
+    assert not prompting.all_fields_right({"amount": 1200, "date": "2026-01-01", "transaction_id": "T1201"}, gold)
+    assert prompting.field_counts({"amount": 12, "date": "2026-01-01"}, gold) == (0, 2, 2)
+    assert prompting.field_counts("not a dict", gold) == (0, 0, 2)
+    assert prompting.f1(2, 2, 2) == 1.0 and prompting.f1(0, 3, 2) == 0.0
+    assert prompting.f1(1, 2, 1) == pytest.approx(2 / 3)
+
+
+def test_run_pattern_and_summary_with_a_fake_client(data):
+    sent = []
+
+    def complete(model, messages, **options):
+        sent.append((messages, options))
+        text = "fraud" if "not me" in messages[-1]["content"] else "hmm"
+        return NS(choices=[NS(message=NS(role="assistant", content=text), finish_reason="stop")],
+                  usage=NS(prompt_tokens=10, completion_tokens=1))
+
+    client = NS(chat=NS(complete=complete))
+    rows = data[data.id.isin(["M08", "M09"])]
+    answers = prompting.run_pattern(client, "mistral-small-latest", lambda t: [{"role": "user", "content": t}], rows,
+                                    read=prompting.parse_label, check=lambda p, row: p == row["intent"], max_tokens=3)
+    assert [a.correct for a in answers] == [True, False] and sent[0][1] == {"max_tokens": 3}
+    s = prompting.summary(answers)
+    assert s["accuracy"] == 0.5 and s["prompt_tokens_per_message"] == 10 and s["usd_per_message"] > 0
