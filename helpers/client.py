@@ -138,6 +138,13 @@ def local_url(settings: Settings) -> str:
     )
 
 
+def served_model(url: str) -> Any:
+    """The loaded model behind the course endpoint this process started at `url` (for its memory and label)."""
+    from .endpoint.local import running_engine
+
+    return running_engine(url).loaded
+
+
 def get_client(settings: Settings | None = None, *, timeout_ms: int = 120_000, **params: str | None) -> Mistral:
     """The SDK client for the resolved backend (La Plateforme, or the local endpoint), with retries."""
     if settings is None:

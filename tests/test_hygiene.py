@@ -197,6 +197,9 @@ TAUGHT_CALLS = {
            "apply_chat_template(": 1, ".generate(": 1, "TextIteratorStreamer": 1, "get_memory_footprint()": 1},
     "07": {"BitsAndBytesConfig(": 2, "AutoModelForCausalLM.from_pretrained(": 1, "quantization_config=": 2},
     "08": {"SentenceTransformer(": 1, ".encode(": 1, "faiss.Index": 1, ".generate(": 1},
+    "09": {"chat.complete(": 1, "tool_choice=": 1, "apply_chat_template(": 1, "tools=tools": 2,
+           "encode_chat_completion(": 1, "compile_json_schema(": 1, "LogitsProcessor(": 1, ".generate(": 1},
+    "10": {"Mistral(": 1, "conformance.run_checks(": 1, "vllm serve": 1},
 }
 CHECKS_TITLE = "## Checks and numbers for the course run"
 

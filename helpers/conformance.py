@@ -1,0 +1,346 @@
+"""Check that a server speaks the Mistral chat/embeddings API the way the unmodified `mistralai` SDK expects.
+
+Point it at any Mistral-compatible URL — the course endpoint, vLLM, La Plateforme — and read a pass/fail table:
+
+    python -m helpers.conformance http://127.0.0.1:8000 --model mistral-small-latest --embed-model mistral-embed
+    MISTRAL_API_KEY=... python -m helpers.conformance https://api.mistral.ai --model mistral-small-latest
+
+Every check goes through `mistralai.client.Mistral` as a learner's code would; a check fails with the reason
+(what came back, or the SDK's exception). Used by notebook 10 (serving and the decision matrix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ValidationError
+
+
+class PaymentStatusArgs(BaseModel):
+    transaction_id: str
+
+
+class PaymentDateArgs(BaseModel):
+    transaction_id: str
+
+
+class Payment(BaseModel):
+    """The JSON answer the json_schema and chat.parse checks ask for."""
+
+    transaction_id: str
+    status: Literal["Paid", "Pending", "Failed"]
+
+
+def _tool(name: str, description: str) -> dict:
+    return {"type": "function", "function": {"name": name, "description": description, "parameters": {
+        "type": "object", "properties": {"transaction_id": {"type": "string", "description": "e.g. T1001"}},
+        "required": ["transaction_id"]}}}
+
+
+TOOLS = [_tool("retrieve_payment_status", "Get the payment status of a transaction."),
+         _tool("retrieve_payment_date", "Get the date a transaction was paid.")]
+ARGS = {"retrieve_payment_status": PaymentStatusArgs, "retrieve_payment_date": PaymentDateArgs}
+ASK_TOOL = [{"role": "user", "content": "What's the status of my transaction T1001?"}]
+ASK_TEXT = [{"role": "user", "content": "Name one colour of the French flag."}]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome: its name, passed or not, what was seen, and how long it took."""
+
+    check: str
+    passed: bool
+    detail: str
+    seconds: float
+
+
+@dataclass
+class Target:
+    """What the checks talk to: an SDK client, the chat and embedding model names, and a reply budget."""
+
+    client: Any
+    model: str
+    embed_model: str
+    max_tokens: int = 40  # for the structured checks (tool calls, JSON): room for a short complete answer
+    text_tokens: int = 12  # for the free-text checks: enough to see text come back
+
+
+class CheckFailed(AssertionError):
+    """A check saw something that breaks the API contract."""
+
+
+def _require(condition: bool, message: str) -> None:
+    if not condition:
+        raise CheckFailed(message)
+
+
+def _calls(message: Any) -> list:
+    return list(getattr(message, "tool_calls", None) or [])
+
+
+def _args_json(call: Any) -> str:
+    args = call.function.arguments
+    return args if isinstance(args, str) else json.dumps(args)
+
+
+def _valid_call(call: Any) -> str:
+    name = call.function.name
+    _require(name in ARGS, f"called {name!r}, which is not among the tools sent")
+    try:
+        ARGS[name].model_validate_json(_args_json(call))
+    except ValidationError as exc:
+        raise CheckFailed(f"{name} arguments {_args_json(call)[:80]!r} fail the tool's schema: "
+                          f"{exc.errors()[0]['msg']}") from None
+    return f"{name}({_args_json(call)})"
+
+
+# ---------------------------------------------------------------- the checks
+def check_chat(t: Target) -> str:
+    r = t.client.chat.complete(model=t.model, messages=ASK_TEXT, max_tokens=t.text_tokens, temperature=0.0)
+    choice = r.choices[0]
+    _require(isinstance(choice.message.content, str) and choice.message.content.strip() != "",
+             f"empty content: {choice.message.content!r}")
+    _require(choice.finish_reason in ("stop", "length"), f"finish_reason {choice.finish_reason!r}")
+    _require(r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0, f"usage {r.usage}")
+    return f"{r.usage.completion_tokens} tokens, finish_reason {choice.finish_reason}"
+
+
+def check_max_tokens(t: Target) -> str:
+    r = t.client.chat.complete(model=t.model, messages=[{"role": "user", "content": "Count from 1 to 50."}],
+                               max_tokens=3, temperature=0.0)
+    n = r.usage.completion_tokens
+    _require(n <= 3, f"asked for at most 3 tokens, got {n}")
+    _require(r.choices[0].finish_reason in ("length", "stop"), f"finish_reason {r.choices[0].finish_reason!r}")
+    return f"{n} tokens, finish_reason {r.choices[0].finish_reason}"
+
+
+def check_seed(t: Target) -> str:
+    def once() -> str:
+        return t.client.chat.complete(model=t.model, messages=[{"role": "user", "content": "Invent a word."}],
+                                      max_tokens=8, temperature=1.0, random_seed=1234).choices[0].message.content
+    first, second = once(), once()
+    _require(first == second, f"same random_seed, different answers: {first!r} vs {second!r}")
+    return f"same answer twice at temperature 1.0: {first!r}"
+
+
+def check_stream(t: Target) -> str:
+    pieces, finish = [], None
+    for event in t.client.chat.stream(model=t.model, messages=ASK_TEXT, max_tokens=t.text_tokens,
+                                      temperature=0.0):
+        choice = event.data.choices[0]
+        if isinstance(choice.delta.content, str):
+            pieces.append(choice.delta.content)
+        finish = choice.finish_reason or finish
+    _require("".join(pieces).strip() != "", f"no text streamed ({len(pieces)} chunks)")
+    _require(finish in ("stop", "length"), f"the stream never said why it ended (finish_reason {finish!r})")
+    return f"{len(pieces)} chunks, finish_reason {finish}"
+
+
+def check_tool_auto(t: Target) -> str:
+    m = t.client.chat.complete(model=t.model, messages=ASK_TOOL, tools=TOOLS, tool_choice="auto",
+                               max_tokens=t.max_tokens, temperature=0.0).choices[0].message
+    calls = _calls(m)
+    if calls:
+        return "called " + ", ".join(_valid_call(c) for c in calls)
+    _require(isinstance(m.content, str), f"neither a tool call nor text: {m}")
+    return f"answered in text: {m.content[:40]!r}"
+
+
+def check_tool_any(t: Target) -> str:
+    r = t.client.chat.complete(model=t.model, messages=ASK_TOOL, tools=TOOLS, tool_choice="any",
+                               max_tokens=t.max_tokens, temperature=0.0)
+    calls = _calls(r.choices[0].message)
+    _require(bool(calls), f"tool_choice='any' but no tool call; content {r.choices[0].message.content!r:.80}")
+    _require(r.choices[0].finish_reason == "tool_calls", f"finish_reason {r.choices[0].finish_reason!r}")
+    return _valid_call(calls[0])
+
+
+def check_tool_none(t: Target) -> str:
+    m = t.client.chat.complete(model=t.model, messages=ASK_TOOL, tools=TOOLS, tool_choice="none",
+                               max_tokens=t.text_tokens, temperature=0.0).choices[0].message
+    _require(not _calls(m), f"tool_choice='none' but it called {[c.function.name for c in _calls(m)]}")
+    return f"text only: {str(m.content)[:40]!r}"
+
+
+def check_tool_named(t: Target) -> str:
+    choice = {"type": "function", "function": {"name": "retrieve_payment_date"}}
+    m = t.client.chat.complete(model=t.model, messages=ASK_TOOL, tools=TOOLS, tool_choice=choice,
+                               max_tokens=t.max_tokens, temperature=0.0).choices[0].message
+    calls = _calls(m)
+    _require(bool(calls), "a named tool_choice but no tool call")
+    _require(calls[0].function.name == "retrieve_payment_date",
+             f"asked for retrieve_payment_date, got {calls[0].function.name!r}")
+    return _valid_call(calls[0])
+
+
+def check_tool_round_trip(t: Target) -> str:
+    history = [*ASK_TOOL,
+               {"role": "assistant", "content": "", "tool_calls": [{"id": "D681PevKs", "type": "function", "function": {
+                   "name": "retrieve_payment_status", "arguments": json.dumps({"transaction_id": "T1001"})}}]},
+               {"role": "tool", "name": "retrieve_payment_status", "tool_call_id": "D681PevKs",
+                "content": json.dumps({"transaction_id": "T1001", "status": "Paid"})}]
+    m = t.client.chat.complete(model=t.model, messages=history, tools=TOOLS, max_tokens=t.text_tokens,
+                               temperature=0.0).choices[0].message
+    _require(isinstance(m.content, str) and (m.content.strip() != "" or bool(_calls(m))),
+             f"no answer after the tool result: {m}")
+    return f"answer: {str(m.content)[:40]!r}"
+
+
+def check_json_object(t: Target) -> str:
+    m = t.client.chat.complete(model=t.model, max_tokens=t.max_tokens, temperature=0.0,
+                               response_format={"type": "json_object"},
+                               messages=[{"role": "user", "content": "Give T1001's status as JSON."}]).choices[0].message
+    try:
+        value = json.loads(m.content)
+    except (TypeError, ValueError):
+        raise CheckFailed(f"not JSON: {str(m.content)[:80]!r}") from None
+    _require(isinstance(value, dict), f"JSON, but not an object: {m.content[:80]!r}")
+    return m.content[:60]
+
+
+def check_json_schema(t: Target) -> str:
+    fmt = {"type": "json_schema", "json_schema": {"name": "payment", "schema": Payment.model_json_schema(),
+                                                  "strict": True}}
+    m = t.client.chat.complete(model=t.model, max_tokens=t.max_tokens, temperature=0.0, response_format=fmt,
+                               messages=[{"role": "user", "content": "T1001 is paid. Give it as JSON."}]).choices[0].message
+    try:
+        Payment.model_validate_json(m.content or "")
+    except ValidationError as exc:
+        raise CheckFailed(f"{str(m.content)[:80]!r} fails the schema: {exc.errors()[0]['msg']}") from None
+    return m.content[:60]
+
+
+def check_parse(t: Target) -> str:
+    r = t.client.chat.parse(response_format=Payment, model=t.model, max_tokens=t.max_tokens, temperature=0.0,
+                            messages=[{"role": "user", "content": "T1001 is paid. Give it as JSON."}])
+    parsed = r.choices[0].message.parsed
+    _require(isinstance(parsed, Payment), f"message.parsed is {type(parsed).__name__}, not Payment")
+    return repr(parsed)
+
+
+def check_embeddings(t: Target) -> str:
+    texts = ["a card payment", "a card payment", "the mistral wind"]
+    r = t.client.embeddings.create(model=t.embed_model, inputs=texts)
+    vectors = [d.embedding for d in r.data]
+    _require(len(vectors) == 3, f"3 inputs, {len(vectors)} vectors")
+    dims = {len(v) for v in vectors}
+    _require(len(dims) == 1 and min(dims) > 0, f"vector lengths {sorted(dims)}")
+    _require(all(math.isfinite(x) for v in vectors for x in v), "non-finite values in a vector")
+    same = max(abs(a - b) for a, b in zip(vectors[0], vectors[1], strict=True))
+    _require(same < 1e-3, f"the same text gave different vectors (max difference {same:.3g})")
+    return f"3 vectors of {dims.pop()} dimensions"
+
+
+def _expect_4xx(call: Callable[[], Any], what: str) -> str:
+    from mistralai.client.errors import MistralError
+
+    try:
+        call()
+    except MistralError as exc:
+        _require(400 <= exc.status_code < 500, f"{what}: status {exc.status_code}, expected 4xx")
+        return f"{exc.status_code} {type(exc).__name__}"
+    raise CheckFailed(f"{what}: the server answered 200")
+
+
+def check_unknown_model(t: Target) -> str:
+    return _expect_4xx(lambda: t.client.chat.complete(model="no-such-model", messages=ASK_TEXT, max_tokens=2),
+                       "unknown model")
+
+
+def check_bad_temperature(t: Target) -> str:
+    return _expect_4xx(lambda: t.client.chat.complete(model=t.model, messages=ASK_TEXT, max_tokens=2,
+                                                      temperature=5.0), "temperature=5.0")
+
+
+def check_empty_messages(t: Target) -> str:
+    return _expect_4xx(lambda: t.client.chat.complete(model=t.model, messages=[], max_tokens=2), "messages=[]")
+
+
+CHECKS: dict[str, Callable[[Target], str]] = {
+    "chat": check_chat,
+    "max_tokens honoured": check_max_tokens,
+    "random_seed reproducible": check_seed,
+    "streaming": check_stream,
+    "tool_choice auto": check_tool_auto,
+    "tool_choice any": check_tool_any,
+    "tool_choice none": check_tool_none,
+    "tool_choice named": check_tool_named,
+    "tool result round trip": check_tool_round_trip,
+    "json_object": check_json_object,
+    "json_schema": check_json_schema,
+    "chat.parse": check_parse,
+    "embeddings": check_embeddings,
+    "4xx: unknown model": check_unknown_model,
+    "4xx: temperature out of range": check_bad_temperature,
+    "4xx: no messages": check_empty_messages,
+}
+
+
+def run_checks(url: str | None = None, *, model: str, embed_model: str, client: Any = None,
+               api_key: str | None = None, max_tokens: int = 40, only: list[str] | None = None,
+               timeout_ms: int = 60_000) -> list[CheckResult]:
+    """Run every check (or `only` those named) against `url` or an SDK `client`; one CheckResult each."""
+    if client is None:
+        from mistralai.client import Mistral
+
+        if not url:
+            raise ValueError("give the server's base URL (e.g. http://127.0.0.1:8000) or an SDK client")
+        client = Mistral(api_key=api_key or "no-key-needed", server_url=url.rstrip("/"), timeout_ms=timeout_ms)
+    unknown = sorted(set(only or []) - set(CHECKS))
+    if unknown:
+        raise ValueError(f"unknown checks {unknown}; have: {list(CHECKS)}")
+    target = Target(client=client, model=model, embed_model=embed_model, max_tokens=max_tokens)
+    results = []
+    for name, check in CHECKS.items():
+        if only and name not in only:
+            continue
+        started = time.perf_counter()
+        try:
+            detail, passed = check(target), True
+        except CheckFailed as exc:
+            detail, passed = str(exc), False
+        except Exception as exc:  # the SDK refused the answer, or the server errored: a failure, with the reason
+            detail, passed = f"{type(exc).__name__}: {str(exc).strip()[:160]}", False
+        results.append(CheckResult(name, passed, detail, round(time.perf_counter() - started, 3)))
+    return results
+
+
+def table(results: list[CheckResult]):
+    """The results as a DataFrame: one row per check, ✓/✗, what was seen, seconds."""
+    import pandas as pd
+
+    return pd.DataFrame([{"check": r.check, "result": "✓ pass" if r.passed else "✗ FAIL", "detail": r.detail,
+                          "s": r.seconds} for r in results]).set_index("check")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m helpers.conformance URL`: print the pass/fail table; exit 1 if any check fails."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.conformance", description=__doc__.splitlines()[0])
+    parser.add_argument("url", help="the server's base URL, e.g. http://127.0.0.1:8000 or https://api.mistral.ai")
+    parser.add_argument("--model", default="mistral-small-latest", help="chat model name the server knows")
+    parser.add_argument("--embed-model", default="mistral-embed", help="embedding model name the server knows")
+    parser.add_argument("--api-key-env", default="MISTRAL_API_KEY",
+                        help="environment variable holding the bearer key, if the server needs one")
+    parser.add_argument("--max-tokens", type=int, default=40, help="reply budget for the structured checks")
+    parser.add_argument("--only", nargs="*", help="run only these checks (names as in the table)")
+    args = parser.parse_args(argv)
+    results = run_checks(args.url, model=args.model, embed_model=args.embed_model, max_tokens=args.max_tokens,
+                         api_key=os.environ.get(args.api_key_env), only=args.only)
+    width = max(len(r.check) for r in results)
+    for r in results:
+        print(f"{'PASS' if r.passed else 'FAIL'}  {r.check:<{width}}  {r.seconds:6.2f} s  {r.detail}")
+    passed = sum(r.passed for r in results)
+    print(f"{passed}/{len(results)} checks passed against {args.url}")
+    return 0 if passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Serving under load, and the decision matrix: throughput and latency at several concurrencies, cost per 1,000
+requests, and matrix cells that say whether they were measured, estimated or taken from the literature.
+
+Used by notebook 10 (serving under load and the decision matrix). The load test talks to any server through the
+unmodified SDK client, so the same call measures the course endpoint, vLLM at a URL, or La Plateforme.
+"""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+
+LABELS = ("measured", "estimated", "literature", "not measured")
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    """One load level: how many requests at what concurrency, and what came out."""
+
+    concurrency: int
+    requests: int
+    seconds: float  # wall time for all requests
+    requests_per_s: float
+    tokens_per_s: float  # generated (completion) tokens per second, all requests together
+    p50_s: float
+    p95_s: float
+    mean_prompt_tokens: float
+    mean_completion_tokens: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def load_test(client: Any, model: str, *, concurrency: int, requests: int, max_tokens: int = 8,
+              prompt: str = "Count from one to twenty in words.") -> LoadResult:
+    """Send `requests` identical short chat requests, `concurrency` at a time, and time each one and the whole."""
+    if concurrency < 1 or requests < concurrency:
+        raise ValueError(f"need 1 <= concurrency <= requests, got concurrency={concurrency}, requests={requests}")
+    messages = [{"role": "user", "content": prompt}]
+
+    def one(_: int) -> tuple[float, int, int]:
+        started = time.perf_counter()
+        r = client.chat.complete(model=model, messages=messages, max_tokens=max_tokens, temperature=0.0)
+        return time.perf_counter() - started, r.usage.prompt_tokens, r.usage.completion_tokens
+
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        done = list(pool.map(one, range(requests)))
+    wall = time.perf_counter() - started
+    latencies = np.array([d[0] for d in done])
+    generated = sum(d[2] for d in done)
+    return LoadResult(concurrency=concurrency, requests=requests, seconds=round(wall, 3),
+                      requests_per_s=round(requests / wall, 4), tokens_per_s=round(generated / wall, 3),
+                      p50_s=round(float(np.percentile(latencies, 50)), 3),
+                      p95_s=round(float(np.percentile(latencies, 95)), 3),
+                      mean_prompt_tokens=round(float(np.mean([d[1] for d in done])), 2),
+                      mean_completion_tokens=round(generated / requests, 2))
+
+
+def plot_load(curves: dict[str, list[LoadResult]], title: str):
+    """Two panels against concurrency: throughput (requests/s) and latency (p50 solid, p95 dashed), per server."""
+    import matplotlib.pyplot as plt
+
+    from .figures import legend_outside
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8))
+    for name, results in curves.items():
+        xs = [r.concurrency for r in results]
+        line, = left.plot(xs, [r.requests_per_s for r in results], marker="o", label=name)
+        right.plot(xs, [r.p50_s for r in results], marker="o", color=line.get_color(), label=f"{name}: p50")
+        right.plot(xs, [r.p95_s for r in results], marker="s", linestyle="--", color=line.get_color(),
+                   label=f"{name}: p95")
+    levels = sorted({r.concurrency for results in curves.values() for r in results})
+    for ax, ylabel in ((left, "throughput (requests/s)"), (right, "latency per request (s)")):
+        ax.set_xticks(levels)
+        ax.set_xlabel("concurrent requests")
+        ax.set_ylabel(ylabel)
+        ax.set_ylim(bottom=0)
+    left.set_title("throughput", fontsize=10)
+    right.set_title("latency", fontsize=10)
+    legend_outside(right, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+# ---------------------------------------------------------------- cost
+def api_cost_per_1000(model: str, prompt_tokens: float, completion_tokens: float) -> float:
+    """USD for 1,000 requests of this size on La Plateforme, at the dated prices in data/models.csv."""
+    from .catalog import cost_usd
+
+    return 1000 * cost_usd(model, prompt_tokens=round(prompt_tokens), completion_tokens=round(completion_tokens))
+
+
+def selfhost_cost_per_1000(hourly_usd: float, requests_per_s: float) -> float:
+    """USD for 1,000 requests on a machine rented by the hour, kept busy at `requests_per_s`."""
+    if requests_per_s <= 0:
+        raise ValueError(f"requests_per_s must be positive, got {requests_per_s}")
+    return hourly_usd / 3600 / requests_per_s * 1000
+
+
+# ---------------------------------------------------------------- the matrix
+def cell(value: Any, label: str, where: str) -> dict[str, Any]:
+    """One matrix cell: its value, how we know it (measured / estimated / literature / not measured), and where
+    and when (device and date, or the source and the date it was collected)."""
+    if label not in LABELS:
+        raise ValueError(f"label must be one of {LABELS}, not {label!r}")
+    if not where:
+        raise ValueError("say where the value comes from: device and date, or source and date")
+    return {"value": value, "label": label, "where": where}
+
+
+def matrix_frame(matrix: dict[str, dict[str, dict[str, Any]]]):
+    """The matrix for reading: rows are factors, columns backends, each cell 'value [label]'."""
+    import pandas as pd
+
+    backends = list(matrix)
+    factors = list(dict.fromkeys(f for b in backends for f in matrix[b]))
+    return pd.DataFrame({b: [f"{matrix[b][f]['value']} [{matrix[b][f]['label']}]" if f in matrix[b] else "—"
+                             for f in factors] for b in backends}, index=factors)
+
+
+def unlabelled(matrix: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
+    """Cells without a valid label or a source: 'backend / factor' for each (the notebook asserts none)."""
+    return [f"{b} / {f}" for b, row in matrix.items() for f, c in row.items()
+            if c.get("label") not in LABELS or not c.get("where")]

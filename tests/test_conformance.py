@@ -1,0 +1,119 @@
+"""helpers.conformance: passes the course endpoint, and FAILS a server that breaks the Mistral API contract."""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+
+import pytest
+import uvicorn
+from fastapi import FastAPI, Request
+
+from helpers import conformance
+from helpers import server as srv
+from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
+
+# Checks whose outcome does not depend on how good the model is: the stand-in (random weights) must pass them.
+STRUCTURAL = ["max_tokens honoured", "random_seed reproducible", "tool_choice any", "tool_choice none",
+              "tool_choice named", "json_object", "json_schema", "chat.parse", "embeddings",
+              "4xx: unknown model", "4xx: temperature out of range", "4xx: no messages"]
+
+
+def broken_app() -> FastAPI:
+    """A server that answers in the API's shapes but breaks its contract: it ignores tool_choice,
+    response_format, max_tokens and random_seed, accepts any model and any input, and embeds at random."""
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        words = " ".join(random.choice(["sure", "maybe", "paid", "no"]) for _ in range(6))
+        return {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "?"),
+                "choices": [{"index": 0, "finish_reason": "stop",
+                             "message": {"role": "assistant", "content": f"Here you go: {words}"}}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}
+
+    @app.post("/v1/embeddings")
+    async def embeddings(request: Request):
+        body = await request.json()
+        texts = body.get("inputs") or []
+        return {"id": "e", "object": "list", "model": body.get("model", "?"),
+                "data": [{"object": "embedding", "index": i, "embedding": [random.random() for _ in range(8)]}
+                         for i, _ in enumerate(texts)],
+                "usage": {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3}}
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def broken_url():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(broken_app(), log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the fake server did not start"
+        time.sleep(0.02)
+    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def course_url():
+    return srv.ensure_server(model="standin", embed_model=DEFAULT_LOCAL_EMBED_MODEL, device="cpu")
+
+
+def by_name(results):
+    return {r.check: r for r in results}
+
+
+def test_a_broken_server_fails_the_contract_checks(broken_url):
+    results = by_name(conformance.run_checks(broken_url, model="m", embed_model="e"))
+    assert len(results) == len(conformance.CHECKS) >= 15
+    must_fail = ["max_tokens honoured", "random_seed reproducible", "tool_choice any", "tool_choice named",
+                 "json_object", "json_schema", "chat.parse", "embeddings", "4xx: unknown model",
+                 "4xx: temperature out of range", "4xx: no messages"]
+    wrongly_passed = [name for name in must_fail if results[name].passed]
+    assert not wrongly_passed, {n: results[n].detail for n in wrongly_passed}
+    # plain chat and streaming-free checks it does honour are not failed for nothing
+    assert results["chat"].passed and results["tool_choice none"].passed, results["chat"].detail
+    assert "no tool call" in results["tool_choice any"].detail
+    assert "answered 200" in results["4xx: unknown model"].detail
+
+
+def test_the_course_endpoint_passes_every_structural_check(course_url):
+    results = conformance.run_checks(course_url, model="mistral-small-latest", embed_model="mistral-embed",
+                                     only=STRUCTURAL)
+    failed = {r.check: r.detail for r in results if not r.passed}
+    assert not failed, failed
+    assert [r.check for r in results] == [c for c in conformance.CHECKS if c in STRUCTURAL]
+
+
+def test_command_line_prints_the_table_and_exits_1_on_failure(broken_url, capsys):
+    code = conformance.main([broken_url, "--model", "m", "--embed-model", "e", "--only", "json_object", "chat"])
+    out = capsys.readouterr().out
+    assert code == 1
+    assert "FAIL  json_object" in out and "PASS  chat" in out and "1/2 checks passed" in out
+
+
+def test_command_line_exits_0_when_all_pass(course_url, capsys):
+    code = conformance.main([course_url, "--only", "4xx: unknown model", "embeddings"])
+    assert code == 0, capsys.readouterr().out
+
+
+def test_unknown_check_names_and_missing_url_are_refused():
+    with pytest.raises(ValueError, match="unknown checks"):
+        conformance.run_checks("http://127.0.0.1:9", model="m", embed_model="e", only=["no such check"])
+    with pytest.raises(ValueError, match="base URL"):
+        conformance.run_checks(None, model="m", embed_model="e")
+
+
+def test_table_marks_pass_and_fail():
+    rows = conformance.table([conformance.CheckResult("a", True, "ok", 0.1),
+                              conformance.CheckResult("b", False, "bad", 0.2)])
+    assert list(rows["result"]) == ["✓ pass", "✗ FAIL"] and list(rows.index) == ["a", "b"]

@@ -1,0 +1,67 @@
+"""helpers.serving: the load test against a fake client, cost arithmetic, and matrix cells that must be labelled."""
+
+from __future__ import annotations
+
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+from helpers import serving
+
+
+class OneAtATime:
+    """A fake SDK client whose server handles one request at a time, each taking `service_s`."""
+
+    def __init__(self, service_s: float = 0.02) -> None:
+        self.service_s, self.lock, self.max_in_flight, self.in_flight = service_s, threading.Lock(), 0, 0
+        self.chat = SimpleNamespace(complete=self.complete)
+
+    def complete(self, **kw):
+        with self.lock:
+            time.sleep(self.service_s)
+        return SimpleNamespace(usage=SimpleNamespace(prompt_tokens=12, completion_tokens=kw["max_tokens"]))
+
+
+def test_a_serial_server_has_flat_throughput_and_growing_latency():
+    client = OneAtATime()
+    one = serving.load_test(client, "m", concurrency=1, requests=8, max_tokens=4)
+    eight = serving.load_test(client, "m", concurrency=8, requests=8, max_tokens=4)
+    assert one.requests == eight.requests == 8 and one.mean_completion_tokens == 4 and one.mean_prompt_tokens == 12
+    assert eight.requests_per_s < 1.5 * one.requests_per_s
+    assert eight.p95_s > 3 * one.p95_s  # the last of 8 waited for the 7 before it
+    assert one.tokens_per_s == pytest.approx(4 * one.requests_per_s, rel=0.01)
+
+
+def test_load_test_refuses_fewer_requests_than_concurrency():
+    with pytest.raises(ValueError, match="concurrency"):
+        serving.load_test(OneAtATime(), "m", concurrency=4, requests=2)
+
+
+def test_costs():
+    assert serving.selfhost_cost_per_1000(3.6, 1.0) == pytest.approx(1.0)  # $3.6/h = $0.001/s; 1,000 s
+    with pytest.raises(ValueError):
+        serving.selfhost_cost_per_1000(1.0, 0)
+    # mistral-small-latest: $0.15 in / $0.60 out per 1M tokens (data/models.csv, 2026-08-21)
+    assert serving.api_cost_per_1000("mistral-small-latest", 1000, 100) == pytest.approx(1000 * (150 + 60) / 1e6)
+
+
+def test_cells_must_be_labelled_and_sourced():
+    ok = serving.cell("1 s", "measured", "CPU, 2026-11-25")
+    assert ok == {"value": "1 s", "label": "measured", "where": "CPU, 2026-11-25"}
+    with pytest.raises(ValueError, match="label"):
+        serving.cell("1 s", "guessed", "somewhere")
+    with pytest.raises(ValueError, match="where"):
+        serving.cell("1 s", "measured", "")
+    matrix = {"api": {"cost": ok, "bad": {"value": 1, "label": "vibes", "where": "x"}}, "local": {"cost": ok}}
+    assert serving.unlabelled(matrix) == ["api / bad"]
+    frame = serving.matrix_frame({"api": {"cost": ok}, "local": {"memory": ok}})
+    assert frame.loc["cost", "api"] == "1 s [measured]" and frame.loc["cost", "local"] == "—"
+
+
+def test_plot_load_is_legible():
+    from helpers.figures import assert_legible
+
+    rs = [serving.LoadResult(c, 16, 1.0, 1.0, 8.0, 0.5 * c, 0.6 * c, 12, 8) for c in (1, 4, 16)]
+    assert_legible(serving.plot_load({"server": rs}, title="test load\nmodel · CPU · 2026-11-25"))
