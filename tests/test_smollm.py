@@ -155,3 +155,22 @@ def test_prefix_continues_the_assistant_message_as_the_api_does(lm):
     out = engine.generate(prompt, SamplingParams(max_tokens=6, temperature=0), on_text=streamed.append)
     assert out.content.startswith("The capital of France is") and "Paris" in out.content
     assert "".join(streamed) == out.content
+
+
+def test_prefix_cache_reuses_a_shared_start_and_changes_no_answer(lm):
+    from helpers.endpoint import ChatEngine, SamplingParams
+
+    system = {"role": "system", "content": "You sort customer messages for a bank into one of: cards, payments, "
+                                           "disputes, fraud, fees. Answer with the one word only. " * 3}
+    asks = ["My card was declined at the shop.", "Why was I charged a fee for my transfer?"]
+    warm = ChatEngine(lm)
+    answers = []
+    for text in asks:
+        out = warm.generate(warm.render([system, {"role": "user", "content": text}]),
+                            SamplingParams(max_tokens=6, temperature=0))
+        answers.append((out.ids, out.cached_tokens))
+    assert answers[0][1] == 0 and answers[1][1] > 40  # the second request skipped the shared system prompt
+    cold = ChatEngine(lm)  # a fresh engine computes the second prompt from scratch
+    fresh = cold.generate(cold.render([system, {"role": "user", "content": asks[1]}]),
+                          SamplingParams(max_tokens=6, temperature=0))
+    assert fresh.cached_tokens == 0 and fresh.ids == answers[1][0]

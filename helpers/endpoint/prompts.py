@@ -60,6 +60,7 @@ class Completion:
     finish_reason: str  # stop | length | tool_calls
     prompt_tokens: int
     seconds: float = 0.0
+    cached_tokens: int = 0  # prompt tokens whose KV cache was reused from the previous request
 
 
 def _strict_json(text: str) -> str:
