@@ -74,11 +74,6 @@ def record(source: str | None = None, **metrics: Any):
     return pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric")
 
 
-def recorded() -> dict[str, Any]:
-    """Everything recorded in this kernel so far."""
-    return dict(_session)
-
-
 def today() -> str:
     """Today's date (UTC) for labelling measurements."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%d")

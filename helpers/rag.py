@@ -10,7 +10,6 @@ embeds with sentence-transformers. Everything after the embedder is the same cod
 from __future__ import annotations
 
 import json
-import math
 import os
 import re
 import tempfile
@@ -325,11 +324,6 @@ class VectorIndex:
         return cls(embedder, chunks, index, meta["metric"])
 
 
-def build_index(chunks: list[Chunk], embedder: Embedder, metric: str = "l2") -> VectorIndex:
-    """Embed and index the chunks (shorthand for VectorIndex.build)."""
-    return VectorIndex.build(chunks, embedder, metric)
-
-
 # ---------------------------------------------------------------- evaluation
 @dataclass(frozen=True)
 class EvalItem:
@@ -427,7 +421,3 @@ def load_eval_set(name: str = DEFAULT_EVAL_SET, document: str | None = None) -> 
         items.append(EvalItem(q["id"], q["question"], q["answer"], start, start + len(q["answer"])))
     return items
 
-
-def requests_needed(n_inputs: int, max_inputs: int = EMBED_MAX_INPUTS) -> int:
-    """The fewest embedding requests for n inputs when only the input-count limit binds: ceil(n / 512)."""
-    return math.ceil(n_inputs / max_inputs)

@@ -32,6 +32,7 @@ from .standin import (
     is_standin,
     quiet_progress,
     standin_path,
+    tokenizer_for_vocab,
 )
 
 log = logging.getLogger(__name__)
@@ -202,8 +203,6 @@ def model_path(model: str) -> str:
     return model
 
 
-# vocab size → the mistral-common SentencePiece file that has it (converted by helpers.standin)
-TOKENIZER_BY_VOCAB = {32768: "v3", 32000: "v1"}
 
 
 def config_fingerprint(cfg) -> str:
@@ -230,7 +229,7 @@ def config_checkpoint(name: str, seed: int = 0, device: str = "auto") -> Path:
 
     cfg = memory.load_config(name.removeprefix(CONFIG_PREFIX))
     label = Path(name.removeprefix(CONFIG_PREFIX)).name
-    if cfg.vocab_size not in TOKENIZER_BY_VOCAB:
+    if tokenizer_for_vocab(cfg.vocab_size) is None:
         raise ModelLoadError(f"No shipped Mistral tokenizer has {cfg.vocab_size:,} tokens (have 32,000 and 32,768): "
                              "use a config with one of those vocab sizes.")
     target = cache_dir() / f"config-{label}-{config_fingerprint(cfg)}-seed{seed}"
@@ -258,7 +257,7 @@ def config_checkpoint(name: str, seed: int = 0, device: str = "auto") -> Path:
             lm.save_pretrained(tmp, max_shard_size="2GB")
             del lm
             # the real tokenizer of that vocab size, with its own chat template (v0.1's: strict alternation)
-            build_mistral_tokenizer(tmp, TOKENIZER_BY_VOCAB[cfg.vocab_size],
+            build_mistral_tokenizer(tmp, tokenizer_for_vocab(cfg.vocab_size),
                                     model_max_length=getattr(cfg, "max_position_embeddings", None))
             (tmp / "RANDOM_WEIGHTS.md").write_text(
                 f"Random weights (seed {seed}) in the shape of {label} (config {config_fingerprint(cfg)}), built by "

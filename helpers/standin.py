@@ -97,11 +97,17 @@ def chat_template(name: str = "mistral_v3") -> str:
     return path.read_text()
 
 
-# SentencePiece file in mistral-common → the Instruct chat template that goes with it
+# The one table of Mistral tokenizers the course ships: version → (SentencePiece file in mistral-common,
+# the Instruct chat template that goes with it, vocabulary size)
 TOKENIZERS = {
-    "v3": (TOKENIZER_FILE, "mistral_v3"),  # Mistral-7B-Instruct-v0.3: 32,768 tokens
-    "v1": ("tokenizer.model.v1", "mistral_v1"),  # v0.1/v0.2: 32,000 tokens, strict role alternation
+    "v3": (TOKENIZER_FILE, "mistral_v3", 32768),  # Mistral-7B-Instruct-v0.3
+    "v1": ("tokenizer.model.v1", "mistral_v1", 32000),  # v0.1/v0.2: strict role alternation
 }
+
+
+def tokenizer_for_vocab(vocab_size: int) -> str | None:
+    """The shipped tokenizer version with this vocabulary size ('v3', 'v1'), or None."""
+    return next((v for v, (_, _, n) in TOKENIZERS.items() if n == vocab_size), None)
 
 
 @contextmanager
@@ -131,7 +137,7 @@ def build_mistral_tokenizer(target: Path, version: str = "v3", model_max_length:
 
     if version not in TOKENIZERS:
         raise ValueError(f"Unknown Mistral tokenizer version {version!r}; have {sorted(TOKENIZERS)}.")
-    file_name, template = TOKENIZERS[version]
+    file_name, template, _ = TOKENIZERS[version]
     source = tokenizer_source() if version == "v3" else Path(tokenizer_source().parent / file_name)
     with tempfile.TemporaryDirectory() as work:
         work_dir = Path(work)

@@ -30,7 +30,7 @@ class _BagOfLetters:
 def _index():
     text = "apples and apricots. " * 10 + "zebras zigzag with zeal. " * 10
     chunks = rag.chunk_fixed(text, size=60)
-    return rag.build_index(chunks, local_rag.TimedEmbedder(_BagOfLetters()), metric="cosine")
+    return rag.VectorIndex.build(chunks, local_rag.TimedEmbedder(_BagOfLetters()), metric="cosine")
 
 
 class _SlowSearch:
@@ -80,7 +80,7 @@ def test_summary_of_real_timings_is_ordered():
 
 def test_untimed_index_is_refused():
     text = "apples and apricots. " * 10
-    plain = rag.build_index(rag.chunk_fixed(text, size=60), _BagOfLetters(), metric="cosine")
+    plain = rag.VectorIndex.build(rag.chunk_fixed(text, size=60), _BagOfLetters(), metric="cosine")
     with pytest.raises(TypeError, match="TimedEmbedder"):
         local_rag.answer(plain, "apples", 1, lambda p: "")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import time
 
@@ -148,7 +149,7 @@ def test_batches_never_exceed_either_limit_and_keep_every_input_once(counts, max
 
 
 def test_batches_use_ceil_n_over_512_requests_when_tokens_allow():
-    assert len(plan_batches([10] * 1025)) == rag.requests_needed(1025) == 3
+    assert len(plan_batches([10] * 1025)) == math.ceil(1025 / rag.EMBED_MAX_INPUTS) == 3
 
 
 def test_single_input_over_the_token_limit_is_a_clear_error():
@@ -355,7 +356,7 @@ def test_a_save_cleans_orphan_temp_files_of_a_killed_save(tmp_path):
     import subprocess
     import sys
 
-    index = rag.build_index(rag.chunk_fixed("one two three four five six seven eight nine ten " * 20, 64),
+    index = rag.VectorIndex.build(rag.chunk_fixed("one two three four five six seven eight nine ten " * 20, 64),
                             HashEmbedder())
     target = tmp_path / "idx.npz"
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,

@@ -122,22 +122,16 @@ def find_mistral_tokenizer(loaded: Any):
 
 
 def _text_of(content: Any) -> str:
-    if content is None:
-        return ""
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        parts = []
-        for chunk in content:
-            if isinstance(chunk, dict) and chunk.get("type", "text") == "text":
-                parts.append(str(chunk.get("text", "")))
-            elif isinstance(chunk, str):
-                parts.append(chunk)
-            else:
-                raise PromptError(f"content chunk of type {chunk.get('type') if isinstance(chunk, dict) else chunk!r} "
-                                  "is not supported by the local endpoint (text only)")
-        return "".join(parts)
-    raise PromptError(f"message content must be a string or a list of text chunks, not {type(content).__name__}")
+    """A message's text (tools.content_text joins it); chunks the endpoint cannot read (images, audio) are a 400."""
+    from ..tools import content_text
+
+    if content is not None and not isinstance(content, (str, list)):
+        raise PromptError(f"message content must be a string or a list of text chunks, not {type(content).__name__}")
+    for chunk in content if isinstance(content, list) else []:
+        if not isinstance(chunk, str) and not (isinstance(chunk, dict) and chunk.get("type", "text") == "text"):
+            raise PromptError(f"content chunk of type {chunk.get('type') if isinstance(chunk, dict) else chunk!r} "
+                              "is not supported by the local endpoint (text only)")
+    return content_text(content)
 
 
 def normalize_messages(messages: list[dict]) -> list[dict]:
