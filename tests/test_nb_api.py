@@ -23,7 +23,7 @@ def test_01_with_another_chat_model(notebook_runner):
 
 def test_02_with_fewer_messages_another_k_model_and_budget(notebook_runner, figures_drawn):
     m = notebook_runner("02_prompting_conversations", BACKEND="local", CHAT_MODEL="mistral-large-latest", K_SHOTS=1,
-                        N_MESSAGES=7, N_EXTRACT=1, TURNS=6, BUDGET_TOKENS=90, LABEL_TOKENS=3, JSON_TOKENS=32)
+                        N_MESSAGES=7, N_EXTRACT=1, TURNS=6, BUDGET_TOKENS=90, LABEL_TOKENS=3, JSON_TOKENS=40)
     assert figures_drawn("02_prompting_conversations") == EXPECTED_FIGURES["02_prompting_conversations"]
     assert m["model"] == "mistral-large-latest" and m["k_shots"] == 1 and m["budget_tokens"] == 90
     assert set(m["patterns"]) == {"zero-shot", "delimiters", "few-shot (k=1)", "json_schema"}
