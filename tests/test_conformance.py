@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 
 from helpers import conformance
-from helpers import server as srv
+from helpers import endpoint as srv
 from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
 
 # Checks whose outcome does not depend on how good the model is: the stand-in (random weights) must pass them.
