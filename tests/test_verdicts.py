@@ -1,0 +1,73 @@
+"""helpers.verdicts: every answer a notebook shows is judged the same way, API or local."""
+
+import re
+from types import SimpleNamespace
+
+import pytest
+
+from helpers.verdicts import Verdict, Verdicts, answer_text, judge, versus_chance
+
+
+def response(text, finish="stop"):
+    msg = SimpleNamespace(content=text)
+    return SimpleNamespace(choices=[SimpleNamespace(message=msg, finish_reason=finish)])
+
+
+def test_phrase_on_word_boundaries_case_insensitive():
+    assert judge("The capital of France is paris.", "Paris").kind == "right"
+    assert judge("Parisian food is good.", "Paris").kind == "wrong"
+
+
+def test_wrong_says_how():
+    v = judge("No, 17 is not a prime number.", "is a prime", reject=["not a prime"])
+    assert v.kind == "wrong" and "not a prime" in v.why
+
+
+def test_alternatives_regex_and_function():
+    assert judge("It is Pending.", ["pending", "not yet paid"]).ok
+    assert judge("within 120 days", re.compile(r"\b120\b")).ok
+    v = judge("42", lambda t: (t.strip() == "41", "expected 41"))
+    assert v.kind == "wrong" and "expected 41" in v.why
+
+
+def test_cut_from_the_sdk_response():
+    assert judge(response("The capital of", "length"), "Paris").kind == "cut"
+    # a cut answer that already holds the fact is right, and says it was cut
+    v = judge(response("Paris, and then some more", "length"), "Paris")
+    assert v.kind == "right" and "cut" in v.why
+    assert judge(response("", "length"), "Paris").kind == "cut"
+
+
+def test_unchecked_needs_no_expectation_and_says_what_to_look_for():
+    v = judge("A poem about rain.", look_for="does it rhyme?")
+    assert v.kind == "unchecked" and "rhyme" in v.why
+
+
+def test_content_chunks_keep_text_only():
+    chunks = [SimpleNamespace(text=None, type="thinking"), SimpleNamespace(text="Paris", type="text")]
+    assert answer_text(SimpleNamespace(content=chunks)) == ("Paris", None)
+
+
+def test_tally_counts_and_prints(capsys):
+    tally = Verdicts()
+    tally.check("Paris", "Paris", label="capital")
+    tally.check(response("Lyon"), "Paris")
+    tally.check("a poem", look_for="rhyme")
+    tally.add(Verdict("cut", "forced call cut"))
+    assert tally.counts == {"right": 1, "wrong": 1, "cut": 1, "unchecked": 1, "total": 4}
+    assert "verdict (capital): ✓ right" in capsys.readouterr().out
+    assert list(tally.table()["verdict"]) == ["right", "wrong", "unchecked", "cut"]
+
+
+def test_bad_kind_and_bad_expectation_are_refused():
+    with pytest.raises(ValueError, match="verdict kind"):
+        Verdict("maybe", "")
+    with pytest.raises(TypeError, match="give a phrase"):
+        judge("x", 3)
+
+
+def test_versus_chance_is_computed_from_the_numbers():
+    assert "at chance" in versus_chance(0.15, 6, n=48)
+    assert "above chance" in versus_chance(0.5, 6, n=48)
+    assert "no better than always answering the commonest label" in versus_chance(0.3, 6, majority_rate=0.35, n=48)
+    assert "not measured" in versus_chance(None, 6)
