@@ -132,7 +132,7 @@ def local_url(settings: Settings) -> str:
             "Set LOCAL_URL to a Mistral-compatible server, or use BACKEND='mistral' with a key."
         ) from exc
     return ensure_server(
-        model=settings.local_model,
+        model=settings.gpu_model,  # on a twin: the model that GPU would hold (SmolLM2 computes in its place)
         embed_model=settings.local_embed_model,
         device=settings.device,
     )

@@ -7,6 +7,13 @@ on a T4, counting emulation).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
+GiB = 2**30
+MiB = 2**20
+TWIN_PREFIX = "twin:"  # DEVICE='twin:t4': decide as on a T4, compute on the CPU (helpers.gpu)
+
+
 
 def cuda_available() -> bool:
     """True when torch sees a CUDA GPU (False when torch is missing)."""
@@ -67,3 +74,49 @@ def default_precision(device: str) -> str:
     so one GPU's numbers compare with another's; ask for bf16 where `native_bf16()` is True.
     """
     return "fp16" if device == "cuda" else "fp32"
+
+
+# ---------------------------------------------------------------- the GPUs the course decides for (and twins)
+@dataclass(frozen=True)
+class GpuProfile:
+    """One GPU the course can decide for: its memory as programs see it, and whether it computes bf16 natively."""
+
+    key: str
+    name: str
+    capacity_bytes: int
+    compute_capability: tuple[int, int]
+    source: str
+
+    @property
+    def native_bf16(self) -> bool:
+        """bf16 in hardware needs compute capability 8.0+ (a T4 is 7.5: torch would only emulate it)."""
+        return self.compute_capability >= (8, 0)
+
+
+PROFILES: dict[str, GpuProfile] = {
+    "t4": GpuProfile("t4", "Tesla T4", int(14.56 * GiB), (7, 5),
+                     "14.56 GiB, the total torch.cuda reports on a T4 (figure collected for the course, 2026-11-25)"),
+    "l4": GpuProfile("l4", "NVIDIA L4", 23034 * MiB, (8, 9),
+                     "23,034 MiB, the total nvidia-smi prints for an L4 (public nvidia-smi outputs, read 2026-12-01); "
+                     "torch may report a little less"),
+    "a100-40gb": GpuProfile("a100-40gb", "NVIDIA A100-SXM4-40GB", 40960 * MiB, (8, 0),
+                            "40,960 MiB, the total nvidia-smi prints for an A100 40GB (public nvidia-smi outputs, "
+                            "read 2026-12-01); torch may report a little less"),
+}
+
+
+def twin_profile(device: str | None) -> GpuProfile | None:
+    """The profile a `twin:<gpu>` device names (None for any other device); a clear error for an unknown GPU."""
+    text = (device or "").strip().lower()
+    if not text.startswith(TWIN_PREFIX):
+        return None
+    key = text.removeprefix(TWIN_PREFIX)
+    if key not in PROFILES:
+        raise ValueError(f"DEVICE={device!r}: no GPU twin named {key!r}. Known: "
+                         f"{', '.join(TWIN_PREFIX + k for k in PROFILES)}.")
+    return PROFILES[key]
+
+
+def is_twin(device: str | None) -> bool:
+    """True for a `twin:<gpu>` device string."""
+    return (device or "").strip().lower().startswith(TWIN_PREFIX)

@@ -333,6 +333,18 @@ def load_embedder(model_id: str = DEFAULT_LOCAL_EMBED_MODEL, device: str = "auto
     path = embedder_path(model_id)
     try:
         with quiet_progress():
-            return SentenceTransformer(path, device=resolve_device(device))
+            model = SentenceTransformer(path, device=resolve_device(device))
     except (OSError, ValueError) as exc:  # hub errors are OSErrors; a folder that isn't a model is a ValueError
         raise explain_embedder_error(exc, model_id) from exc
+    _on_gpu_ledger(model, model_id, device)
+    return model
+
+
+def _on_gpu_ledger(model, model_id: str, device: str) -> None:
+    """Count the embedder on the GPU ledger (a real card or a twin) for as long as it lives; refuse if it cannot fit."""
+    from .gpu import Ask, ledger_for
+
+    book = ledger_for(device if device.startswith("twin:") else resolve_device(device))
+    if book is not None:  # on a GPU sentence-transformers keeps its weights as loaded: fp32 for MiniLM
+        size = sum(p.numel() * p.element_size() for p in model.parameters())
+        book.hold(model, book.admit(Ask(f"embedder {model_id.split('/')[-1]}", "embeddings", size, 0)))

