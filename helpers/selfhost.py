@@ -191,7 +191,7 @@ def load(spec: LoadSpec) -> LoadedModel:
 
     started = time.perf_counter()
     try:
-        tokenizer = AutoTokenizer.from_pretrained(spec.path)
+        tokenizer = AutoTokenizer.from_pretrained(spec.path, config=spec.config)  # the config read once, by plan_load
         with quiet_progress():
             lm = AutoModelForCausalLM.from_pretrained(spec.path, config=spec.config, **spec.from_pretrained_kwargs())
     except ModelLoadError:
