@@ -7,7 +7,7 @@ import gc
 import pytest
 
 from helpers import gpu, memory, selfhost, settings
-from helpers.gpu import GiB, PROFILES, Ask, GpuBudgetError, Ledger
+from helpers.gpu import PROFILES, Ask, GiB, GpuBudgetError, Ledger
 from helpers.load_errors import ModelLoadError
 
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
