@@ -13,12 +13,14 @@ export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
 
-.PHONY: install course test lint unit clean bench help publish
+.PHONY: install course test lint unit clean bench help publish twin gpu-check
 
 help:
 	@echo "make course [PARAMS='-p BACKEND mistral'] [ONLY='00 05']  run the notebooks, write runs/latest/"
 	@echo "make test                                                  lint + unit + hygiene + nbval + papermill"
 	@echo "make bench                                                 benchmark scripts (results go in the README)"
+	@echo "make twin [TWIN=t4]                                        06–10 as on a T4 (or l4, a100-40gb): README twin table"
+	@echo "make gpu-check                                             on a CUDA GPU: peak memory vs the ledger, tokens/s"
 	@echo "make publish REPO=github.com/<owner>/<name>                point badges, Colab setup cells and README at REPO"
 
 install: $(STAMP)
@@ -54,6 +56,17 @@ bench: $(STAMP)
 publish: $(STAMP)
 	@test -n "$(REPO)" || { echo "usage: make publish REPO=github.com/<owner>/<name>"; exit 2; }
 	$(BIN)/python scripts/nbbuild.py publish $(REPO)
+
+# The self-host notebooks decided as on a GPU, computed on this CPU; the README's twin table is written from the run.
+TWIN ?= t4
+twin: $(STAMP)
+	COURSE_DEVICE=twin:$(TWIN) HF_HUB_OFFLINE=1 $(BIN)/python -m helpers.course run --only 06 07 08 09 10
+	$(BIN)/python scripts/twin_table.py runs/latest $(TWIN)
+
+# Only where a CUDA GPU is lent (not in CI): Mistral-7B's real shape (random weights), fp16/int8/nf4, measured
+# peak memory beside the GPU ledger's prediction and decode tokens/s, in at most 8 minutes → runs/gpu/summary.json.
+gpu-check: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/gpu_check.py --budget-s 480
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -283,6 +283,7 @@ class Attempt:
     text: str = ""
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    finish_reason: str | None = None  # "length": cut off at max_tokens, so the verdict says "cut", not "wrong"
 
     def priced_as(self, model: str) -> Attempt:
         """The same answer billed at another model's dated price (when one local model serves every alias)."""
@@ -320,4 +321,4 @@ def run_task(client: Any, task: Task, model: str) -> Attempt:
     """Send one task to one model and check the answer."""
     reply = complete(client, model, task.messages, **task.options)
     return Attempt(model, bool(task.check(reply.text)), reply.cost_usd or 0.0, reply.latency_s, reply.text,
-                   reply.prompt_tokens, reply.completion_tokens)
+                   reply.prompt_tokens, reply.completion_tokens, reply.finish_reason)

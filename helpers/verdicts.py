@@ -88,6 +88,7 @@ def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[st
     """
     text, found_finish = answer_text(answer)
     finish = finish_reason or found_finish
+    finish = None if finish is None else str(getattr(finish, "value", finish))
     cut = finish == "length"
     if expect is None:
         if cut:

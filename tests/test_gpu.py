@@ -183,3 +183,11 @@ def test_vllm_recipe_fits_each_profile_and_the_plain_command_does_not_fit_a_t4()
 def test_vllm_plan_refuses_a_length_the_kv_cache_cannot_hold():
     plan = gpu.vllm_plan(V03, PROFILES["l4"], max_model_len=10**6)
     assert not plan.fits and "lower --max-model-len" in plan.problems()[0]
+
+
+def test_the_readme_quotes_the_t4_vllm_command_the_code_builds():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    assert gpu.vllm_recipe(V03, PROFILES["t4"]).command() in readme
+    assert gpu.vllm_recipe(V03, PROFILES["l4"]).command() in readme

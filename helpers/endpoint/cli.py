@@ -42,7 +42,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="auto", choices=PRECISIONS, help="weights precision (default: auto)")
     parser.add_argument("--embedding-model", default=DEFAULT_LOCAL_EMBED_MODEL,
                         help=f"sentence-transformers model for /v1/embeddings (default: {DEFAULT_LOCAL_EMBED_MODEL})")
-    parser.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default: auto)")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, mps, or a GPU twin such as twin:t4 "
+                        "(decide and account as on that GPU, compute on the CPU; default: auto)")
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     parser.add_argument("--port", type=int, default=8000, help="port (default: 8000; 0 = any free port)")
     parser.add_argument("--api-key", default=None,

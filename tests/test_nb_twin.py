@@ -1,0 +1,77 @@
+"""The self-host notebooks (06–10) under the T4 twin: decided as on a Tesla T4 holding Mistral-7B-Instruct-v0.3,
+computed on the CPU with SmolLM2, with every GPU load counted at the real model's footprint."""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from conftest import NOTEBOOKS
+
+from helpers.gpu import PROFILES
+
+pytestmark = pytest.mark.notebook
+T4 = PROFILES["t4"].capacity_bytes
+MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
+
+
+def twin_report(m: dict, profile: str = "t4") -> dict:
+    twin = m["gpu_twin"]
+    assert twin["profile"] == profile and twin["capacity_bytes"] == PROFILES[profile].capacity_bytes
+    assert 0 < twin["peak_bytes"] <= twin["capacity_bytes"], twin
+    assert "predicted" in twin["kind"] and "twin" in m["measured_on"]
+    return twin
+
+
+def test_06_on_t4_twin_fits_fp16_for_short_replies(notebook_runner):
+    m = notebook_runner("06_selfhost_fp16", DEVICE="twin:t4", MAX_NEW_TOKENS=8)
+    twin = twin_report(m)
+    assert twin["loads"] == 1 and f"{MISTRAL} (fp16)" in twin["resident_at_peak"][0]  # no bf16 copy on a GPU
+    assert twin["headroom_at_peak_bytes"] > 0 and m["model"] == "SmolLM2-135M-Instruct"
+
+
+def test_07_on_t4_twin_holds_one_precision_at_a_time(notebook_runner):
+    m = notebook_runner("07_quantization_int8", DEVICE="twin:t4", PRECISIONS=["nf4"], NEW_TOKENS=8)
+    twin = twin_report(m)
+    assert twin["loads"] == 2 and len(twin["resident_at_peak"]) == 1 and twin["resident_now"] == []
+    assert set(m["precisions"]) == {"fp32", "nf4"}  # SmolLM2's baseline on the CPU; the twin counted fp16
+
+
+def test_08_on_t4_twin_picks_a_precision_that_leaves_room(notebook_runner):
+    m = notebook_runner("08_local_rag", DEVICE="twin:t4", K=5, N_QUERIES=20, MAX_NEW_TOKENS=4)
+    twin = twin_report(m)
+    held = " ".join(twin["resident_at_peak"])
+    assert f"{MISTRAL} (nf4)" in held and "embedder" in held  # fp16 + the embedder + its KV would not fit
+    assert twin["headroom_at_peak_bytes"] > 4 * 2**30
+
+
+def test_09_on_t4_twin_uses_the_endpoint_model(notebook_runner):
+    m = notebook_runner("09_selfhost_tools_json", DEVICE="twin:t4")
+    twin = twin_report(m)
+    assert sum(MISTRAL in r for r in twin["resident_at_peak"]) == 1  # one copy: the endpoint's
+
+
+def test_10_on_t4_twin_prints_a_vllm_command_that_fits(notebook_runner):
+    m = notebook_runner("10_serving_decision_matrix", DEVICE="twin:t4", CONCURRENCY=[1, 4], LOAD_REQUESTS=4, N_RAG=2)
+    twin_report(m)
+    vllm = m["vllm_recipe"]
+    assert vllm["gpu"] == "Tesla T4" and vllm["fits"] and vllm["full_length_sequences"] >= 1
+    assert "--dtype half" in vllm["command"] and "--max-model-len" in vllm["command"]
+
+
+def test_09_as_it_was_fails_on_the_t4_twin_with_the_ledgers_message(tmp_path):
+    """09 before the fix: section 1 starts the endpoint (which loads the GPU model), section 2 loaded "the same model
+    the endpoint serves" a second time. The twin refuses that second copy, as a T4 would run out of memory."""
+    import papermill as pm
+
+    nb = nbformat.read(NOTEBOOKS / "09_selfhost_tools_json.ipynb", as_version=4)
+    setup = next(i for i, c in enumerate(nb.cells) if "client = get_client(cfg)" in c.source)
+    nb.cells = nb.cells[:setup + 1] + [nbformat.v4.new_code_cell(
+        'lm = selfhost.load_model(cfg, "auto")  # the same model the endpoint serves, in this process')]
+    source = tmp_path / "09_as_it_was.ipynb"
+    nbformat.write(nb, source)
+    with pytest.raises(pm.PapermillExecutionError) as err:
+        pm.execute_notebook(str(source), str(tmp_path / "out.ipynb"), parameters={"DEVICE": "twin:t4"},
+                            cwd=str(NOTEBOOKS), kernel_name="python3", progress_bar=False, execution_timeout=600)
+    text = str(err.value)
+    assert "GpuBudgetError" in text and f"{MISTRAL} is already on the Tesla T4 twin" in text, text[-2000:]
+    assert "the course endpoint" in text  # who holds it
