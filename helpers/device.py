@@ -95,7 +95,8 @@ class GpuProfile:
 
 PROFILES: dict[str, GpuProfile] = {
     "t4": GpuProfile("t4", "Tesla T4", int(14.56 * GiB), (7, 5),
-                     "14.56 GiB, the total torch.cuda reports on a T4 (figure collected for the course, 2026-11-25)"),
+                     "14.56 GiB, the total torch reports on a T4: its out-of-memory message reads 'GPU 0 has 14.56 "
+                     "GiB total capacity' (public notebook outputs, recent PyTorch; older stacks printed 14.75 GiB)"),
     "l4": GpuProfile("l4", "NVIDIA L4", 23034 * MiB, (8, 9),
                      "23,034 MiB, the total nvidia-smi prints for an L4 (public nvidia-smi outputs, read 2026-12-01); "
                      "torch may report a little less"),
