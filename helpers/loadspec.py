@@ -336,8 +336,10 @@ def plan_load(model: Any = SMOLLM, precision: str = "auto", device: str = "auto"
         target_precision, why = precision, "as asked"
     if target_precision == "bf16" and profile is not None:
         _check_bf16(profile, twin)
-    if twin:  # SmolLM2 computes on the CPU: quantized as the target is, floats in the CPU's own dtype
-        compute_precision = target_precision if target_precision in QUANTIZED else default_precision("cpu")
+    if twin:  # SmolLM2 computes on the CPU: quantized when you asked for a quantization (the bitsandbytes path then
+        # runs for real), else in the CPU's own dtype — an `auto` nf4 decision is accounted, not imitated, so the
+        # twin's answers and speed stay those of the plain CPU run
+        compute_precision = precision if precision in QUANTIZED else default_precision("cpu")
     else:
         compute_precision = target_precision
     if compute_precision in QUANTIZED:

@@ -99,7 +99,10 @@ def test_auto_precision_is_fp16_when_it_fits_and_nf4_when_not(clean_settings_env
     short = selfhost.plan_load(cfg, "auto", kv_tokens=512)
     assert short.target_precision == "fp16" and short.precision == "fp32"  # the CPU computes in its own dtype
     long = selfhost.plan_load(cfg, "auto", kv_tokens=4096)
-    assert long.target_precision == "nf4" and long.precision == "nf4" and "would not fit" in long.why
+    assert long.target_precision == "nf4" and long.precision == "fp32" and "would not fit" in long.why
+    gpu.reset_ledger()
+    asked = selfhost.plan_load(cfg, "nf4", kv_tokens=4096)  # asked for by name: the bitsandbytes path runs too
+    assert asked.target_precision == asked.precision == "nf4"
     assert abs(long.gpu_weights_bytes - memory.weight_bytes(V03, "nf4") - memory.quant_constants_bytes(V03, "nf4")) < 1
     assert long.gpu_kv_bytes == 4096 * 128 * 1024  # Mistral-7B: 128 KiB per token at fp16
     gpu.reset_ledger()
