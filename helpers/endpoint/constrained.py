@@ -10,6 +10,9 @@ Even a random-weight model must *finish* within `max_tokens`, so schemas are fir
 range, and `$ref`s are inlined to a fixed depth. Bounds only narrow a schema, so anything that validates
 against the bounded schema validates against the original. Compiled grammars are cached by schema.
 
+The plan to finish (:meth:`Constraint.plan_to_finish`) is what budget-aware decoding counts: scored with the JSON
+string state in view (a free string is closed at once) and counted in the tokens the tokenizer itself would use.
+
 Why the engine keeps its own decode loop instead of `model.generate(logits_processor=[xgrammar.contrib.hf.
 LogitsProcessor(...)])` (notebook 09 shows that integration): measured on 2026-11-25 (SmolLM2-135M, CPU, a forced
 tool call, 5 greedy runs, load average ~3), both cost the same per token (163.7 vs 164.8 ms median), so speed
@@ -277,8 +280,7 @@ class GrammarCache:
     @property
     def lex_after(self) -> torch.Tensor:
         """[state, token] → the lexical state after the token (see `closing_score`)."""
-        self.closing_scores  # noqa: B018 (computes both tables)
-        return self._lex_after
+        return self._lex_after if self.closing_scores is not None else None
 
 
 OUT, IN, ESC = 0, 1, 2  # where a token starts: outside any JSON string, inside one, just after a backslash in one
@@ -362,10 +364,8 @@ class Constraint:
         including the stop token (None when none is found within `cap` tokens). The state is left unchanged.
 
         Its length is what the remaining `max_tokens` must cover: budget-aware decoding (ChatEngine.generate)
-        steers onto this path whenever a freely sampled token would leave too little room to finish. The path is
-        picked one token at a time, then written again as the tokenizer would write its text (`"}]}` in one or two
-        tokens, not four); the shorter of the two that the grammar accepts is the plan, so the plan takes over
-        only when it must.
+        steers onto this path whenever a freely sampled token would leave too little room to finish. Picked one
+        token at a time, then re-encoded by the tokenizer: the shorter spelling the grammar accepts is the plan.
         """
         if self.closing is None:
             return None
