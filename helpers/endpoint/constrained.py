@@ -247,7 +247,9 @@ class GrammarCache:
         A plan to finish is picked one token at a time and often spells a closing `"}]` or a value in short pieces;
         the tokenizer writes the same text in fewer tokens, and that count is what the budget must cover.
         """
-        vocab = self.info.decoded_vocab
+        if getattr(self, "_vocab", None) is None:
+            self._vocab = list(self.info.decoded_vocab)  # xgrammar builds this list anew on every access
+        vocab = self._vocab
         try:
             text = b"".join(vocab[i] if isinstance(vocab[i], bytes) else str(vocab[i]).encode() for i in ids)
             return list(self.hf_tokenizer.encode(text.decode("utf-8"), add_special_tokens=False))
