@@ -137,14 +137,14 @@ def test_compiled_grammars_are_cached(grammars):
 
 
 def test_closing_score_reads_the_string_state():
-    from helpers.endpoint.constrained import IN, OUT, closing_score
+    from helpers.endpoint.constrained import IN, OUT, closing_step
 
     # outside a string, closers score high; inside one, the same brackets are junk content
-    assert closing_score("]],", OUT)[0] > 20 and closing_score("]],", IN)[0] < 0
-    assert closing_score('"}', IN) == (closing_score('"}', IN)[0], OUT) and closing_score('"}', IN)[0] > 20
-    assert closing_score('""', OUT)[0] > closing_score('","', OUT)[0]  # an empty string beats a comma in one
-    assert closing_score("transaction", IN)[0] > closing_score("trans", IN)[0] > 0  # a spelled-out key: longest
-    assert closing_score('a\\"', IN)[1] == IN  # an escaped quote does not close the string
+    assert closing_step("]],", OUT)[0] > 20 and closing_step("]],", IN)[0] < 0
+    assert closing_step('"}', IN) == (closing_step('"}', IN)[0], OUT) and closing_step('"}', IN)[0] > 20
+    assert closing_step('""', OUT)[0] > closing_step('","', OUT)[0]  # an empty string beats a comma in one
+    assert closing_step("transaction", IN)[0] > closing_step("trans", IN)[0] > 0  # a spelled-out key: longest
+    assert closing_step('a\\"', IN)[1] == IN  # an escaped quote does not close the string
 
 
 def test_plan_closes_a_free_string_at_once_and_tracks_state_through_rollback(grammars):

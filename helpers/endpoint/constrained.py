@@ -259,11 +259,11 @@ class GrammarCache:
     @property
     def closing_scores(self) -> torch.Tensor:
         """Per-token preference for finishing a structure soon, one row per lexical state a token may start in
-        (outside a string, inside one, just after a backslash in one); see `closing_score`. Computed once."""
+        (outside a string, inside one, just after a backslash in one); see `closing_step`. Computed once."""
         if getattr(self, "_closing", None) is None:
             rows, nexts = [], []
             for state in LEX_STATES:
-                scored = [closing_score(t, state) for t in self.info.decoded_vocab]
+                scored = [closing_step(t, state) for t in self.info.decoded_vocab]
                 rows.append([sc for sc, _ in scored])
                 nexts.append([nx for _, nx in scored])
             scores = torch.tensor(rows, dtype=torch.float32)
@@ -281,7 +281,7 @@ class GrammarCache:
 
     @property
     def lex_after(self) -> torch.Tensor:
-        """[state, token] → the lexical state after the token (see `closing_score`)."""
+        """[state, token] → the lexical state after the token (see `closing_step`)."""
         return self._lex_after if self.closing_scores is not None else None
 
 
@@ -289,7 +289,12 @@ OUT, IN, ESC = 0, 1, 2  # where a token starts: outside any JSON string, inside 
 LEX_STATES = (OUT, IN, ESC)
 
 
-def closing_score(token: bytes | str, state: int = OUT) -> tuple[float, int]:
+def closing_score(token: bytes | str) -> float:
+    """How much a token helps to *end* a JSON structure, read from outside any string (see `closing_step`)."""
+    return closing_step(token, OUT)[0]
+
+
+def closing_step(token: bytes | str, state: int = OUT) -> tuple[float, int]:
     """(score, state after) for a token: how much it helps to *end* a JSON structure, read from `state`.
 
     Outside strings closers score high, openers low, separators over more digits; inside a string its closing
