@@ -2,8 +2,10 @@
 
     function → tool_spec(function) → chat.complete(tools=…) → tool_calls → your function → tool message → answer
 
-`tool_spec` lets pydantic write the JSON schema from the signature (types, defaults, Optional, Literal/Enum)
-and takes parameter descriptions from the docstring. `run_tools` never crashes on a bad tool call: an
+`tool_spec` lets pydantic write the JSON schema from the signature (types, defaults, Optional, Literal/Enum) and
+takes parameter descriptions from the docstring. Value-shaped parameters carry their shape into the schema:
+`Annotated[str, Field(pattern=r"^T[0-9]{4}$")]` gives a `pattern`, `Literal[...]` an `enum`,
+`Annotated[int, Field(ge=1, le=10)]` a `minimum`/`maximum` — and the same pydantic model checks the arguments. `run_tools` never crashes on a bad tool call: an
 unknown function, arguments that are not JSON or break the schema, or a function that raises all go back
 to the model as the tool's result, so it can correct itself.
 """
@@ -126,7 +128,9 @@ def arguments_model(fn: Callable[..., Any], name: str | None = None) -> type[pyd
                 "DataFrames inside the function (bind them with functools.partial or a closure)."
             ) from None
         default = ... if param.default is inspect.Parameter.empty else param.default
-        fields[pname] = (hints[pname], pydantic.Field(default, description=param_docs.get(pname)))
+        # a description from the docstring; else the one in `Annotated[..., Field(description=...)]` stays
+        described = {"description": param_docs[pname]} if pname in param_docs else {}
+        fields[pname] = (hints[pname], pydantic.Field(default, **described))
     try:
         return pydantic.create_model(f"{name}_arguments", __config__=pydantic.ConfigDict(extra="forbid"), **fields)
     except Exception as exc:

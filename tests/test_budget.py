@@ -67,3 +67,57 @@ def test_a_budget_below_the_smallest_valid_answer_is_a_400_naming_it(url, engine
     # tool_choice="auto" may answer in text, so it has no minimum; a call it starts must still fit
     r = httpx.post(url + "/v1/chat/completions", json={**body, "tool_choice": "auto", "max_tokens": 4}, timeout=60)
     assert r.status_code == 200 and r.json()["choices"][0]["message"]["tool_calls"] is None
+
+
+# ---------------------------------------------------------------- the offline model: steering that waits
+# The course's forced-call examples (notebook 04's probes), with the id as a free string and shaped by a pattern.
+PROBES = [("What's the status of my transaction T1001?", "T1001"), ("When was T1004 paid?", "T1004"),
+          ("Has payment T1007 gone through?", "T1007"), ("On which date was transaction T1010 paid?", "T1010"),
+          ("Is T1002 still pending?", "T1002"), ("What day did T1012 get paid?", "T1012")]
+
+
+def _payment_tools(pattern: str | None) -> list[dict]:
+    field = {"type": "string", "description": "The transaction id, e.g. T1001.", **({"pattern": pattern} if pattern else {})}
+    return [{"type": "function", "function": {"name": name, "description": text, "parameters": {
+        "type": "object", "properties": {"transaction_id": field}, "required": ["transaction_id"]}}}
+        for name, text in (("retrieve_payment_status", "Get the payment status of a transaction."),
+                           ("retrieve_payment_date", "Get the date a transaction was paid."))]
+
+
+@pytest.fixture(scope="module")
+def smollm():
+    return srv.load_engine("smollm2-135m", "auto", "cpu")
+
+
+def _greedy_call(engine, prompt, max_tokens):
+    gen = engine.generate(prompt, SamplingParams(max_tokens=max_tokens, temperature=0.0, seed=7))
+    assert gen.finish_reason == "tool_calls", (max_tokens, gen.content)
+    return gen.tool_calls[0]["function"]["name"], gen.tool_calls[0]["function"]["arguments"], len(gen.ids)
+
+
+@pytest.mark.parametrize("pattern", ["^T[0-9]{4}$", None])
+def test_greedy_calls_at_the_minimum_plus_8_equal_those_at_128(smollm, pattern):
+    """Budget steering takes over only when it must: with 8 tokens over the smallest complete call, the model's
+    own greedy call (when it fits in that budget at all) comes out unchanged — no `","` or `]],]],…` values."""
+    probes = PROBES if pattern else PROBES[:3]  # the free-string case: three probes keep the test short
+    fitted = 0
+    for question, _ in probes:
+        prompt = smollm.render([{"role": "user", "content": question}], tools=_payment_tools(pattern),
+                               tool_choice="any")
+        need = smollm.min_new_tokens(prompt)
+        own = _greedy_call(smollm, prompt, 128)
+        if own[2] > need + 8:  # the model's own call is longer than the budget: no decoder could keep it
+            continue
+        fitted += 1
+        assert _greedy_call(smollm, prompt, need + 8)[:2] == own[:2], (question, need)
+    assert fitted >= len(probes) - 1, f"only {fitted} of {len(probes)} calls fit in the minimum + 8"
+
+
+def test_the_minimum_is_counted_in_the_tokens_the_tokenizer_uses(smollm):
+    prompt = smollm.render([{"role": "user", "content": PROBES[0][0]}], tools=_payment_tools(None), tool_choice="any")
+    plan = smollm.constraint_for(prompt).plan_to_finish()
+    text = smollm.decode(plan)
+    assert json.loads(text)[0]["arguments"] == {"transaction_id": ""}  # a free string is closed at once
+    # no more tokens than the tokenizer's own spelling of the same text, plus the stop token
+    assert len(plan) <= len(smollm.hf_tokenizer.encode(text, add_special_tokens=False)) + 1
+    assert smollm.min_new_tokens(prompt) == len(plan)

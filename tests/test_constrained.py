@@ -134,3 +134,37 @@ def test_compiled_grammars_are_cached(grammars):
     hits = grammars.hits
     assert grammars.json_schema(json.loads(json.dumps(schema))) is first
     assert grammars.hits == hits + 1
+
+
+def test_closing_score_reads_the_string_state():
+    from helpers.endpoint.constrained import IN, OUT, closing_step
+
+    # outside a string, closers score high; inside one, the same brackets are junk content
+    assert closing_step("]],", OUT)[0] > 20 and closing_step("]],", IN)[0] < 0
+    assert closing_step('"}', IN) == (closing_step('"}', IN)[0], OUT) and closing_step('"}', IN)[0] > 20
+    assert closing_step('""', OUT)[0] > closing_step('","', OUT)[0]  # an empty string beats a comma in one
+    assert closing_step("transaction", IN)[0] > closing_step("trans", IN)[0] > 0  # a spelled-out key: longest
+    assert closing_step('a\\"', IN)[1] == IN  # an escaped quote does not close the string
+
+
+def test_plan_closes_a_free_string_at_once_and_tracks_state_through_rollback(grammars):
+    schema = bound_schema({"type": "object", "properties": {"id": {"type": "string"}}, "required": ["id"]},
+                          Bounds.for_model(False, tiny=True))
+    from helpers.endpoint.constrained import IN
+
+    constraint = grammars.matcher(grammars.json_schema(schema))
+    written = []
+    for t in constraint.plan_to_finish():  # walk the start of the plan up to the value's colon
+        assert constraint.accept(t)
+        written.append(t)
+        if grammars_decode(written).rstrip().endswith(":"):
+            break
+    quote = next((t for t in grammars.hf_tokenizer.convert_tokens_to_ids(['"', '▁"']) if constraint.accept(t)), None)
+    written.append(quote)
+    assert quote and constraint._lex[-1] == IN, grammars_decode(written)  # inside the value's string
+    plan = constraint.plan_to_finish()
+    assert json.loads(grammars_decode(written + plan[:-1])) == {"id": ""}  # closed at once, not `]],]],…`
+    letter = grammars.hf_tokenizer.convert_tokens_to_ids("T")
+    assert constraint.accept(letter)
+    constraint.rollback(1)
+    assert constraint._lex[-1] == IN and constraint.plan_to_finish() == plan

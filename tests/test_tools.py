@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
 import pandas as pd
 import pytest
@@ -19,6 +19,7 @@ from mistralai.client.models import (
     ToolCall,
     UsageInfo,
 )
+from pydantic import Field
 
 from helpers.tools import Toolbox, ToolSpecError, content_text, parse_docstring, run_tools, tool_spec
 
@@ -104,6 +105,63 @@ def test_spec_matches_the_seeds_hand_written_schema():
                     "description": "The transaction id, e.g. T1001."}}, "required": ["transaction_id"]}
     assert tool_spec(retrieve_payment_status)["function"]["parameters"] == hand_written  # Sphinx-style docstring
     assert tool_spec(retrieve_payment_date)["function"]["parameters"] == hand_written    # Google-style docstring
+
+
+def lookup_payment(
+    transaction_id: Annotated[str, Field(pattern=r"^T[0-9]{4}$")],
+    status: Literal["Paid", "Pending"] = "Paid",
+    limit: Annotated[int, Field(ge=1, le=10)] = 5,
+    amount: Annotated[float, Field(gt=0)] = 1.0,
+    currency: Annotated[str, Field(min_length=3, max_length=3, description="ISO 4217 code, e.g. EUR.")] = "EUR",
+) -> dict:
+    """Look a payment up.
+
+    Args:
+        transaction_id: The transaction id, e.g. T1001.
+    """
+    return {"transaction_id": transaction_id}
+
+
+def test_value_shaped_parameters_carry_pattern_enum_and_bounds_into_the_spec():
+    props = tool_spec(lookup_payment)["function"]["parameters"]["properties"]
+    assert props["transaction_id"] == {"type": "string", "pattern": "^T[0-9]{4}$",
+                                       "description": "The transaction id, e.g. T1001."}
+    assert props["status"]["enum"] == ["Paid", "Pending"]
+    assert (props["limit"]["minimum"], props["limit"]["maximum"]) == (1, 10)
+    assert props["amount"]["exclusiveMinimum"] == 0
+    assert (props["currency"]["minLength"], props["currency"]["maxLength"]) == (3, 3)
+    # no docstring line for it: the description written in Field(...) is kept, not overwritten with nothing
+    assert props["currency"]["description"] == "ISO 4217 code, e.g. EUR."
+
+
+def test_the_same_shape_checks_the_arguments_the_model_sends():
+    box = Toolbox([lookup_payment])
+    assert not box.call("lookup_payment", {"transaction_id": "T1001"}).error
+    for bad in ({"transaction_id": "1001"}, {"transaction_id": "T1001", "limit": 11},
+                {"transaction_id": "T1001", "amount": 0}, {"transaction_id": "T1001", "status": "Lost"}):
+        result = box.call("lookup_payment", bad)
+        assert result.error and "do not match the schema" in result.content, bad
+
+
+def test_value_shaped_spec_compiles_to_a_grammar_that_only_writes_such_values():
+    import torch
+    from transformers import AutoTokenizer
+
+    from helpers.endpoint.constrained import GrammarCache, tool_calls_schema
+    from helpers.standin import standin_path
+
+    grammars = GrammarCache(AutoTokenizer.from_pretrained(standin_path()), 32768, [2])
+    compiled = grammars.json_schema(tool_calls_schema([tool_spec(lookup_payment)]))
+    for seed in range(4):  # random logits: the worst model; the grammar alone must keep the values shaped
+        gen, constraint, ids = torch.Generator().manual_seed(seed), grammars.matcher(compiled), []
+        while not constraint.finished and len(ids) < 300:
+            logits = torch.randn(1, 32768, generator=gen) * 3
+            constraint.mask(logits)
+            tok = int(torch.multinomial(torch.softmax(logits, -1)[0], 1, generator=gen))
+            assert constraint.accept(tok)
+            ids.append(tok)
+        [call] = json.loads(grammars.hf_tokenizer.decode(ids[:-1]))
+        assert not Toolbox([lookup_payment]).call("lookup_payment", call["arguments"]).error, call
 
 
 def test_bound_arguments_disappear_from_the_spec():

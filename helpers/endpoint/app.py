@@ -62,6 +62,26 @@ class ServedModels:
         return name == self.embed_model or name in self.embed_names()
 
 
+# When a request sends no temperature. Mistral's API reference (platform-docs-public, openapi.yaml, synced 2026-08-21):
+# "The default value varies depending on the model you are targeting. Call the `/models` endpoint to retrieve the
+# appropriate value" — a model card's `default_model_temperature`; the docs list no per-model numbers. So this
+# endpoint does the same: it takes the served model's own default (its generation config's `temperature`, when the
+# config samples at all: `do_sample=False` is greedy, 0.0), else 0.7, the top of the 0.0-0.7 range Mistral
+# recommends, and reports it in /v1/models.
+FALLBACK_TEMPERATURE = 0.7
+
+
+def default_temperature(model: Any) -> float:
+    """The temperature a request without one gets: the model's own generation default (see above)."""
+    config = getattr(model, "generation_config", None)
+    if config is None or getattr(config, "_from_model_config", False):  # written by transformers, not the publisher
+        return FALLBACK_TEMPERATURE
+    if getattr(config, "do_sample", None) is False:
+        return 0.0
+    temperature = getattr(config, "temperature", None)
+    return float(temperature) if isinstance(temperature, (int, float)) else FALLBACK_TEMPERATURE
+
+
 class ErrorBody(BaseModel):
     """What every error response holds (La Plateforme's shape)."""
 
@@ -116,6 +136,7 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
             return safe_dumps(content)
 
     served = ServedModels(engine.name, embedder.model_id, engine.context_length)
+    temperature_default = default_temperature(getattr(engine, "model", None))
     worker = ModelWorker(engine)
     app = FastAPI(title="Mistral-compatible local endpoint", version="1", docs_url="/docs", redoc_url=None,
                   default_response_class=SafeJSONResponse)
@@ -169,6 +190,7 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
                     "name": name, "aliases": [],
                     "description": f"served by {public_name(served.chat_model if chat else served.embed_model)}",
                     "max_context_length": served.context_length if chat else 256,
+                    "default_model_temperature": temperature_default if chat else None,
                     "capabilities": {"completion_chat": chat, "function_calling": chat, "completion_fim": False,
                                      "fine_tuning": False, "vision": False, "classification": False}}
 
@@ -217,7 +239,8 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
                            code="3051")
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
         seed = body.random_seed if body.random_seed is not None else body.seed
-        params = SamplingParams(max_tokens=max_tokens, temperature=0.7 if body.temperature is None else body.temperature,
+        params = SamplingParams(max_tokens=max_tokens, temperature=temperature_default if body.temperature is None
+                                else body.temperature,
                                 top_p=1.0 if body.top_p is None else body.top_p,
                                 min_tokens=min(body.min_tokens or 0, max_tokens), seed=seed, stop=stop)
         cid = "cmpl-" + uuid.uuid4().hex

@@ -10,6 +10,9 @@ Even a random-weight model must *finish* within `max_tokens`, so schemas are fir
 range, and `$ref`s are inlined to a fixed depth. Bounds only narrow a schema, so anything that validates
 against the bounded schema validates against the original. Compiled grammars are cached by schema.
 
+The plan to finish (:meth:`Constraint.plan_to_finish`) is what budget-aware decoding counts: scored with the JSON
+string state in view (a free string is closed at once) and counted in the tokens the tokenizer itself would use.
+
 Why the engine keeps its own decode loop instead of `model.generate(logits_processor=[xgrammar.contrib.hf.
 LogitsProcessor(...)])` (notebook 09 shows that integration): measured on 2026-11-25 (SmolLM2-135M, CPU, a forced
 tool call, 5 greedy runs, load average ~3), both cost the same per token (163.7 vs 164.8 ms median), so speed
@@ -26,6 +29,7 @@ import copy
 import json
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -191,6 +195,7 @@ class GrammarCache:
         import xgrammar as xgr
 
         self._xgr = xgr
+        self.hf_tokenizer = hf_tokenizer
         self.info = xgr.TokenizerInfo.from_huggingface(hf_tokenizer, vocab_size=vocab_size,
                                                        stop_token_ids=stop_token_ids)
         self.compiler = xgr.GrammarCompiler(self.info, max_threads=2)
@@ -233,36 +238,95 @@ class GrammarCache:
 
     def matcher(self, compiled: Any) -> Constraint:
         """A fresh per-request matcher for a compiled grammar."""
-        return Constraint(self._xgr.GrammarMatcher(compiled), self.vocab_size, self.closing_scores)
+        return Constraint(self._xgr.GrammarMatcher(compiled), self.vocab_size, self.closing_scores,
+                          retokenize=self.retokenize, lex_after=self.lex_after)
+
+    def retokenize(self, ids: list[int]) -> list[int] | None:
+        """The token ids the tokenizer itself would use for the text of `ids` (None if it cannot say).
+
+        A plan to finish is picked one token at a time and often spells a closing `"}]` or a value in short pieces;
+        the tokenizer writes the same text in fewer tokens, and that count is what the budget must cover.
+        """
+        if getattr(self, "_vocab", None) is None:
+            self._vocab = list(self.info.decoded_vocab)  # xgrammar builds this list anew on every access
+        vocab = self._vocab
+        try:
+            text = b"".join(vocab[i] if isinstance(vocab[i], bytes) else str(vocab[i]).encode() for i in ids)
+            return list(self.hf_tokenizer.encode(text.decode("utf-8"), add_special_tokens=False))
+        except (IndexError, UnicodeDecodeError, TypeError, ValueError):
+            return None
 
     @property
     def closing_scores(self) -> torch.Tensor:
-        """Per-token preference for finishing a structure soon (see `closing_score`); computed once per tokenizer."""
+        """Per-token preference for finishing a structure soon, one row per lexical state a token may start in
+        (outside a string, inside one, just after a backslash in one); see `closing_step`. Computed once."""
         if getattr(self, "_closing", None) is None:
-            scores = torch.tensor([closing_score(t) for t in self.info.decoded_vocab], dtype=torch.float32)
-            if scores.numel() < self.vocab_size:  # model vocab padded past the tokenizer's
-                scores = torch.cat([scores, torch.full((self.vocab_size - scores.numel(),), -1e4)])
+            rows, nexts = [], []
+            for state in LEX_STATES:
+                scored = [closing_step(t, state) for t in self.info.decoded_vocab]
+                rows.append([sc for sc, _ in scored])
+                nexts.append([nx for _, nx in scored])
+            scores = torch.tensor(rows, dtype=torch.float32)
+            after = torch.tensor(nexts, dtype=torch.int8)
+            if scores.shape[1] < self.vocab_size:  # model vocab padded past the tokenizer's
+                pad = self.vocab_size - scores.shape[1]
+                scores = torch.cat([scores, torch.full((len(LEX_STATES), pad), -1e4)], dim=1)
+                after = torch.cat([after, torch.zeros((len(LEX_STATES), pad), dtype=torch.int8)], dim=1)
             for stop in self.info.stop_token_ids:
                 if 0 <= stop < self.vocab_size:
-                    scores[stop] = 1e4  # when the grammar allows stopping, stop
-            self._closing = scores[: self.vocab_size].unsqueeze(0)
+                    scores[:, stop] = 1e4  # when the grammar allows stopping, stop
+            self._closing = scores[:, : self.vocab_size].contiguous()
+            self._lex_after = after[:, : self.vocab_size].contiguous()
         return self._closing
+
+    @property
+    def lex_after(self) -> torch.Tensor:
+        """[state, token] → the lexical state after the token (see `closing_step`)."""
+        return self._lex_after if self.closing_scores is not None else None
+
+
+OUT, IN, ESC = 0, 1, 2  # where a token starts: outside any JSON string, inside one, just after a backslash in one
+LEX_STATES = (OUT, IN, ESC)
 
 
 def closing_score(token: bytes | str) -> float:
-    """How much a token helps to *end* a JSON structure: closers high, openers low, separators over more digits.
+    """How much a token helps to *end* a JSON structure, read from outside any string (see `closing_step`)."""
+    return closing_step(token, OUT)[0]
 
-    Used only to plan the shortest-looking way to finish (`Constraint.plan_to_finish`), never to sample text.
+
+def closing_step(token: bytes | str, state: int = OUT) -> tuple[float, int]:
+    """(score, state after) for a token: how much it helps to *end* a JSON structure, read from `state`.
+
+    Outside strings closers score high, openers low, separators over more digits; inside a string its closing
+    quote scores high, letters and digits a little (a key or enum value the grammar spells out: the longest token
+    that fits), and anything else is junk content that scores low — so a plan closes a free string at once instead
+    of filling it with `]],]],…`, and writes `""` rather than `","`. Used only to plan the shortest-looking way to
+    finish (`Constraint.plan_to_finish`), never to sample text.
     """
     text = token.decode("utf-8", "replace") if isinstance(token, bytes) else str(token)
     if not text:
-        return -1e4
+        return -1e4, state
     score = 0.0
     for ch in text:
-        if ch in "}]":
+        if state == ESC:
+            score -= 1
+            state = IN
+        elif state == IN:
+            if ch == '"':
+                score += 10
+                state = OUT
+            elif ch == "\\":
+                score -= 1
+                state = ESC
+            elif ch.isalnum() or ch == "_":
+                score += 0.1
+            else:
+                score -= 1
+        elif ch in "}]":
             score += 11
         elif ch == '"':
             score += 10
+            state = IN
         elif ch in "{[":
             score -= 30
         elif ch in ",:":
@@ -272,49 +336,84 @@ def closing_score(token: bytes | str) -> float:
         elif ch in ".-+eE" or ch.isdigit():
             score -= 0.5 if not ch.isdigit() else 0.1  # a number that goes on is a number not yet finished
         else:
-            score += 0.1  # keys, enum values, true/false/null: the longest token that fits
-    return score
+            score += 0.1  # true/false/null: the longest token that fits
+    return score, state
 
 
 class Constraint:
     """The per-request grammar state: masks logits, then is told which token was picked."""
 
-    def __init__(self, matcher: Any, vocab_size: int, closing: torch.Tensor | None = None) -> None:
+    def __init__(self, matcher: Any, vocab_size: int, closing: torch.Tensor | None = None, *,
+                 retokenize: Callable[[list[int]], list[int] | None] | None = None,
+                 lex_after: torch.Tensor | None = None) -> None:
         import xgrammar as xgr
 
         self._xgr = xgr
         self.matcher = matcher
         self.vocab_size = vocab_size
         self.bitmask = xgr.allocate_token_bitmask(1, vocab_size)
+        if closing is not None and closing.dim() == 2 and closing.shape[0] == 1:  # one row: no string tracking
+            lex_after = None
         self.closing = closing
+        self.retokenize = retokenize
+        self.lex_after = lex_after
+        self._lex = [OUT]  # lexical state after each accepted token (for the plan's scores)
+
+    def _next_lex(self, state: int, tok: int) -> int:
+        return int(self.lex_after[state, tok]) if self.lex_after is not None and 0 <= tok < self.vocab_size else state
+
+    def _scores(self, state: int) -> torch.Tensor:
+        row = state if self.lex_after is not None else 0
+        return self.closing[row: row + 1].clone()
 
     def plan_to_finish(self, cap: int = 512) -> list[int] | None:
         """A valid way to finish from the current state, greedily closing structures: token ids up to and
         including the stop token (None when none is found within `cap` tokens). The state is left unchanged.
 
         Its length is what the remaining `max_tokens` must cover: budget-aware decoding (ChatEngine.generate)
-        steers onto this path whenever a freely sampled token would leave too little room to finish.
+        steers onto this path whenever a freely sampled token would leave too little room to finish. Picked one
+        token at a time, then re-encoded by the tokenizer: the shorter spelling the grammar accepts is the plan.
         """
         if self.closing is None:
             return None
         fork = self.matcher.fork()
         bitmask = self._xgr.allocate_token_bitmask(1, self.vocab_size)
         path: list[int] = []
+        state = self._lex[-1]
         while not fork.is_terminated():
-            if len(path) >= cap:
+            if len(path) >= cap + 16:  # a little past the cap: the tokenizer may write it shorter
                 return None
             fork.fill_next_token_bitmask(bitmask)
-            scores = self.closing.clone()
+            scores = self._scores(state)
             self._xgr.apply_token_bitmask_inplace(scores, bitmask, vocab_size=self.vocab_size)
             tok = int(torch.argmax(scores))
             if scores[0, tok] == float("-inf") or not fork.accept_token(tok):
                 return None
             path.append(tok)
-        return path
+            state = self._next_lex(state, tok)
+        shorter = self._as_tokenized(path)
+        if shorter is not None and len(shorter) < len(path):
+            path = shorter
+        return path if len(path) <= cap else None
+
+    def _as_tokenized(self, path: list[int]) -> list[int] | None:
+        """`path` (ending in the stop token) with its text re-encoded by the tokenizer, if the grammar accepts it."""
+        if self.retokenize is None or len(path) < 3:
+            return None
+        ids = self.retokenize(path[:-1])
+        if not ids:
+            return None
+        ids = [*ids, path[-1]]
+        fork = self.matcher.fork()
+        for tok in ids:
+            if not (0 <= tok < self.vocab_size) or not fork.accept_token(int(tok)):
+                return None
+        return ids if fork.is_terminated() else None
 
     def rollback(self, n: int = 1) -> None:
         """Undo the last `n` accepted tokens."""
         self.matcher.rollback(n)
+        del self._lex[len(self._lex) - min(n, len(self._lex) - 1):]
 
     def mask(self, logits: torch.Tensor) -> None:
         """Set the logits of every token the grammar forbids to -inf (in place); logits shape (1, vocab)."""
@@ -323,7 +422,10 @@ class Constraint:
 
     def accept(self, token_id: int) -> bool:
         """Advance the grammar by one token; False if the token was not allowed."""
-        return bool(self.matcher.accept_token(int(token_id)))
+        ok = bool(self.matcher.accept_token(int(token_id)))
+        if ok:
+            self._lex.append(self._next_lex(self._lex[-1], int(token_id)))
+        return ok
 
     @property
     def finished(self) -> bool:

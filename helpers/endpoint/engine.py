@@ -358,7 +358,7 @@ class ChatEngine:
         if constraint.closing is None:
             return tok
         plan, need = budget.get("plan"), budget.get("need")
-        if plan and remaining <= len(plan) + 1:  # no room for a detour: follow the plan
+        if plan and remaining <= len(plan):  # no room for a detour: follow the plan
             budget["plan"], budget["need"] = plan[1:], len(plan) - 1
             return plan[0]
         if plan and tok == plan[0]:
