@@ -150,6 +150,40 @@ def check_parameters(params: dict[str, Any], books: list[Path]) -> dict[Path, se
     return declared
 
 
+def _declaration(nb_path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The parameters cell's literal values, and the declaration in the notebook's check cell (the first code cell
+    after `parameters`: `check(globals(), TOP_K=Int(min=1), …)`), or None where there is no check cell."""
+    import ast
+
+    from . import params as kinds
+
+    cells = json.loads(nb_path.read_text()).get("cells", [])
+    at = next((i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if at is None:
+        return {}, None
+    defaults = kinds.literal_assignments("".join(cells[at].get("source", [])))
+    after = next(("".join(c.get("source", [])) for c in cells[at + 1:] if c.get("cell_type") == "code"), "")
+    for node in ast.walk(ast.parse(after)):
+        if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "check"
+                and node.args and getattr(getattr(node.args[0], "func", None), "id", "") == "globals"):
+            # the same expressions the kernel runs, evaluated with nothing but the declaration kinds in scope
+            scope = {"__builtins__": {}, **kinds.KINDS}
+            return defaults, {kw.arg: eval(compile(ast.Expression(kw.value), str(nb_path), "eval"), scope)  # noqa: S307
+                              for kw in node.keywords if kw.arg}
+    return defaults, None
+
+
+def parameter_problems(nb_path: Path, given: dict[str, Any]) -> list[str]:
+    """What the notebook's check cell would refuse in these `-p` values (its own defaults for the rest), in the same
+    words, found without starting a kernel: a bad value fails the notebook in well under a second."""
+    from .params import problems
+
+    defaults, declared = _declaration(nb_path)
+    if not declared or not given:
+        return []
+    return problems({**defaults, **given}, declared, defaults, cwd=nb_path.parent)
+
+
 def _write_summary(out: Path, summary: dict[str, Any], params: dict[str, Any]) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False))
     lines = [
@@ -197,6 +231,11 @@ def run_course(
     else:
         print(f"note: {latest} exists and is not a link; leaving it alone (this run is in {out})")
 
+    # every notebook's -p values checked against its declaration before the first kernel starts
+    refused = {nb: parameter_problems(nb, {k: v for k, v in params.items() if k in declared[nb]}) for nb in books}
+    for nb, found in refused.items():
+        for problem in found:
+            print(f"{nb.stem}: {problem}", flush=True)
     summary: dict[str, Any] = {}
     env_before = dict(os.environ)
     os.environ["COURSE_UNATTENDED"] = "1"
@@ -211,7 +250,10 @@ def run_course(
             reason = _requirements_unmet(nb)
             status = "skipped" if reason else "ok"
             nb_params = {k: v for k, v in params.items() if k in declared[nb]}
-            if not reason:
+            if not reason and refused.get(nb):
+                status, reason = "failed", "ParameterError: " + " ".join(refused[nb])
+                failures += 1
+            elif not reason:
                 try:
                     pm.execute_notebook(
                         str(nb),
@@ -242,9 +284,10 @@ def run_course(
 
 def refuse_secret_parameters(params: dict[str, Any]) -> None:
     """Keys never travel as papermill parameters: papermill writes parameters into every executed notebook."""
-    from .settings import SECRET_NAME, looks_like_key
+    from .params import key_shaped
+    from .settings import SECRET_NAME
 
-    bad = sorted(name for name, value in params.items() if SECRET_NAME.search(name) or looks_like_key(value))
+    bad = sorted(name for name, value in params.items() if SECRET_NAME.search(name) or key_shaped(value))
     if bad:
         raise ValueError(
             f"Refusing parameter(s) {', '.join(bad)}: papermill would write the value into the executed notebooks "
