@@ -312,7 +312,7 @@ def _new_run_folder(out_root: Path) -> Path:
 def _short_error(exc: Exception) -> str:
     ename = getattr(exc, "ename", type(exc).__name__)
     evalue = getattr(exc, "evalue", str(exc))
-    text = f"{ename}: {evalue}".strip()
+    text = " ".join(f"{ename}: {evalue}".split())  # one line: the summary is a markdown table
     return text if len(text) < 300 else text[:300] + " …"
 
 

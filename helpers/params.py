@@ -91,14 +91,15 @@ class Int(Kind):
             return f"is not a multiple of {self.multiple_of}"
         return None
 
-    def accepts(self):
+    def accepts(self, params=None):
+        lo, hi = (_bound(b, params or {}, largest)[1] or b for b, largest in ((self.min, True), (self.max, False)))
         text = "a whole number"
         if self.min is not None and self.max is not None:
-            text += f" from {self.min} to {self.max}"
+            text += f" from {lo} to {hi}"
         elif self.min is not None:
-            text += f" of at least {self.min}"
+            text += f" of at least {lo}"
         elif self.max is not None:
-            text += f" of at most {self.max}"
+            text += f" of at most {hi}"
         if self.multiple_of:
             text += f", a multiple of {self.multiple_of}"
         return text + (', or "auto"' if self.auto else "")
@@ -192,9 +193,9 @@ class ListOf(Kind):
                 return f"element {i} ({element!r}) {wrong}"
         return None
 
-    def accepts(self):
+    def accepts(self, params=None):
         count = "one or more" if self.min_len == 1 else f"at least {self.min_len}"
-        return f"a list of {count} elements, each {self.item.accepts()}"
+        return f"a list of {count} elements, each {self.item.accepts(params)}"
 
     def example(self):
         return [self.item.example()] * max(1, self.min_len)
@@ -248,10 +249,13 @@ def local_model_problem(value: str, cwd: Path | str | None = None) -> str | None
     return model_ref_problem(text, cwd)
 
 
+def shipped_configs() -> list[str]:
+    """The configs in data/configs (as memory.shipped_configs: memory imports figures → course → this module)."""
+    return sorted(p.parent.name for p in (settings.repo_root() / "data" / "configs").glob("*/config.json"))
+
+
 def config_problem(name: str, cwd: Path | str | None = None) -> str | None:
     """A config for the memory estimates: a name shipped in data/configs, a folder with config.json, or a hub id."""
-    from .memory import shipped_configs
-
     if name.removeprefix("config:") in shipped_configs():
         return None
     wrong = model_ref_problem(name.removeprefix("config:"), cwd)
@@ -332,8 +336,6 @@ class ModelConfig(Kind):
         return config_problem(value.strip(), getattr(params, "cwd", None))
 
     def accepts(self):
-        from .memory import shipped_configs
-
         return "a config shipped in data/configs (" + ", ".join(repr(c) for c in shipped_configs()) + \
             "), a folder with config.json, or a hub id"
 
@@ -383,7 +385,8 @@ def problems(values: dict[str, Any], declared: dict[str, Kind], defaults: dict[s
             default = defaults.get(name)
             example = default if default is not None and not kind.problem(default, name, given) else \
                 kind.example(given) if isinstance(kind, Int) else kind.example()
-            found.append(f"{name}={value!r} {wrong}. {name} accepts {kind.accepts()}; e.g. {name}={example!r}.")
+            accepts = kind.accepts(given) if isinstance(kind, (Int, ListOf)) else kind.accepts()
+            found.append(f"{name}={value!r} {wrong}. {name} accepts {accepts}; e.g. {name}={example!r}.")
     return found
 
 
