@@ -247,10 +247,10 @@ def run_course(
             started = time.perf_counter()
             metrics_file = out / "metrics" / f"{name}.json"
             os.environ[METRICS_ENV] = str(metrics_file.resolve())
-            reason = _requirements_unmet(nb)
-            status = "skipped" if reason else "ok"
             nb_params = {k: v for k, v in params.items() if k in declared[nb]}
-            if not reason and refused.get(nb):
+            reason = None if refused[nb] else _requirements_unmet(nb)  # a wrong value is wrong on any machine
+            status = "skipped" if reason else "ok"
+            if refused[nb]:
                 status, reason = "failed", "ParameterError: " + " ".join(refused[nb])
                 failures += 1
             elif not reason:

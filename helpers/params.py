@@ -60,10 +60,10 @@ class Kind:
     def problem(self, value: Any, name: str, params: dict[str, Any]) -> str | None:
         raise NotImplementedError
 
-    def accepts(self) -> str:
+    def accepts(self, params: dict[str, Any] | None = None) -> str:
         raise NotImplementedError
 
-    def example(self) -> Any:
+    def example(self, params: dict[str, Any] | None = None) -> Any:
         raise NotImplementedError
 
 
@@ -131,13 +131,13 @@ class Float(Kind):
             return f"is above {self.max}"
         return None
 
-    def accepts(self):
+    def accepts(self, params=None):
         low = f"above {self.above}" if self.above is not None else f"from {self.min}" if self.min is not None else ""
         high = f"{' to' if self.min is not None and self.above is None else ' and at most'} {self.max}" \
             if self.max is not None else ""
         return f"a number {low}{high}".rstrip()
 
-    def example(self):
+    def example(self, params=None):
         if self.min is not None:
             return float(self.min)
         if self.above is not None:
@@ -168,10 +168,10 @@ class OneOf(Kind):
         near = [c for c in self.choices if isinstance(value, str) and str(c).lower() == value.strip().lower()]
         return "is not an accepted value" + (f" (did you mean {near[0]!r}?)" if near else "")
 
-    def accepts(self):
+    def accepts(self, params=None):
         return "one of " + ", ".join(repr(c) for c in self.choices)
 
-    def example(self):
+    def example(self, params=None):
         return self.choices[0]
 
 
@@ -184,7 +184,7 @@ class ListOf(Kind):
 
     def problem(self, value, name, params):
         if not isinstance(value, (list, tuple)):
-            return f"is not a list (write it in brackets, e.g. {[self.item.example()]!r})"
+            return f"is not a list (write it in brackets, e.g. {[self.item.example(params)]!r})"
         if len(value) < self.min_len:
             return "is empty" if not value else f"has {len(value)} elements, fewer than {self.min_len}"
         for i, element in enumerate(value):
@@ -197,8 +197,8 @@ class ListOf(Kind):
         count = "one or more" if self.min_len == 1 else f"at least {self.min_len}"
         return f"a list of {count} elements, each {self.item.accepts(params)}"
 
-    def example(self):
-        return [self.item.example()] * max(1, self.min_len)
+    def example(self, params=None):
+        return [self.item.example(params)] * max(1, self.min_len)
 
 
 @dataclass(frozen=True)
@@ -210,10 +210,10 @@ class Text(Kind):
             return "is not a non-empty string on one line"
         return None
 
-    def accepts(self):
+    def accepts(self, params=None):
         return "a non-empty string"
 
-    def example(self):
+    def example(self, params=None):
         return "text"
 
 
@@ -281,8 +281,10 @@ class Setting(Kind):
         return wrong and origin + wrong
 
     def _problem(self, value: Any, cwd: Path | None) -> str | None:
-        if not isinstance(value, str) or not value.strip() or any(ch.isspace() for ch in value.strip()):
-            return "is not a name without spaces"
+        if not isinstance(value, str) or not value.strip():
+            return "is not a string" if not isinstance(value, str) else "is empty"
+        if any(ch.isspace() for ch in value.strip()):
+            return "has spaces in it"
         try:
             if self.name == "BACKEND" and value.strip().lower() not in settings.BACKENDS:
                 return "is not an accepted value"
@@ -299,11 +301,11 @@ class Setting(Kind):
             return model_ref_problem(value.strip(), cwd)
         return None
 
-    def accepts(self):
+    def accepts(self, params=None):
         return f"None (${settings.KNOBS[self.name][0]}, else {settings.KNOBS[self.name][1]!r}) or " + \
             settings.KNOBS[self.name][2].replace("`", "'")
 
-    def example(self):
+    def example(self, params=None):
         return {"LOCAL_URL": "http://127.0.0.1:8000"}.get(self.name, settings.KNOBS[self.name][1])
 
 
@@ -319,10 +321,10 @@ class Priced(Kind):
     def problem(self, value, name, params):
         return None if value in self._aliases() else "has no price row in data/models.csv"
 
-    def accepts(self):
+    def accepts(self, params=None):
         return "a chat alias priced in data/models.csv: " + ", ".join(repr(a) for a in self._aliases())
 
-    def example(self):
+    def example(self, params=None):
         return self._aliases()[0]
 
 
@@ -335,11 +337,11 @@ class ModelConfig(Kind):
             return "is not a config name"
         return config_problem(value.strip(), getattr(params, "cwd", None))
 
-    def accepts(self):
+    def accepts(self, params=None):
         return "a config shipped in data/configs (" + ", ".join(repr(c) for c in shipped_configs()) + \
             "), a folder with config.json, or a hub id"
 
-    def example(self):
+    def example(self, params=None):
         return "mistral-7b-instruct-v0.3"
 
 
@@ -383,10 +385,8 @@ def problems(values: dict[str, Any], declared: dict[str, Kind], defaults: dict[s
         wrong = kind.problem(value, name, given)
         if wrong:
             default = defaults.get(name)
-            example = default if default is not None and not kind.problem(default, name, given) else \
-                kind.example(given) if isinstance(kind, Int) else kind.example()
-            accepts = kind.accepts(given) if isinstance(kind, (Int, ListOf)) else kind.accepts()
-            found.append(f"{name}={value!r} {wrong}. {name} accepts {accepts}; e.g. {name}={example!r}.")
+            example = default if default is not None and not kind.problem(default, name, given) else kind.example(given)
+            found.append(f"{name}={value!r} {wrong}. {name} accepts {kind.accepts(given)}; e.g. {name}={example!r}.")
     return found
 
 
