@@ -316,3 +316,16 @@ def test_papermill_stops_at_the_check_cell_within_seconds(prefix, name, value, t
     failed = next(i for i, c in enumerate(cells) if any(o.get("output_type") == "error" for o in c.get("outputs", [])))
     assert "helpers.params import" in cells[failed].source  # it stopped at the check cell …
     assert all(c.get("execution_count") is None for c in cells[failed + 1:] if c.cell_type == "code")  # … nothing after
+
+
+@pytest.mark.parametrize("nb", BOOKS, ids=lambda p: p.stem)
+def test_the_check_cells_are_the_ones_nbbuild_writes(nb):
+    """A new notebook built with scripts/nbbuild.py gets the same check cell, imports included."""
+    import sys
+
+    sys.path.insert(0, str(ROOT))
+    from scripts.nbbuild import check_cell
+
+    check = _cells(nb)[1]
+    lines = check.split("globals(),\n", 1)[1].rsplit(",\n)", 1)[0].splitlines()
+    assert check_cell([line.strip() for line in lines]).source == check
