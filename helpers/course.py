@@ -74,6 +74,15 @@ def record(source: str | None = None, **metrics: Any):
     return pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric")
 
 
+def note(text: str) -> None:
+    """Say what this run did not do that its parameters asked for (e.g. every precision asked for was skipped on this
+    machine): printed here, and under `make course` the summary's `reason` carries it even when the status is ok."""
+    print(f"note: {text}")
+    _session.setdefault("notes", [])
+    _session["notes"] = [*_session["notes"], text]
+    record(notes=_session["notes"])
+
+
 def today() -> str:
     """Today's date (UTC) for labelling measurements."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -271,6 +280,8 @@ def run_course(
                     failures += 1
             seconds = time.perf_counter() - started
             metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+            if status == "ok" and metrics.get("notes"):  # valid values this run could not honour: said, not hidden
+                reason = "note: " + "; ".join(map(str, metrics["notes"]))
             summary[name] = {"status": status, "seconds": round(seconds, 2), "reason": reason,
                              "parameters": nb_params if status != "skipped" else {}, "metrics": metrics}
             print(f"    {status} in {seconds:.1f}s" + (f" — {reason}" if reason else ""), flush=True)

@@ -279,6 +279,7 @@ def test_the_runner_refuses_a_key_shaped_value_under_any_name(nb, tmp_path):
     assert not (tmp_path / "runs").exists(), "nothing written: the summary would hold the key"
 
 
+@pytest.mark.notebook
 def test_a_good_value_is_passed_on_and_the_other_notebooks_still_run(tmp_path):
     books = tmp_path / "nbs"
     books.mkdir()
@@ -329,3 +330,22 @@ def test_the_check_cells_are_the_ones_nbbuild_writes(nb):
     check = _cells(nb)[1]
     lines = check.split("globals(),\n", 1)[1].rsplit(",\n)", 1)[0].splitlines()
     assert check_cell([line.strip() for line in lines]).source == check
+
+
+@pytest.mark.notebook
+def test_what_a_run_could_not_honour_reaches_the_summary_reason(tmp_path):
+    """Valid values this machine cannot honour (07: every precision asked for skipped) are said, never quiet."""
+    books = tmp_path / "nbs"
+    books.mkdir()
+    (books / "00_n.ipynb").write_text(json.dumps({
+        "nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "language": "python",
+                                                                        "display_name": "Python 3"}},
+        "cells": [{"cell_type": "code", "id": "p", "metadata": {"tags": ["parameters"]}, "outputs": [],
+                   "execution_count": None, "source": 'P = ["nf4"]  # precisions'},
+                  {"cell_type": "code", "id": "n", "metadata": {}, "outputs": [], "execution_count": None,
+                   "source": "from helpers.course import note, record\nnote(f'PRECISIONS {P} not measured: no bnb')\n"
+                             "record(x=1)"}]}))
+    out = course.run_course({}, out_root=tmp_path / "runs", folder=books)
+    entry = json.loads((out / "summary.json").read_text())["00_n"]
+    assert entry["status"] == "ok" and entry["reason"] == "note: PRECISIONS ['nf4'] not measured: no bnb"
+    assert entry["metrics"]["x"] == 1
