@@ -239,6 +239,17 @@ def _book(prefix: str) -> Path:
     return next(nb for nb in BOOKS if nb.stem.startswith(prefix))
 
 
+@pytest.mark.parametrize("nb", BOOKS, ids=lambda p: p.stem)
+def test_the_notebooks_own_check_cell_passes_its_defaults(nb, monkeypatch):
+    for env_name, _, _ in settings.KNOBS.values():
+        monkeypatch.delenv(env_name, raising=False)
+    monkeypatch.chdir(nb.parent)
+    parameters, check_cell = _cells(nb)
+    scope: dict = {}
+    exec(parameters, scope)  # noqa: S102 — the course's own cells
+    exec(check_cell, scope)  # noqa: S102
+
+
 @pytest.mark.parametrize(("prefix", "name", "value"), CASES, ids=[f"{p}-{n}-{v!r}" for p, n, v in CASES])
 def test_the_notebooks_own_check_cell_refuses_it(prefix, name, value, monkeypatch):
     """The parameters cell, papermill's injected value, then the check cell: what a kernel runs, without the kernel."""
