@@ -5,8 +5,8 @@ Every notebook (00–10) declares, in the cell right after its `parameters` cell
     check(globals(), TOP_K=Int(min=1), METRIC=OneOf("cosine", "l2"), PRECISIONS=ListOf(OneOf("int8", "nf4")))
 
 and :func:`check` refuses a bad value with the notebook parameter's name, the value, what it accepts and an example.
-`python -m helpers.course run` reads the same declaration from the .ipynb (:func:`runner_problems`), so a bad `-p`
-value fails before a kernel even starts. Knobs shared with :mod:`helpers.settings` (BACKEND, DEVICE, LOCAL_URL, …)
+`python -m helpers.course run` reads the same declaration from the .ipynb (`course.parameter_problems`), so a bad
+`-p` value fails before a kernel even starts. Knobs shared with :mod:`helpers.settings` (BACKEND, DEVICE, LOCAL_URL, …)
 are checked by settings' own functions, so a value settings learns to accept is accepted here too.
 """
 
@@ -36,7 +36,7 @@ def _number(value: Any) -> bool:
 
 
 def _bound(bound: Any, params: dict[str, Any], largest: bool) -> tuple[float | None, str]:
-    """A bound's number and how to say it: 16, or "CONCURRENCY's largest value (16 here)"."""
+    """A bound's number and how to say it: 16, "TURNS - 1 (5 here)", or for a list "max(CONCURRENCY) (16 here)"."""
     if bound is None or _number(bound):
         return bound, f"{bound}"
     ref = _REF.match(str(bound))
@@ -293,7 +293,7 @@ class Setting(Kind):
             if self.name == "LOCAL_URL":
                 settings.check_url(value)
         except SettingsError as exc:  # settings' own words, without repeating the name and value
-            text = str(exc).removeprefix(f"{self.name}={value!r} ").rstrip(".")
+            text = str(exc).removeprefix(f"{self.name}={value!r} ").removeprefix("but ").rstrip(".")
             return text if text.startswith("is ") else f"is refused: {text}"
         if self.name == "LOCAL_MODEL":
             return local_model_problem(value, cwd)

@@ -153,6 +153,10 @@ def test_settings_knobs_are_checked_by_settings_own_functions(monkeypatch, tmp_p
     assert _one(Setting(), "LOCAL", name="BACKEND") is None  # settings lower-cases it too
     assert "is not one of auto, cpu" in _one(Setting(), "gpu", name="DEVICE")
     assert "is not an http(s) URL" in _one(Setting(), "localhost:8000", name="LOCAL_URL")
+    from helpers.device import cuda_available
+
+    if not cuda_available():  # settings' own refusal, caught here before any model loads
+        assert "DEVICE='cuda' is refused: torch sees no CUDA GPU" in _one(Setting(), "cuda", name="DEVICE")
     real = settings.resolve_device
 
     def twin_aware(device="auto"):  # when settings learns a value (issue 17's twin:t4), the check follows
