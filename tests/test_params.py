@@ -364,3 +364,33 @@ def test_what_a_run_could_not_honour_reaches_the_summary_reason(tmp_path):
     entry = json.loads((out / "summary.json").read_text())["00_n"]
     assert entry["status"] == "ok" and entry["reason"] == "note: PRECISIONS ['nf4'] not measured: no bnb"
     assert entry["metrics"]["x"] == 1
+
+
+ISSUE_EXAMPLES = [  # issue 19's bad values, as typed on the command line
+    ("07", "PRECISIONS", '["int3"]'), ("10", "LOAD_REQUESTS", "0"), ("06", "LOCAL_MODEL", "/no/such/model/folder"),
+    ("05", "TOP_K", "0"), ("08", "K", "0"), ("01", "TEMPERATURE", "hot"), ("04", "TOOL_CHOICE", "anyy"),
+    ("09", "N_CASES", "0"), ("05", "METRIC", "l3"), ("10", "CONCURRENCY", "4"),
+    ("02", "N_MESSAGES", "0"), ("05", "CHUNK_SIZE", "0"), ("05", "SENTENCE_MAX_CHARS", "0"),  # were named n, size, …
+]
+
+
+@pytest.mark.parametrize(("prefix", "name", "text"), ISSUE_EXAMPLES, ids=[f"{p}-{n}" for p, n, _ in ISSUE_EXAMPLES])
+def test_the_issues_examples_fail_from_the_command_line_within_seconds(prefix, name, text, tmp_path, monkeypatch):
+    for env_name, _, _ in settings.KNOBS.values():
+        monkeypatch.delenv(env_name, raising=False)
+    started = time.perf_counter()
+    assert course.main(["run", "--only", prefix, "-p", name, text, "--out", str(tmp_path)]) == 1
+    seconds = time.perf_counter() - started
+    summary = json.loads(next(tmp_path.glob("*/summary.json")).read_text())
+    entry = summary[_book(prefix).stem]
+    assert entry["status"] == "failed" and entry["reason"].startswith(f"ParameterError: {name}=") and seconds < 20
+    assert " accepts " in entry["reason"] and "e.g." in entry["reason"]
+
+
+def test_the_issues_key_under_another_name_is_refused_before_anything_is_written(tmp_path, capsys):
+    key = "sk-" + "9b" * 10  # the issue's 23-character key under CHAT_MODEL
+    with pytest.raises(SystemExit):
+        course.main(["run", "--only", "01", "-p", "CHAT_MODEL", key, "--out", str(tmp_path / "runs")])
+    err = capsys.readouterr().err
+    assert "CHAT_MODEL" in err and "environment" in err and key not in err
+    assert not (tmp_path / "runs").exists()
