@@ -246,6 +246,12 @@ def local_model_problem(value: str, cwd: Path | str | None = None) -> str | None
         return None
     if text.startswith("config:"):
         return config_problem(text.removeprefix("config:"), cwd)
+    if "/" not in text and not (Path(cwd or ".") / text).exists():  # a hub id has an owner: 'org/name'
+        import difflib
+
+        near = difflib.get_close_matches(text.lower(), ["auto", settings.SMOLLM, settings.STANDIN], n=1)
+        return "is not a name the course knows, a hub id ('org/name') or an existing folder" + \
+            (f" (did you mean {near[0]!r}?)" if near else "")
     return model_ref_problem(text, cwd)
 
 

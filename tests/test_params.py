@@ -175,6 +175,8 @@ def test_local_model_paths_are_checked_before_transformers(tmp_path):
     missing = _one(Setting(), str(tmp_path / "no-such-model"), name="LOCAL_MODEL")
     assert "looks like a path" in missing and "does not exist" in missing
     assert "does not exist" in _one(Setting(), "./models/nope", name="LOCAL_MODEL")
+    assert "did you mean 'smollm2-135m'" in _one(Setting(), "smollm2-135", name="LOCAL_MODEL")
+    assert "hub id ('org/name')" in _one(Setting(), "mistral7b", name="LOCAL_MODEL")
     (tmp_path / "empty").mkdir()
     assert "without a config.json" in _one(Setting(), str(tmp_path / "empty"), name="LOCAL_MODEL")
     (tmp_path / "empty" / "config.json").write_text("{}")
