@@ -122,7 +122,8 @@ class Float(Kind):
 
     def problem(self, value, name, params):
         if not _number(value) or not math.isfinite(value):
-            return "is not a number" + (" (pass it without quotes)" if _looks_numeric(value) else "")
+            quoted = isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d*)?\s*", value)
+            return "is not a number" + (" (pass it without quotes)" if quoted else "")
         if self.min is not None and value < self.min:
             return f"is below {self.min}"
         if self.above is not None and value <= self.above:
@@ -138,19 +139,9 @@ class Float(Kind):
         return f"a number {low}{high}".rstrip()
 
     def example(self, params=None):
-        if self.min is not None:
-            return float(self.min)
         if self.above is not None:
             return float(self.above) + (0.5 if self.max is None else (self.max - self.above) / 2)
-        return 1.0
-
-
-def _looks_numeric(value: Any) -> bool:
-    try:
-        float(str(value))
-        return isinstance(value, str)
-    except ValueError:
-        return False
+        return float(self.min if self.min is not None else 1)
 
 
 @dataclass(frozen=True, init=False)

@@ -125,6 +125,7 @@ def test_int_float_oneof_text():
     assert "multiple of 2" in _one(Int(min=16, max=24, multiple_of=2), 17)
     assert "is above 24" in _one(Int(min=16, max=24), 40)
     assert _one(Float(min=0, max=2), 1) is None and "not a number" in _one(Float(), "hot")
+    assert "without quotes" in _one(Float(), "0.7") and "without quotes" not in _one(Float(), "hot")
     assert "not a number" in _one(Float(), float("nan")) and "not above 0" in _one(Float(above=0), 0)
     assert "did you mean 'l2'" in _one(OneOf("cosine", "l2"), "L2")
     assert "e.g. X='cosine'" in _one(OneOf("cosine", "l2"), "l3")
