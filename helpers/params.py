@@ -175,7 +175,8 @@ class ListOf(Kind):
 
     def problem(self, value, name, params):
         if not isinstance(value, (list, tuple)):
-            return f"is not a list (write it in brackets, e.g. {[self.item.example(params)]!r})"
+            one = value if self.item.problem(value, name, params) is None else self.item.example(params)
+            return f"is not a list (write it in brackets, e.g. {[one]!r})"
         if len(value) < self.min_len:
             return "is empty" if not value else f"has {len(value)} elements, fewer than {self.min_len}"
         for i, element in enumerate(value):

@@ -145,7 +145,7 @@ def test_lists_are_checked_element_by_element():
     kind = ListOf(OneOf("int8", "nf4"))
     assert _one(kind, ["nf4"]) is None
     assert "element 1 ('int3') is not an accepted value" in _one(kind, ["int8", "int3"])
-    assert "is empty" in _one(kind, []) and "is not a list" in _one(ListOf(Int(min=1)), 4)
+    assert "is empty" in _one(kind, []) and "is not a list (write it in brackets, e.g. [4])" in _one(ListOf(Int()), 4)
     assert "element 1 (0) is below 1" in _one(ListOf(Int(min=1)), [1, 0])
 
 
