@@ -74,6 +74,15 @@ def record(source: str | None = None, **metrics: Any):
     return pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric")
 
 
+def note(text: str) -> None:
+    """Say what this run did not do that its parameters asked for (e.g. every precision asked for was skipped on this
+    machine): printed here, and under `make course` the summary's `reason` carries it even when the status is ok."""
+    print(f"note: {text}")
+    _session.setdefault("notes", [])
+    _session["notes"] = [*_session["notes"], text]
+    record(notes=_session["notes"])
+
+
 def today() -> str:
     """Today's date (UTC) for labelling measurements."""
     return datetime.now(timezone.utc).strftime("%Y-%m-%d")
@@ -150,6 +159,46 @@ def check_parameters(params: dict[str, Any], books: list[Path]) -> dict[Path, se
     return declared
 
 
+def _declaration(nb_path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The parameters cell's literal values, and the declaration in the notebook's check cell (the first code cell
+    after `parameters`: `check(globals(), TOP_K=Int(min=1), …)`), or None where there is no check cell."""
+    import ast
+
+    from . import params as kinds
+
+    cells = json.loads(nb_path.read_text()).get("cells", [])
+    at = next((i for i, c in enumerate(cells) if "parameters" in c.get("metadata", {}).get("tags", [])), None)
+    if at is None:
+        return {}, None
+    defaults = kinds.literal_assignments("".join(cells[at].get("source", [])))
+    after = next(("".join(c.get("source", [])) for c in cells[at + 1:] if c.get("cell_type") == "code"), "")
+    for node in ast.walk(ast.parse(after)):
+        if (isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "check"
+                and node.args and getattr(getattr(node.args[0], "func", None), "id", "") == "globals"):
+            # the same expressions the kernel runs, evaluated with nothing but the declaration kinds in scope
+            scope = {"__builtins__": {}, **kinds.KINDS}
+            return defaults, {kw.arg: eval(compile(ast.Expression(kw.value), str(nb_path), "eval"), scope)  # noqa: S307
+                              for kw in node.keywords if kw.arg}
+    return defaults, None
+
+
+def parameter_problems(nb_path: Path, given: dict[str, Any]) -> list[str]:
+    """What the notebook's check cell would refuse in these `-p` values (its own defaults for the rest), in the same
+    words, found without starting a kernel: a bad value fails the notebook in well under a second."""
+    from .params import problems
+
+    if not given:
+        return []
+    try:
+        defaults, declared = _declaration(nb_path)
+    except Exception as exc:  # a declaration the runner cannot read: the notebook's own check cell still runs
+        print(f"note: {nb_path.stem}: could not read its check cell ({type(exc).__name__}: {exc})")
+        return []
+    if not declared:
+        return []
+    return problems({**defaults, **given}, declared, defaults, cwd=nb_path.parent)
+
+
 def _write_summary(out: Path, summary: dict[str, Any], params: dict[str, Any]) -> None:
     (out / "summary.json").write_text(json.dumps(summary, indent=2, sort_keys=False))
     lines = [
@@ -197,6 +246,11 @@ def run_course(
     else:
         print(f"note: {latest} exists and is not a link; leaving it alone (this run is in {out})")
 
+    # every notebook's -p values checked against its declaration before the first kernel starts
+    refused = {nb: parameter_problems(nb, {k: v for k, v in params.items() if k in declared[nb]}) for nb in books}
+    for nb, found in refused.items():
+        for problem in found:
+            print(f"{nb.stem}: {problem}", flush=True)
     summary: dict[str, Any] = {}
     env_before = dict(os.environ)
     os.environ["COURSE_UNATTENDED"] = "1"
@@ -208,10 +262,13 @@ def run_course(
             started = time.perf_counter()
             metrics_file = out / "metrics" / f"{name}.json"
             os.environ[METRICS_ENV] = str(metrics_file.resolve())
-            reason = _requirements_unmet(nb)
-            status = "skipped" if reason else "ok"
             nb_params = {k: v for k, v in params.items() if k in declared[nb]}
-            if not reason:
+            reason = None if refused[nb] else _requirements_unmet(nb)  # a wrong value is wrong on any machine
+            status = "skipped" if reason else "ok"
+            if refused[nb]:
+                status, reason = "failed", "ParameterError: " + " ".join(refused[nb])
+                failures += 1
+            elif not reason:
                 try:
                     pm.execute_notebook(
                         str(nb),
@@ -229,6 +286,8 @@ def run_course(
                     failures += 1
             seconds = time.perf_counter() - started
             metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
+            if status == "ok" and metrics.get("notes"):  # valid values this run could not honour: said, not hidden
+                reason = "note: " + "; ".join(map(str, metrics["notes"]))
             summary[name] = {"status": status, "seconds": round(seconds, 2), "reason": reason,
                              "parameters": nb_params if status != "skipped" else {}, "metrics": metrics}
             print(f"    {status} in {seconds:.1f}s" + (f" — {reason}" if reason else ""), flush=True)
@@ -242,9 +301,10 @@ def run_course(
 
 def refuse_secret_parameters(params: dict[str, Any]) -> None:
     """Keys never travel as papermill parameters: papermill writes parameters into every executed notebook."""
-    from .settings import SECRET_NAME, looks_like_key
+    from .params import key_shaped
+    from .settings import SECRET_NAME
 
-    bad = sorted(name for name, value in params.items() if SECRET_NAME.search(name) or looks_like_key(value))
+    bad = sorted(name for name, value in params.items() if SECRET_NAME.search(name) or key_shaped(value))
     if bad:
         raise ValueError(
             f"Refusing parameter(s) {', '.join(bad)}: papermill would write the value into the executed notebooks "
@@ -269,7 +329,7 @@ def _new_run_folder(out_root: Path) -> Path:
 def _short_error(exc: Exception) -> str:
     ename = getattr(exc, "ename", type(exc).__name__)
     evalue = getattr(exc, "evalue", str(exc))
-    text = f"{ename}: {evalue}".strip()
+    text = " ".join(f"{ename}: {evalue}".split())  # one line: the summary is a markdown table
     return text if len(text) < 300 else text[:300] + " …"
 
 

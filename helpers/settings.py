@@ -62,11 +62,12 @@ class SettingsError(ValueError):
 
 # a parameter name that holds a secret (MISTRAL_API_KEY, HF_TOKEN…), but not MAX_TOKENS or NEW_TOKENS
 SECRET_NAME = re.compile(r"API_?KEY|(^|_)KEY$|(^|_)TOKEN$|SECRET|PASSWORD|PASSWD", re.I)
-_KEY_LIKE = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_-]{24,}$")  # 32 alphanumerics, sk-…, hf_…
+_KEY_LIKE = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_-]{24,}$"  # 32 alphanumerics; a known prefix from 8 on
+                       r"|^((sk|pk|rk|hf|gh[pos]|glpat|xox[abprs])[-_]|AKIA)(?=.*\d)[A-Za-z0-9_-]{8,}$")
 
 
 def looks_like_key(value: object) -> bool:
-    """True for a string shaped like an API key or token (long, letters and digits, no spaces, dots or slashes)."""
+    """True for a string shaped like an API key or token: 24+ letters and digits, or a known key prefix (sk-, hf_…)."""
     return isinstance(value, str) and bool(_KEY_LIKE.match(value.strip().strip("'\"")))
 
 
@@ -81,9 +82,7 @@ def refuse_injected_secrets() -> None:
     except ImportError:
         return
     shell = get_ipython()
-    if shell is None:
-        return
-    for source in shell.user_ns.get("In", []) or []:
+    for source in (shell.user_ns.get("In", []) if shell is not None else []) or []:
         if not isinstance(source, str) or not source.lstrip().startswith("# Parameters"):
             continue
         for line in source.splitlines():

@@ -4,7 +4,8 @@ and publish the course under another repository (`make publish REPO=github.com/<
 Used by maintainers to create or regenerate a notebook; the committed .ipynb is the source of truth.
 
     from scripts.nbbuild import md, code, write_notebook
-    write_notebook("notebooks/01_api_quickstart.ipynb", title=..., learn=..., runs_on=..., params=..., cells=[...])
+    write_notebook("notebooks/01_api_quickstart.ipynb", title=..., learn=..., runs_on=..., params=..., check=[...],
+                   cells=[...])
 
     python scripts/nbbuild.py publish github.com/<owner>/<name>   # rewrites badges, setup cells, README links
 """
@@ -125,9 +126,22 @@ def code(text: str, *tags: str) -> nbformat.NotebookNode:
     return cell
 
 
-def write_notebook(path: str | Path, *, title: str, learn: str, runs_on: str, params: str,
+CHECK_HEAD = "# Every parameter above, checked before anything loads: a bad value stops here, naming it and what it accepts."
+
+
+def check_cell(declarations: list[str]) -> nbformat.NotebookNode:
+    """The cell after `parameters`: `check(globals(), …)` with these declaration lines (helpers.params), e.g.
+    ["TOP_K=Int(min=1), METRIC=OneOf(\"cosine\", \"l2\")"]; it imports the kinds it uses."""
+    kinds = sorted({k for line in declarations for k in re.findall(r"\b([A-Z][A-Za-z]+)\(", line)})
+    body = "\n".join(f"    {line}" for line in declarations)
+    return code(f"{CHECK_HEAD}\nfrom helpers.params import {', '.join([*kinds, 'check'])}\n\n"
+                f"check(\n    globals(),\n{body},\n)")
+
+
+def write_notebook(path: str | Path, *, title: str, learn: str, runs_on: str, params: str, check: list[str],
                    cells: list[nbformat.NotebookNode], requires: list[str] | None = None) -> Path:
-    """Assemble the notebook: title + what you'll learn + runs on, badge, Colab setup, parameters, then `cells`."""
+    """Assemble the notebook: title + what you'll learn + runs on, badge, Colab setup, parameters and the check of
+    their values (`check`: declaration lines for :func:`check_cell`), then `cells`."""
     path = Path(path)
     repo = course_repo()
     nb = nbformat.v4.new_notebook()
@@ -138,6 +152,7 @@ def write_notebook(path: str | Path, *, title: str, learn: str, runs_on: str, pa
            "(`COURSE_<NAME>`), else the course default — see the README's parameter table. "
            "Papermill overrides these (`make course PARAMS=\"-p NAME VALUE\"`)."),
         code(params, "parameters"),
+        check_cell(check),
         *cells,
     ]
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
