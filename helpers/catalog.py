@@ -237,7 +237,7 @@ def model_selection_tasks(payments) -> list[Task]:
              {"role": "user", "content": "Someone in another country just paid for a hotel with my card. "
                                          "I still have the card in my wallet!"}],
             lambda text: text.strip().strip(".").lower() == "fraud",
-            {"max_tokens": 5},
+            {"max_tokens": 16},  # one word needs 1–3 tokens; the rest is room to fail the check rather than be cut
         ),
         Task(
             "extraction",
