@@ -76,7 +76,7 @@ def _short(text: str, limit: int = 60) -> str:
 
 
 def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[str] = (),
-          finish_reason: str | None = None, look_for: str | None = None) -> Verdict:
+          finish_reason: str | None = None, look_for: str | None = None, definitive: bool = False) -> Verdict:
     """Judge one answer against what it should say.
 
     - `expect`: a phrase (matched case-insensitively on word boundaries), a list of alternatives (any one will do),
@@ -85,6 +85,8 @@ def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[st
     - `finish_reason`: taken from an SDK response when one is given; `"length"` means the answer was cut at
       `max_tokens`. A cut answer that already holds the expected fact is right; otherwise it is `cut`, not wrong.
     - `look_for`: with no `expect`, one line on what a reader should check themselves (the verdict is `unchecked`).
+    - `definitive`: a failed check is `wrong` even when the answer was cut — for formats the start already breaks
+      (one word asked, a sentence begun): more tokens could not have made it right.
     """
     text, found_finish = answer_text(answer)
     finish = finish_reason or found_finish
@@ -116,8 +118,10 @@ def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[st
         return Verdict("wrong", f"{how}, but also {' and '.join(repr(r) for r in hit_reject)}", text)
     if ok:
         return Verdict("right", how + (" (then cut at max_tokens)" if cut else ""), text)
-    if cut:
+    if cut and not definitive:
         return Verdict("cut", f"cut off at max_tokens before the answer: {how}", text)
+    if cut:
+        how += " (and cut at max_tokens: more tokens could not have mended the format)"
     return Verdict("wrong", f"{how} — it said {_short(text)!r}" if how else f"it said {_short(text)!r}", text)
 
 
@@ -128,12 +132,14 @@ class Verdicts:
     items: list[tuple[str, Verdict]] = field(default_factory=list)
 
     def check(self, answer: Any, expect: Expectation | None = None, *, label: str = "", show: bool = True,
-              **kwargs: Any) -> Verdict:
-        """Judge an answer (see `judge`), print the verdict under it when `show`, count it, return it."""
+              **kwargs: Any) -> Verdict | None:
+        """Judge an answer (see `judge`) and count it; print the verdict when `show` (then return None, so a cell
+        that ends with this call shows it once), else return it (`self.items[-1]` holds it either way)."""
         v = judge(answer, expect, **kwargs)
         self.items.append((label, v))
         if show:
             print(f"verdict{f' ({label})' if label else ''}: {v}")
+            return None
         return v
 
     def add(self, verdict: Verdict, label: str = "") -> Verdict:

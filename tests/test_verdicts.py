@@ -38,6 +38,12 @@ def test_cut_from_the_sdk_response():
     assert judge(response("", "length"), "Paris").kind == "cut"
 
 
+def test_definitive_checks_are_wrong_even_when_cut():
+    v = judge(response("This is a classic example of", "length"), lambda t: (t.strip() == "fraud", "one word"),
+              definitive=True)
+    assert v.kind == "wrong" and "could not have mended" in v.why
+
+
 def test_unchecked_needs_no_expectation_and_says_what_to_look_for():
     v = judge("A poem about rain.", look_for="does it rhyme?")
     assert v.kind == "unchecked" and "rhyme" in v.why
@@ -56,7 +62,8 @@ def test_tally_counts_and_prints(capsys):
     tally.add(Verdict("cut", "forced call cut"))
     assert tally.counts == {"right": 1, "wrong": 1, "cut": 1, "unchecked": 1, "total": 4}
     assert "verdict (capital): ✓ right" in capsys.readouterr().out
-    assert list(tally.table()["verdict"]) == ["right", "wrong", "unchecked", "cut"]
+    assert tally.check("x", "x") is None and tally.check("x", "x", show=False).ok  # printed once, not echoed
+    assert list(tally.table()["verdict"]) == ["right", "wrong", "unchecked", "cut", "right", "right"]
 
 
 def test_bad_kind_and_bad_expectation_are_refused():
