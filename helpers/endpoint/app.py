@@ -160,7 +160,8 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         # names only, never file-system paths: /health stays open even when the server requires a key
         return {"status": "ok", "model": public_name(served.chat_model),
                 "embedding_model": public_name(served.embed_model), "renderer": engine.renderer,
-                "queued": worker.waiting, "max_batch": worker.max_batch}
+                "queued": worker.waiting, "max_batch": worker.max_batch,
+                "peak_batch": worker.scheduler.peak}
 
     @app.get("/v1/models", responses=_responses(401, 429))
     async def models():
