@@ -4,8 +4,8 @@ the README and writes JSON.
 
 SmolLM2-135M-Instruct (fp32, CPU). Every request is the same greedy chat completion, `max_tokens = min_tokens = N`
 (so each produces exactly N tokens, same prompt length). At concurrency c, c client threads send requests through
-the unmodified `mistralai` SDK, `rounds` requests each; tokens/s = all completion tokens / wall time. The endpoint
-runs with batching on (max_batch 16) and, for comparison, off (max_batch 1, one request at a time).
+the unmodified `mistralai` SDK, one request each; tokens/s = all completion tokens / wall time. The endpoint runs
+with batching on (max_batch 16); `--off` adds it with batching off (max_batch 1, one request at a time: slow).
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_decode.py [--threads 2] [--tokens 64] [--repeats 3]
 
@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=64, help="new tokens per request (default 64)")
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement; medians (default 3)")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
+    parser.add_argument("--off", action="store_true", help="also measure the endpoint with batching off")
     parser.add_argument("--out", default="runs/bench_decode.json")
     args = parser.parse_args(argv)
 
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 
     rows: dict[str, dict[int, float]] = {}
     engine = ChatEngine(lm)
-    for label, max_batch in (("batching on", 16), ("batching off", 1)):
+    for label, max_batch in (("batching on", 16), ("batching off", 1))[: 2 if args.off else 1]:
         with LocalServer(engine=engine, max_batch=max_batch) as url:
             client = Mistral(api_key="bench", server_url=url)
             endpoint(client, 2)  # warm-up: HTTP connections, grammar-free path, allocator
