@@ -129,7 +129,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{r[c]:.1f} ({r[c] / one:.1f}x)" for c in args.levels) + " |")
     print(f"| bare `generate`, batch 1 (tokens/s) | {bare_tps:.1f} | | |")
     print(f"\nOne step: {1000 / bare_tps:.1f} ms with `generate` at batch 1; "
-          + ", ".join(f"{step_ms[c]:.1f} ms per token at {c} concurrent" for c in args.levels)
+          + ", ".join(f"{step_ms[c]:.1f} ms per step of {c} sequences (endpoint)" for c in args.levels)
           + f". Streaming the {weight_bytes / 1e6:.0f} MB of weights at the {gbps:.0f} GB/s one {inter}x{hidden} "
           f"matrix-vector product reached: {stream_ms:.1f} ms per step.")
     top, base = rows["batching on"][args.levels[-1]], rows["batching on"][args.levels[0]]
