@@ -7,11 +7,11 @@ SmolLM2-135M-Instruct (fp32, CPU). Every request is the same greedy chat complet
 the unmodified `mistralai` SDK, one request each; tokens/s = all completion tokens / wall time. The endpoint runs
 with batching on (max_batch 16); `--off` adds it with batching off (max_batch 1, one request at a time: slow).
 
-    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_decode.py [--threads 2] [--tokens 64] [--repeats 3]
+    HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_decode.py [--threads 2] [--tokens 64] [--repeats 3] [--off] [--omp]
 
 OpenMP's busy-waiting: on a CPU shared with other processes, a thread that spins while its partner is descheduled
-made every batched matrix product ~24 ms here (a 300x slowdown). `OMP_WAIT_POLICY=PASSIVE` (set below unless you
-set it) avoids it; the table says which policy ran.
+stalls every parallel op: `--omp` times a decoding step with the default policy and with `OMP_WAIT_POLICY=PASSIVE`
+(set below unless you set it, and by the Makefile); the output says which policy ran.
 """
 
 from __future__ import annotations
@@ -36,6 +36,41 @@ from bench_server import cpu_model  # noqa: E402
 
 MESSAGES = [{"role": "user", "content": "Count from one to fifty in words, separated by commas."}]
 
+# one SmolLM2 decoding step (80 cached tokens) at batch 1 and 16, timed in a fresh process: the wait policy is read
+# when OpenMP starts
+_PROBE = """
+import time, torch
+from transformers import DynamicCache
+from helpers import selfhost
+from helpers.settings import SMOLLM
+torch.set_num_threads({threads})
+model = selfhost.load_model(SMOLLM, "fp32", "cpu").model
+with torch.inference_mode():
+    for b in (1, 16):
+        cache = DynamicCache()
+        model(input_ids=torch.randint(0, 1000, (b, 80)), past_key_values=cache, use_cache=True)
+        x, ts = torch.randint(0, 1000, (b, 1)), []
+        for _ in range(7):
+            t0 = time.perf_counter(); model(input_ids=x, past_key_values=cache, use_cache=True)
+            ts.append(time.perf_counter() - t0)
+        print(b, sorted(ts)[3] * 1000)
+"""
+
+
+def omp_probe(threads: int) -> dict[str, dict[str, float]]:
+    """Median ms of one SmolLM2 decoding step at batch 1 and 16, with OpenMP's default wait policy and PASSIVE."""
+    import subprocess
+
+    out = {}
+    for policy in ("default", "PASSIVE"):
+        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+        if policy != "default":
+            env["OMP_WAIT_POLICY"] = policy
+        text = subprocess.run([sys.executable, "-c", _PROBE.format(threads=threads)], env=env, check=True,
+                              capture_output=True, text=True, cwd=Path(__file__).resolve().parent.parent).stdout
+        out[policy] = {f"batch {b}": round(float(ms), 1) for b, ms in (line.split() for line in text.splitlines())}
+    return out
+
 
 def median_of(fn, repeats: int) -> float:
     return statistics.median(fn() for _ in range(repeats))
@@ -48,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="timed repeats per measurement; medians (default 3)")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--off", action="store_true", help="also measure the endpoint with batching off")
+    parser.add_argument("--omp", action="store_true", help="also time a decoding step per OpenMP wait policy")
     parser.add_argument("--out", default="runs/bench_decode.json")
     args = parser.parse_args(argv)
 
@@ -135,11 +171,17 @@ def main(argv: list[str] | None = None) -> int:
     top, base = rows["batching on"][args.levels[-1]], rows["batching on"][args.levels[0]]
     verdict = "meets" if top >= 4 * base else "MISSES"
     print(f"{args.levels[-1]} concurrent / {args.levels[0]}: {top / base:.1f}x ({verdict} the 4x target).")
+    probe = omp_probe(torch.get_num_threads()) if args.omp else None
+    if probe:
+        print("One decoding step (median ms of 7), by OpenMP wait policy: " + "; ".join(
+            f"{policy}: " + ", ".join(f"{k} {v:.0f}" for k, v in r.items()) for policy, r in probe.items())
+            + f" (load average {os.getloadavg()[0]:.2f}).")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"where": where, "tokens": n, "repeats": args.repeats, "bare_generate": bare_tps,
                                "endpoint": {k: {str(c): v for c, v in r.items()} for k, r in rows.items()},
-                               "step_ms": step_ms, "stream_estimate_ms": stream_ms, "gbps": gbps}, indent=1))
+                               "step_ms": step_ms, "stream_estimate_ms": stream_ms, "gbps": gbps, "omp_probe": probe},
+                              indent=1))
     return 0
 
 
