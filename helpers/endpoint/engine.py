@@ -9,6 +9,9 @@
   without touching global RNG state, and text can be streamed as it is produced.
 - `[TOOL_CALLS]` output is parsed into tool calls with 9-character alphanumeric ids, as the API returns.
 
+- `session` is one request's decoder (sampling, grammar, budget, stops, streaming) without the model call:
+  `generate` steps it alone; the worker steps many sessions in one batch (:mod:`helpers.endpoint.batching`).
+
 The engine is not thread-safe: the server drives it from one worker thread.
 """
 
@@ -37,6 +40,7 @@ from .prompts import (
     normalize_messages,
     parse_call_payload,
     parse_tagged_calls,
+    sample_token,
 )
 
 log = logging.getLogger(__name__)
@@ -418,21 +422,7 @@ class ChatEngine:
             ids = ids[:-1]
         return ids
 
-    @staticmethod
-    def _sample(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator) -> int:
-        # a temperature this close to 0 is greedy; dividing by it (1e-45) would overflow the logits to inf/NaN
-        if params.temperature is None or params.temperature < 1e-4:
-            return int(torch.argmax(logits, dim=-1))
-        probs = torch.softmax(logits / params.temperature, dim=-1)[0]
-        if not bool(torch.isfinite(probs).all()):
-            return int(torch.argmax(logits, dim=-1))
-        if params.top_p is not None and params.top_p < 1.0:
-            sorted_p, order = torch.sort(probs, descending=True)
-            keep = torch.cumsum(sorted_p, 0) - sorted_p < params.top_p
-            keep[0] = True
-            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
-        return int(torch.multinomial(probs, 1, generator=gen))
-
+    _sample = staticmethod(sample_token)
     _parse_tagged_calls = staticmethod(parse_tagged_calls)  # (tests call it by this name)
 
     def _parse_calls(self, call_ids: list[int], rng: random.Random) -> list[dict] | None:

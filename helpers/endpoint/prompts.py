@@ -207,3 +207,22 @@ def parse_call_payload(text: str, rng: random.Random) -> list[dict] | None:
                       "function": {"name": item["name"],
                                    "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)}})
     return calls or None
+
+
+# ------------------------------------------------------------------ sampling
+def sample_token(logits: Any, params: SamplingParams, gen: Any) -> int:
+    """One token from logits (1, vocab): greedy at temperature ~0, else softmax with top-p, from the seeded `gen`."""
+    import torch
+
+    # a temperature this close to 0 is greedy; dividing by it (1e-45) would overflow the logits to inf/NaN
+    if params.temperature is None or params.temperature < 1e-4:
+        return int(torch.argmax(logits, dim=-1))
+    probs = torch.softmax(logits / params.temperature, dim=-1)[0]
+    if not bool(torch.isfinite(probs).all()):
+        return int(torch.argmax(logits, dim=-1))
+    if params.top_p is not None and params.top_p < 1.0:
+        sorted_p, order = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_p, 0) - sorted_p < params.top_p
+        keep[0] = True
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+    return int(torch.multinomial(probs, 1, generator=gen))
