@@ -149,7 +149,11 @@ def main(argv: list[str] | None = None) -> int:
         with LocalServer(engine=engine, max_batch=max_batch) as url:
             client = Mistral(api_key="bench", server_url=url)
             endpoint(client, 2)  # warm-up: HTTP connections, grammar-free path, allocator
-            rows[label] = {c: median_of(lambda c=c, k=client: endpoint(k, c), args.repeats) for c in args.levels}
+            samples: dict[int, list[float]] = {c: [] for c in args.levels}
+            for _ in range(args.repeats):  # levels interleaved, so a change in background load hits each alike
+                for c in args.levels:
+                    samples[c].append(endpoint(client, c))
+            rows[label] = {c: statistics.median(v) for c, v in samples.items()}
     step_ms = {c: 1000 * c / rows["batching on"][c] for c in args.levels}  # wall ms per step at concurrency c
 
     load = os.getloadavg()[0]
