@@ -282,3 +282,21 @@ def test_serving_batching_switches_the_course_endpoint_off_and_back():
     assert before == batching.MAX_BATCH and worker.max_batch == before
     with pytest.raises(ValueError, match="not the course endpoint"), serving.batching("http://127.0.0.1:9", 1):
         pass
+
+
+def test_the_mistral_tokenizer_path_batches_too_with_its_tool_calls_token():
+    from helpers.endpoint import ensure_server, running_engine
+    from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
+
+    loaded = running_engine(ensure_server(model="standin", embed_model=DEFAULT_LOCAL_EMBED_MODEL, device="cpu")).loaded
+    engine = ChatEngine(loaded)  # the random-weight stand-in, rendered by mistral-common
+    assert engine.tool_calls_id is not None
+    kinds = [{"tools": [WEATHER], "tool_choice": "any"}, {"tools": [WEATHER], "tool_choice": "auto"}, {}]
+    params = SamplingParams(max_tokens=64, temperature=0)
+    reqs = [Req(engine.render(user("Weather in Paris?"), **kw), params) for kw in kinds]
+    run(Scheduler(engine), reqs)
+    for kw, r in zip(kinds, reqs, strict=True):
+        solo = ChatEngine(loaded)
+        assert r.gen.ids == solo.generate(solo.render(user("Weather in Paris?"), **kw), params).ids, kw
+    forced = reqs[0].gen
+    assert forced.ids[0] == engine.tool_calls_id and forced.finish_reason == "tool_calls"

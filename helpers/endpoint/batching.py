@@ -1,7 +1,7 @@
 """Continuous batching: concurrent requests share the model's decoding steps.
 
 A small model on a CPU is bound by per-operation overhead, not arithmetic: one decoding step over 16 sequences costs
-little more than a step over one (SmolLM2-135M on 2 cores: ~80 ms against ~30 ms, `benchmarks/bench_decode.py`).
+a few times a step over one, not 16 times (SmolLM2-135M on 2 cores: ~3.7x, `benchmarks/bench_decode.py`).
 So the worker keeps a *batch* of active requests and advances all of them with one model call per step. A request
 joins as soon as there is room (its prompt is prefilled alone, its KV cache then left-padded into the batch's) and
 leaves the moment it finishes, so a short answer never waits for a long one (continuous batching, as in vLLM's
