@@ -64,11 +64,21 @@ def load_test(client: Any, model: str, *, concurrency: int, requests: int, max_t
                       mean_completion_tokens=round(generated / requests, 2))
 
 
+@dataclass
+class BatchingRun:
+    """What `batching` set, what it replaced, and the most requests the endpoint decoded in one step meanwhile."""
+
+    max_batch: int
+    before: int
+    peak: int = 0
+
+
 @contextmanager
-def batching(url: str, max_batch: int) -> Iterator[int]:
+def batching(url: str, max_batch: int) -> Iterator[BatchingRun]:
     """Within the block, the course endpoint at `url` decodes up to `max_batch` concurrent requests together
     (1: batching off, one request at a time, as a server without batching would); restored afterwards.
-    Yields the batch size it replaced. Only the course's own in-process endpoint can be switched."""
+    The `BatchingRun` it yields gets `peak` on exit: the largest batch decoded inside the block.
+    Only the course's own in-process endpoint can be switched."""
     from .endpoint.local import running_worker
 
     if int(max_batch) < 1:
@@ -78,12 +88,15 @@ def batching(url: str, max_batch: int) -> Iterator[int]:
     except LookupError:
         raise ValueError(f"{url} is not the course endpoint started by this process; batching can only be "
                          "switched there (measure other servers as they are)") from None
-    before = worker.max_batch
-    worker.max_batch = int(max_batch)
+    run = BatchingRun(int(max_batch), worker.max_batch)
+    earlier, worker.scheduler.peak = worker.scheduler.peak, 0
+    worker.max_batch = run.max_batch
     try:
-        yield before
+        yield run
     finally:
-        worker.max_batch = before
+        run.peak = worker.scheduler.peak
+        worker.max_batch = run.before
+        worker.scheduler.peak = max(earlier, run.peak)
 
 
 def plot_load(curves: dict[str, list[LoadResult]], title: str):

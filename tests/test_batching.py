@@ -271,15 +271,20 @@ def test_concurrent_sdk_requests_are_batched_and_answer_as_one_at_a_time(lm):
 
 
 def test_serving_batching_switches_the_course_endpoint_off_and_back():
+    import httpx
+
     from helpers import serving
     from helpers.endpoint import ensure_server, running_worker
     from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
 
     url = ensure_server(model="standin", embed_model=DEFAULT_LOCAL_EMBED_MODEL, device="cpu")
     worker = running_worker(url)
-    with serving.batching(url, 1) as before:
+    with serving.batching(url, 1) as run:
         assert worker.max_batch == 1
-    assert before == batching.MAX_BATCH and worker.max_batch == before
+        with ThreadPoolExecutor(3) as pool:  # three at once, decoded one at a time
+            list(pool.map(lambda _: httpx.post(url + "/v1/chat/completions", timeout=60, json={
+                "model": "mistral-small-latest", "messages": user("Hi"), "max_tokens": 3}).raise_for_status(), range(3)))
+    assert run.before == batching.MAX_BATCH and worker.max_batch == run.before and run.peak == 1
     with pytest.raises(ValueError, match="not the course endpoint"), serving.batching("http://127.0.0.1:9", 1):
         pass
 
