@@ -4,7 +4,7 @@ self-hosted model. No notebook needs to read this package; `helpers.client.get_c
 - :mod:`.schemas`  what it accepts and answers (API names, request models, body checks, error bodies)
 - :mod:`.gate`     size limit (413), bearer key (401) and rate limit (429), before the app
 - :mod:`.app`      the FastAPI routes, in the API's schema and status codes
-- :mod:`.worker`   one thread owns the model and serves a FIFO queue; embeddings under their own lock
+- :mod:`.worker`   one thread owns the model and batches its FIFO queue's requests; embeddings under their own lock
 - :mod:`.batching` continuous batching: concurrent requests share decoding steps, each with its own grammar
 - :mod:`.prompts`  request types and message normalisation; :mod:`.engine` renders, decodes and parses
 - :mod:`.constrained`  xgrammar grammars for forced tool calls and JSON output
