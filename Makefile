@@ -12,6 +12,10 @@ export JUPYTER_PREFER_ENV_PATH := 1
 export HF_HUB_DISABLE_TELEMETRY := 1
 export TOKENIZERS_PARALLELISM := false
 export PYDEVD_DISABLE_FILE_VALIDATION := 1
+# OpenMP threads sleep while they wait instead of spinning: on a CPU shared with other work a spinning thread whose
+# partner is descheduled stalls every parallel op (SmolLM2 decode step on a busy 2-core VM: 117 ms spinning, 31 ms
+# sleeping; a batched matrix product 24 ms against 0.4 ms). See benchmarks/bench_decode.py.
+export OMP_WAIT_POLICY ?= PASSIVE
 
 .PHONY: install course test lint unit clean bench help publish twin gpu-check
 
@@ -49,6 +53,7 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_server.py
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_decode.py --threads 2
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_selfhost.py --model smollm2-135m --device cpu \
 		--precisions fp32 bf16 --threads 2 --new-tokens 64 --repeats 5 --out runs/bench_smollm2.json
 

@@ -3,6 +3,11 @@
 Used by notebook 02 (prompting and conversations). The prompts themselves are written in the notebook, where a
 learner can read and copy them; this module loads the labelled set, runs a pattern over it (timed and priced by
 :func:`helpers.catalog.complete`), and scores the answers: label accuracy, field-level F1, latency p50.
+
+A pattern's requests can be sent `concurrency` at a time from a small thread pool: the course endpoint decodes
+concurrent requests together (continuous batching), La Plateforme answers them in parallel within its rate limit.
+Answers come back in the rows' order either way; latencies measured under concurrency include the wait for the
+batch, and `summary` says at which concurrency they were measured.
 """
 
 from __future__ import annotations
@@ -11,6 +16,7 @@ import json
 import re
 import statistics
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -119,17 +125,27 @@ class Answer:
     reply: Reply
     parsed: Any
     correct: bool
+    concurrency: int = 1  # requests in flight while this one was answered (its latency includes that wait)
 
 
 def run_pattern(client: Any, model: str, build: Callable[[str], list[dict]], rows, *,
-                read: Callable[[str], Any], check: Callable[[Any, Any], bool], **options: Any) -> list[Answer]:
-    """Send `build(text)` for every row (with `options`, e.g. max_tokens, response_format); parse and check each answer."""
-    answers = []
-    for _, row in rows.iterrows():
+                read: Callable[[str], Any], check: Callable[[Any, Any], bool], concurrency: int = 1,
+                **options: Any) -> list[Answer]:
+    """Send `build(text)` for every row (with `options`, e.g. max_tokens, response_format), `concurrency` requests at
+    a time; parse and check each answer. Answers are in the rows' order."""
+    if int(concurrency) < 1:
+        raise ValueError(f"concurrency must be 1 or more, got {concurrency}")
+    items = [row for _, row in rows.iterrows()]
+
+    def one(row: Any) -> Answer:
         reply = complete(client, model, build(row["text"]), **options)
         parsed = read(reply.text)
-        answers.append(Answer(row["id"], reply, parsed, bool(check(parsed, row))))
-    return answers
+        return Answer(row["id"], reply, parsed, bool(check(parsed, row)), int(concurrency))
+
+    if int(concurrency) == 1:
+        return [one(row) for row in items]
+    with ThreadPoolExecutor(max_workers=int(concurrency)) as pool:
+        return list(pool.map(one, items))
 
 
 def p50(values: Sequence[float]) -> float:
@@ -138,7 +154,8 @@ def p50(values: Sequence[float]) -> float:
 
 
 def summary(answers: Sequence[Answer]) -> dict[str, Any]:
-    """Per pattern: accuracy, prompt tokens per message, USD per message (None without a price), latency p50."""
+    """Per pattern: accuracy, prompt tokens per message, USD per message (None without a price), latency p50 and the
+    concurrency it was measured at (1: each request alone)."""
     n = len(answers)
     costs = [a.reply.cost_usd for a in answers]
     return {
@@ -148,4 +165,5 @@ def summary(answers: Sequence[Answer]) -> dict[str, Any]:
         "completion_tokens_per_message": sum(a.reply.completion_tokens for a in answers) / n,
         "usd_per_message": None if any(c is None for c in costs) else sum(costs) / n,
         "latency_p50_s": p50([a.reply.latency_s for a in answers]),
+        "latency_at_concurrency": max((a.concurrency for a in answers), default=1),
     }

@@ -2,13 +2,16 @@
 requests, and matrix cells that say whether they were measured, estimated or taken from the literature.
 
 Used by notebook 10 (serving under load and the decision matrix). The load test talks to any server through the
-unmodified SDK client, so the same call measures the course endpoint, vLLM at a URL, or La Plateforme.
+unmodified SDK client, so the same call measures the course endpoint, vLLM at a URL, or La Plateforme; `batching`
+turns the course endpoint's continuous batching off and on, to measure what it buys.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -59,6 +62,41 @@ def load_test(client: Any, model: str, *, concurrency: int, requests: int, max_t
                       p95_s=round(float(np.percentile(latencies, 95)), 3),
                       mean_prompt_tokens=round(float(np.mean([d[1] for d in done])), 2),
                       mean_completion_tokens=round(generated / requests, 2))
+
+
+@dataclass
+class BatchingRun:
+    """What `batching` set, what it replaced, and the most requests the endpoint decoded in one step meanwhile."""
+
+    max_batch: int
+    before: int
+    peak: int = 0
+
+
+@contextmanager
+def batching(url: str, max_batch: int) -> Iterator[BatchingRun]:
+    """Within the block, the course endpoint at `url` decodes up to `max_batch` concurrent requests together
+    (1: batching off, one request at a time, as a server without batching would); restored afterwards.
+    The `BatchingRun` it yields gets `peak` on exit: the largest batch decoded inside the block.
+    Only the course's own in-process endpoint can be switched."""
+    from .endpoint.local import running_worker
+
+    if int(max_batch) < 1:
+        raise ValueError(f"max_batch must be 1 or more, got {max_batch}")
+    try:
+        worker = running_worker(url)
+    except LookupError:
+        raise ValueError(f"{url} is not the course endpoint started by this process; batching can only be "
+                         "switched there (measure other servers as they are)") from None
+    run = BatchingRun(int(max_batch), worker.max_batch)
+    earlier, worker.scheduler.peak = worker.scheduler.peak, 0
+    worker.max_batch = run.max_batch
+    try:
+        yield run
+    finally:
+        run.peak = worker.scheduler.peak
+        worker.max_batch = run.before
+        worker.scheduler.peak = max(earlier, run.peak)
 
 
 def plot_load(curves: dict[str, list[LoadResult]], title: str):

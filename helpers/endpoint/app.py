@@ -16,6 +16,7 @@ from fastapi import Request
 from pydantic import BaseModel
 
 from ..rag import EMBED_MAX_INPUTS
+from .batching import MAX_BATCH
 from .engine import ChatEngine
 from .gate import Gate, RateLimiter
 from .prompts import Completion, PromptError, SamplingParams
@@ -122,8 +123,9 @@ def _unknown_model(name: str, kind: str, names: Iterable[str]) -> ApiError:
 
 def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = None, max_rps: float | None = None,
                max_body: int = DEFAULT_MAX_BODY, log_prompts: bool = False,
-               default_max_tokens: int = DEFAULT_MAX_TOKENS) -> Any:
-    """The FastAPI app (wrapped in the size/auth/rate/log gate) serving `engine` and `embedder`."""
+               default_max_tokens: int = DEFAULT_MAX_TOKENS, max_batch: int = MAX_BATCH) -> Any:
+    """The FastAPI app (wrapped in the size/auth/rate/log gate) serving `engine` and `embedder`; up to `max_batch`
+    concurrent chat requests decode together (1: one at a time)."""
     from fastapi import FastAPI
     from fastapi.encoders import jsonable_encoder
     from fastapi.exceptions import RequestValidationError
@@ -137,7 +139,7 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
 
     served = ServedModels(engine.name, embedder.model_id, engine.context_length)
     temperature_default = default_temperature(getattr(engine, "model", None))
-    worker = ModelWorker(engine)
+    worker = ModelWorker(engine, max_batch)
     app = FastAPI(title="Mistral-compatible local endpoint", version="1", docs_url="/docs", redoc_url=None,
                   default_response_class=SafeJSONResponse)
     app.state.worker = worker
@@ -179,7 +181,8 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         # names only, never file-system paths: /health stays open even when the server requires a key
         return {"status": "ok", "model": public_name(served.chat_model),
                 "embedding_model": public_name(served.embed_model), "renderer": engine.renderer,
-                "queued": worker.waiting}
+                "queued": worker.waiting, "max_batch": worker.max_batch,
+                "peak_batch": worker.scheduler.peak}
 
     @app.get("/v1/models", responses=_responses(401, 429))
     async def models():

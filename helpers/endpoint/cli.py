@@ -9,6 +9,7 @@ import os
 import sys
 import time
 
+from .batching import MAX_BATCH
 from .local import LocalServer, load_engine
 from .prompts import PromptError
 from .schemas import API_KEY_ENV, DEFAULT_MAX_BODY, DEFAULT_MAX_TOKENS
@@ -55,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="reject request bodies larger than this with 413 (default: 4)")
     parser.add_argument("--default-max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
                         help=f"max_tokens when a request gives none (default: {DEFAULT_MAX_TOKENS})")
+    parser.add_argument("--max-batch", type=int, default=MAX_BATCH,
+                        help=f"concurrent requests decoded together (default: {MAX_BATCH}; 1 = one at a time)")
     parser.add_argument("--log-prompts", action="store_true", help="include prompt text in the request log lines")
     parser.add_argument("--insecure-public", action="store_true",
                         help="allow a non-loopback --host without --api-key (anyone who can reach the port can use "
@@ -82,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     server = LocalServer(args.model, embed_model=args.embedding_model, device=args.device, host=args.host,
                          port=args.port, api_key=api_key, max_rps=args.max_rps, log_prompts=args.log_prompts,
                          engine=engine, max_body=int(args.max_body_mb * 2**20),
-                         default_max_tokens=args.default_max_tokens)
+                         default_max_tokens=args.default_max_tokens, max_batch=args.max_batch)
     try:
         url = server.start()
     except OSError as exc:

@@ -9,6 +9,9 @@
   without touching global RNG state, and text can be streamed as it is produced.
 - `[TOOL_CALLS]` output is parsed into tool calls with 9-character alphanumeric ids, as the API returns.
 
+- `session` is one request's decoder (sampling, grammar, budget, stops, streaming) without the model call:
+  `generate` steps it alone; the worker steps many sessions in one batch (:mod:`helpers.endpoint.batching`).
+
 The engine is not thread-safe: the server drives it from one worker thread.
 """
 
@@ -34,8 +37,10 @@ from .prompts import (
     SamplingParams,
     _strict_json,
     find_mistral_tokenizer,
-    new_tool_call_id,
     normalize_messages,
+    parse_call_payload,
+    parse_tagged_calls,
+    sample_token,
 )
 
 log = logging.getLogger(__name__)
@@ -204,8 +209,33 @@ class ChatEngine:
     @torch.inference_mode()
     def generate(self, prompt: Prompt, params: SamplingParams, *, on_text: Callable[[str], None] | None = None,
                  cancelled: Callable[[], bool] | None = None) -> Completion:
-        """Sample up to `max_tokens` tokens for a rendered prompt, honouring its mode; stream text via `on_text`."""
+        """Sample up to `max_tokens` tokens for a rendered prompt, honouring its mode; stream text via `on_text`.
 
+        This runs the request alone, with its own KV cache; the server's worker batches concurrent requests
+        (:mod:`helpers.endpoint.batching`) through the same `session`, so both choose tokens the same way."""
+        past, reused = self._reuse_prefix(prompt.ids)
+        steps = self.session(prompt, params, reused=reused, on_text=on_text, cancelled=cancelled)
+        try:
+            feed = next(steps)
+            while True:
+                feed = steps.send(self.forward(past, [feed]))
+        except StopIteration as done:
+            gen: Completion = done.value
+        self._keep_prefix(past, list(prompt.ids) + gen.ids)
+        return gen
+
+    def forward(self, past: Any, feeds: list[list[int]], **kw: Any) -> torch.Tensor:
+        """One model call: feed each row its token ids, extend the cache, return last-position logits (rows, vocab)."""
+        x = torch.tensor(feeds, device=self.device)
+        logits = self.model(input_ids=x, **{self._cache_kw: past}, use_cache=True, **kw).logits[:, -1, :].float()
+        return logits.cpu() if logits.device.type != "cpu" else logits
+
+    def session(self, prompt: Prompt, params: SamplingParams, *, reused: int = 0,
+                on_text: Callable[[str], None] | None = None, cancelled: Callable[[], bool] | None = None):
+        """One request's decoding, as a generator: it yields the token ids to feed the model next (first the prompt
+        past the `reused` cached tokens, then one token at a time), is sent back that step's logits (1, vocab), and
+        returns the Completion. It owns everything per request (sampling and seed, grammar state and budget, stops,
+        streaming, cancellation) and nothing of the model or its cache, so a caller may step it alone or in a batch."""
         t0 = time.perf_counter()
         seed = params.seed if params.seed is not None else int.from_bytes(os.urandom(6), "little")
         gen = torch.Generator(device="cpu").manual_seed(int(seed) % 2**63)
@@ -229,8 +259,7 @@ class ChatEngine:
         sent = ""
         stops = [s for s in params.stop if s]
         hold = max((len(s) for s in stops), default=1) - 1
-        past, reused = self._reuse_prefix(prompt.ids)
-        x = torch.tensor([prompt.ids[reused:]], device=self.device)
+        x = list(prompt.ids[reused:])
         budget: dict = {}  # budget-aware decoding's state (see _within_budget)
         call_need: int | None = None  # tools_auto: tokens a whole call needs, so [TOOL_CALLS] comes only if it fits
         for step in range(params.max_tokens):
@@ -238,9 +267,7 @@ class ChatEngine:
             if cancelled is not None and cancelled():
                 finish = "cancelled"
                 break
-            logits = self.model(input_ids=x, **{self._cache_kw: past}, use_cache=True).logits[:, -1, :].float()
-            if logits.device.type != "cpu":
-                logits = logits.cpu()
+            logits = yield x
             if force_first is not None and step == 0:
                 tok = force_first
             else:
@@ -259,7 +286,7 @@ class ChatEngine:
                 if active:
                     tok = self._within_budget(constraint, tok, remaining, budget, step)
             out_ids.append(tok)
-            x = torch.tensor([[tok]], device=self.device)
+            x = [tok]
             if tok == trigger and not active and constraint is not None:
                 active = in_call = True
                 continue
@@ -313,7 +340,6 @@ class ChatEngine:
                 content = content + self.decode(call_ids)
             elif finish == "stop":
                 finish = "tool_calls"
-        self._keep_prefix(past, list(prompt.ids) + out_ids)
         return Completion(ids=out_ids, content=content, tool_calls=tool_calls, finish_reason=finish,
                           prompt_tokens=len(prompt.ids), seconds=time.perf_counter() - t0,
                           cached_tokens=reused)
@@ -396,54 +422,8 @@ class ChatEngine:
             ids = ids[:-1]
         return ids
 
-    @staticmethod
-    def _sample(logits: torch.Tensor, params: SamplingParams, gen: torch.Generator) -> int:
-        # a temperature this close to 0 is greedy; dividing by it (1e-45) would overflow the logits to inf/NaN
-        if params.temperature is None or params.temperature < 1e-4:
-            return int(torch.argmax(logits, dim=-1))
-        probs = torch.softmax(logits / params.temperature, dim=-1)[0]
-        if not bool(torch.isfinite(probs).all()):
-            return int(torch.argmax(logits, dim=-1))
-        if params.top_p is not None and params.top_p < 1.0:
-            sorted_p, order = torch.sort(probs, descending=True)
-            keep = torch.cumsum(sorted_p, 0) - sorted_p < params.top_p
-            keep[0] = True
-            probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
-        return int(torch.multinomial(probs, 1, generator=gen))
-
-    @staticmethod
-    def _parse_tagged_calls(content: str, tools: list[dict], rng: random.Random) -> tuple[list[dict] | None, str]:
-        """`<tool_call>{"name": …, "arguments": {…}}</tool_call>` blocks in free text → tool calls (names checked)."""
-        names = {t["function"]["name"] for t in tools}
-        calls = []
-        for block in re.findall(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", content, flags=re.S):
-            try:
-                item = json.loads(block, strict=False)
-            except ValueError:
-                continue
-            if isinstance(item, dict) and item.get("name") in names:
-                args = item.get("arguments", {})
-                calls.append({"id": new_tool_call_id(rng), "type": "function", "index": len(calls),
-                              "function": {"name": item["name"], "arguments": args if isinstance(args, str)
-                                           else json.dumps(args, ensure_ascii=False)}})
-        if not calls:
-            return None, content
-        return calls, content.split("<tool_call>", 1)[0].strip()
+    _sample = staticmethod(sample_token)
+    _parse_tagged_calls = staticmethod(parse_tagged_calls)  # (tests call it by this name)
 
     def _parse_calls(self, call_ids: list[int], rng: random.Random) -> list[dict] | None:
-        text = self.decode(call_ids).strip()
-        try:  # strict=False: a raw control character inside a string is re-escaped by json.dumps below
-            payload = json.loads(text, strict=False)
-        except ValueError:
-            return None
-        if isinstance(payload, dict):
-            payload = [payload]
-        calls = []
-        for item in payload if isinstance(payload, list) else []:
-            if not isinstance(item, dict) or "name" not in item:
-                return None
-            args = item.get("arguments", {})
-            calls.append({"id": new_tool_call_id(rng), "type": "function", "index": len(calls),
-                          "function": {"name": item["name"],
-                                       "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)}})
-        return calls or None
+        return parse_call_payload(self.decode(call_ids), rng)

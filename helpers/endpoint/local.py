@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from .app import create_app
+from .batching import MAX_BATCH
 from .engine import ChatEngine
 from .schemas import DEFAULT_MAX_BODY, DEFAULT_MAX_TOKENS
 from .worker import Embedder
@@ -47,14 +48,15 @@ class LocalServer:
     def __init__(self, model: str = "standin", *, precision: str = "auto", embed_model: str | None = None,
                  device: str = "auto", host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
                  max_rps: float | None = None, log_prompts: bool = False, engine: ChatEngine | None = None,
-                 max_body: int = DEFAULT_MAX_BODY, default_max_tokens: int = DEFAULT_MAX_TOKENS) -> None:
+                 max_body: int = DEFAULT_MAX_BODY, default_max_tokens: int = DEFAULT_MAX_TOKENS,
+                 max_batch: int = MAX_BATCH) -> None:
         from ..settings import DEFAULT_LOCAL_EMBED_MODEL
 
         self.model, self.precision, self.device = model, precision, device
         self.embed_model = embed_model or DEFAULT_LOCAL_EMBED_MODEL
         self.host, self.port, self.api_key, self.max_rps = host, port, api_key, max_rps
         self.log_prompts, self.max_body, self.default_max_tokens = log_prompts, max_body, default_max_tokens
-        self.engine = engine
+        self.engine, self.max_batch = engine, max_batch
         self.url: str | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -67,7 +69,7 @@ class LocalServer:
             self.engine = load_engine(self.model, self.precision, self.device)
         app = create_app(self.engine, Embedder(self.embed_model, self.device), api_key=self.api_key,
                          max_rps=self.max_rps, max_body=self.max_body, log_prompts=self.log_prompts,
-                         default_max_tokens=self.default_max_tokens)
+                         default_max_tokens=self.default_max_tokens, max_batch=self.max_batch)
         self._app = app
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -140,4 +142,14 @@ def running_engine(url: str):
         for server in _servers.values():
             if server.url == url:
                 return server.engine
+    raise LookupError(f"no in-process course endpoint is serving at {url}")
+
+
+def running_worker(url: str):
+    """The model worker of the in-process server at `url`: its `max_batch` turns batching off (1) or on, e.g. to
+    measure what batching buys; `scheduler.peak` is the most requests it has decoded in one step."""
+    with _servers_lock:
+        for server in _servers.values():
+            if server.url == url and server._server is not None:
+                return server._app.fastapi.state.worker
     raise LookupError(f"no in-process course endpoint is serving at {url}")

@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import re
 import string
 import warnings
 from collections.abc import Callable
@@ -166,3 +167,62 @@ def normalize_messages(messages: list[dict]) -> list[dict]:
     if first is not None and first["role"] != "user":
         raise PromptError(f"the first non-system message must come from the user, not {first['role']!r}")
     return out
+
+
+# ------------------------------------------------------------------ reading tool calls out of the answer
+def parse_tagged_calls(content: str, tools: list[dict], rng: random.Random) -> tuple[list[dict] | None, str]:
+    """`<tool_call>{"name": …, "arguments": {…}}</tool_call>` blocks in free text → tool calls (names checked)."""
+    names = {t["function"]["name"] for t in tools}
+    calls = []
+    for block in re.findall(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", content, flags=re.S):
+        try:
+            item = json.loads(block, strict=False)
+        except ValueError:
+            continue
+        if isinstance(item, dict) and item.get("name") in names:
+            args = item.get("arguments", {})
+            calls.append({"id": new_tool_call_id(rng), "type": "function", "index": len(calls),
+                          "function": {"name": item["name"], "arguments": args if isinstance(args, str)
+                                       else json.dumps(args, ensure_ascii=False)}})
+    if not calls:
+        return None, content
+    return calls, content.split("<tool_call>", 1)[0].strip()
+
+
+def parse_call_payload(text: str, rng: random.Random) -> list[dict] | None:
+    """A `[TOOL_CALLS]` payload (`[{"name": …, "arguments": {…}}]` or one object) → tool calls; None if not one."""
+    text = text.strip()
+    try:  # strict=False: a raw control character inside a string is re-escaped by json.dumps below
+        payload = json.loads(text, strict=False)
+    except ValueError:
+        return None
+    if isinstance(payload, dict):
+        payload = [payload]
+    calls = []
+    for item in payload if isinstance(payload, list) else []:
+        if not isinstance(item, dict) or "name" not in item:
+            return None
+        args = item.get("arguments", {})
+        calls.append({"id": new_tool_call_id(rng), "type": "function", "index": len(calls),
+                      "function": {"name": item["name"],
+                                   "arguments": args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)}})
+    return calls or None
+
+
+# ------------------------------------------------------------------ sampling
+def sample_token(logits: Any, params: SamplingParams, gen: Any) -> int:
+    """One token from logits (1, vocab): greedy at temperature ~0, else softmax with top-p, from the seeded `gen`."""
+    import torch
+
+    # a temperature this close to 0 is greedy; dividing by it (1e-45) would overflow the logits to inf/NaN
+    if params.temperature is None or params.temperature < 1e-4:
+        return int(torch.argmax(logits, dim=-1))
+    probs = torch.softmax(logits / params.temperature, dim=-1)[0]
+    if not bool(torch.isfinite(probs).all()):
+        return int(torch.argmax(logits, dim=-1))
+    if params.top_p is not None and params.top_p < 1.0:
+        sorted_p, order = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_p, 0) - sorted_p < params.top_p
+        keep[0] = True
+        probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
+    return int(torch.multinomial(probs, 1, generator=gen))
