@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..settings import SettingsError
 
     try:
-        engine = load_engine(args.model, args.precision, args.device)
+        engine = load_engine(args.model, args.precision, args.device, args.max_batch)
     except (ModelLoadError, SettingsError, PromptError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

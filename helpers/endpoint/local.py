@@ -21,12 +21,22 @@ from .worker import Embedder
 log = logging.getLogger("helpers.server")
 
 
-def load_engine(model: str, precision: str = "auto", device: str = "auto") -> ChatEngine:
-    """Load a chat model through `helpers.selfhost.load_model` and wrap it for serving; clear error if it fails."""
+# KV cache the endpoint reserves on a GPU (and its twin), per request it may decode at once: a typical course
+# request (prompt + answer) stays under 512 tokens; with at least one 4k-token conversation's worth.
+KV_TOKENS_PER_REQUEST = 512
+MIN_KV_TOKENS = 4096
+
+
+def load_engine(model: str, precision: str = "auto", device: str = "auto", max_batch: int = 1) -> ChatEngine:
+    """Load a chat model through `helpers.selfhost.load_model` and wrap it for serving; clear error if it fails.
+
+    On a GPU the ledger reserves the KV cache of `max_batch` concurrent requests (512 tokens each, 4,096 at least).
+    """
     from ..selfhost import ModelLoadError, load_model
 
+    kv_tokens = max(MIN_KV_TOKENS, int(max_batch) * KV_TOKENS_PER_REQUEST)
     try:
-        loaded = load_model(model, precision, device, owner="the course endpoint")
+        loaded = load_model(model, precision, device, owner="the course endpoint", kv_tokens=kv_tokens)
     except ModelLoadError:
         raise
     except Exception as exc:
@@ -66,7 +76,7 @@ class LocalServer:
         import uvicorn
 
         if self.engine is None:
-            self.engine = load_engine(self.model, self.precision, self.device)
+            self.engine = load_engine(self.model, self.precision, self.device, self.max_batch)
         app = create_app(self.engine, Embedder(self.embed_model, self.device), api_key=self.api_key,
                          max_rps=self.max_rps, max_body=self.max_body, log_prompts=self.log_prompts,
                          default_max_tokens=self.default_max_tokens, max_batch=self.max_batch)
