@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import nbformat
 import pytest
-from conftest import NOTEBOOKS
+from conftest import EXPECTED_FIGURES, NOTEBOOKS
 
 from helpers.gpu import PROFILES
+from helpers.selfhost import bnb_support
 
 pytestmark = pytest.mark.notebook
 T4 = PROFILES["t4"].capacity_bytes
@@ -29,15 +30,29 @@ def test_06_on_t4_twin_fits_fp16_for_short_replies(notebook_runner):
     assert twin["headroom_at_peak_bytes"] > 0 and m["model"] == "SmolLM2-135M-Instruct"
 
 
-def test_07_on_t4_twin_holds_one_precision_at_a_time(notebook_runner):
+def test_07_on_t4_twin_holds_one_precision_at_a_time(notebook_runner, figures_drawn):
+    ok, why = bnb_support("cpu")
+    if not ok:
+        pytest.skip(why)
     m = notebook_runner("07_quantization_int8", DEVICE="twin:t4", PRECISIONS=["nf4"], NEW_TOKENS=8)
+    assert figures_drawn("07_quantization_int8") == EXPECTED_FIGURES["07_quantization_int8"]
     twin = twin_report(m)
     assert twin["loads"] == 2 and len(twin["resident_at_peak"]) == 1 and twin["resident_now"] == []
-    assert set(m["precisions"]) == {"fp32", "nf4"}  # SmolLM2's baseline on the CPU; the twin counted fp16
+    assert set(m["precisions"]) == {"fp32", "nf4"}  # the baseline is always measured: SmolLM2's, on the CPU
+    base, nf4 = m["precisions"]["fp32"], m["precisions"]["nf4"]
+    assert base["top1_agreement"] == 1.0 and 0.5 < nf4["top1_agreement"] <= 1.0
+    assert nf4["footprint_bytes"] < base["footprint_bytes"]
+    for row in (base, nf4):
+        assert abs(row["estimated_bytes"] - row["footprint_bytes"]) / row["footprint_bytes"] < 0.01
+        assert row["tokens_per_s"] > 0 and row["perplexity"] > 1
+    est = m["mistral7b_estimated_gb"]
+    assert 14.4 <= est["fp16"] <= 14.6 and 7.4 <= est["int8"] <= 7.6 and 3.9 <= est["nf4"] <= 4.1
 
 
-def test_08_on_t4_twin_picks_a_precision_that_leaves_room(notebook_runner):
+def test_08_on_t4_twin_picks_a_precision_that_leaves_room(notebook_runner, figures_drawn):
     m = notebook_runner("08_local_rag", DEVICE="twin:t4", K=5, N_QUERIES=20, MAX_NEW_TOKENS=4)
+    assert figures_drawn("08_local_rag") == EXPECTED_FIGURES["08_local_rag"]
+    assert m["k"] == 5 and m["n_queries"] == 20 and m["embed_model"].endswith("all-MiniLM-L6-v2")
     twin = twin_report(m)
     held = " ".join(twin["resident_at_peak"])
     assert f"{MISTRAL} (nf4)" in held and "embedder" in held  # fp16 + the embedder + its KV would not fit
