@@ -377,7 +377,7 @@ def grounded_prompt(question: str, hits: Sequence[Hit]) -> str:
     """A prompt that answers only from the retrieved chunks, cites their ids, and admits when they lack the answer."""
     if not question or not question.strip():
         raise RagError("The question is empty: ask something.")
-    context = "\n\n".join(f"[{h.chunk.id}] {h.chunk.search_text.strip()}" for h in hits)
+    context = "\n\n".join(f"[{h.chunk.id}] {h.chunk.text.strip()}" for h in hits)
     return (
         "Answer the question using only the context below. After each fact, cite the id of the chunk it "
         "comes from in square brackets, e.g. [c012]. If the context does not contain the answer, reply "
