@@ -134,7 +134,8 @@ def constrained_generate(lm: Any, prompt: str, schema: dict[str, Any], max_new_t
 
 
 def worst_case_tokens(schema: dict[str, Any], id_tokens: int = 4) -> int:
-    """A ceiling on the tokens a reply to `citation_schema` can take: every answer character one token, each source
-    `id_tokens` plus its quotes and comma, and the JSON around them (16)."""
+    """A ceiling on the tokens a reply to `citation_schema` can take: 4 per answer character (a byte-level tokenizer
+    may spend one token per UTF-8 byte), each source `id_tokens` plus its quotes and comma, and the JSON around them
+    (16). Constrained decoding stops when the JSON closes, so a generous ceiling costs nothing."""
     props = schema["properties"]
-    return props["answer"]["maxLength"] + props["sources"]["maxItems"] * (id_tokens + 3) + 16
+    return 4 * props["answer"]["maxLength"] + props["sources"]["maxItems"] * (id_tokens + 3) + 16

@@ -215,6 +215,21 @@ class HybridIndex:
 
 
 # ---------------------------------------------------------------- reranking (needs the model from the hub)
+def reranker_available(model_id: str = RERANK_MODEL) -> tuple[bool, str]:
+    """Whether `load_reranker` can work here, decided without touching the network: in Colab (the hub is reachable),
+    or when the model is already in the Hugging Face cache. Offline CI and keyless machines get False and why."""
+    import sys
+
+    if "google.colab" in sys.modules:
+        return True, "in Colab: the Hugging Face hub is reachable"
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
+        return True, f"{model_id} is in the Hugging Face cache"
+    return False, (f"{model_id} is not in the Hugging Face cache and no package on PyPI ships a cross-encoder for "
+                   "offline use; run in Colab (or anywhere the hub is reachable, after one download) to rerank")
+
+
 def load_reranker(model_id: str = RERANK_MODEL, device: str = "cpu") -> Any:
     """A sentence-transformers CrossEncoder; offline (no hub, not cached) it raises RerankUnavailable, saying so."""
     from sentence_transformers import CrossEncoder

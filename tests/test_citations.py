@@ -64,7 +64,7 @@ def test_prompt_lists_the_chunks_with_their_ids():
 
 def test_worst_case_tokens_bounds_the_schema():
     schema = citations.citation_schema(["c001", "c002"], answer_chars=30)
-    assert citations.worst_case_tokens(schema) == 30 + 2 * 7 + 16
+    assert citations.worst_case_tokens(schema) == 4 * 30 + 2 * 7 + 16
 
 
 def test_constrained_generate_cites_only_retrieved_chunks_even_from_random_weights():

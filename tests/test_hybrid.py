@@ -179,3 +179,14 @@ def test_loading_the_cross_encoder_offline_says_why(monkeypatch):
     monkeypatch.setattr(sentence_transformers, "CrossEncoder", refuse)
     with pytest.raises(hybrid.RerankUnavailable, match="no package ships one"):
         hybrid.load_reranker()
+
+
+def test_reranker_availability_is_decided_without_the_network(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+    import huggingface_hub
+
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: None)
+    ok, why = hybrid.reranker_available("cross-encoder/some-model")
+    assert not ok and "not in the Hugging Face cache" in why
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: str(tmp_path / name))
+    assert hybrid.reranker_available("cross-encoder/some-model")[0]

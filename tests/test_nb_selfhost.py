@@ -39,7 +39,8 @@ def test_07_only_nf4(notebook_runner, figures_drawn):
 
 
 def test_08_with_k5(notebook_runner, figures_drawn):
-    m = notebook_runner("08_local_rag", LOCAL_MODEL="standin", DEVICE="cpu", K=5, N_QUERIES=20, MAX_NEW_TOKENS=4)
+    m = notebook_runner("08_local_rag", LOCAL_MODEL="standin", DEVICE="cpu", K=5, N_QUERIES=20, MAX_NEW_TOKENS=4,
+                        RETRIEVAL="bm25", ANSWER_CHARS=12)
     assert figures_drawn("08_local_rag") == EXPECTED_FIGURES["08_local_rag"]
     assert m["k"] == 5 and m["n_queries"] == 20
     assert m["embed_model"].endswith("all-MiniLM-L6-v2")
@@ -48,3 +49,8 @@ def test_08_with_k5(notebook_runner, figures_drawn):
     for stage in ("embed_ms", "search_ms", "generate_ms"):
         assert 0 <= m[f"{stage}_p50"] <= m[f"{stage}_p95"]
     assert "api" not in m  # no key in tests: the side-by-side is skipped
+    assert m["retrieval"] == "bm25" and m["hit_rate_at_1"] == m["retrievers"]["bm25"]["hit_rate_at_1"]
+    assert set(m["retrievers"]) == {"dense", "bm25", "hybrid"}
+    # xgrammar on generate: even random weights cite only retrieved chunks
+    assert m["answers_citing_retrieved_chunk"] == 1.0 and m["answers_checked"] == 20 and m["answer_chars"] == 12
+    assert m["verdicts"]["total"] == 2 * 20 + 2 and 0 <= m["prompt_only"]["answers_citing_retrieved_chunk"] <= 1
