@@ -15,7 +15,7 @@ from typing import Any
 
 from .rag import EvalItem, Hit, RagError, cited_ids, is_relevant
 
-ANSWER_CHARS = 200  # about two sentences: room for the fact and its context, not for an essay
+ANSWER_CHARS = 120  # one sentence of about 20 words: room for the fact and its context, not for an essay
 
 
 def citation_schema(ids: Sequence[str], answer_chars: int = ANSWER_CHARS) -> dict[str, Any]:
