@@ -56,15 +56,20 @@ class TimedAnswer:
         return self.embed_ms + self.search_ms + self.generate_ms
 
 
-def answer(index: VectorIndex, question: str, k: int, generate: Callable[[str], str]) -> TimedAnswer:
-    """Retrieve the top-k chunks and answer from them with `generate(prompt) -> text`, timing each stage."""
+def answer(index: VectorIndex | Any, question: str, k: int, generate: Callable[[str], str],
+           prompt_for: Callable[[str, Sequence[Hit]], str] = grounded_prompt) -> TimedAnswer:
+    """Retrieve the top-k chunks and answer from them with `generate(prompt) -> text`, timing each stage.
+
+    `index`: a `rag.VectorIndex` or a `hybrid.HybridIndex` built on a TimedEmbedder (hybrid search time, BM25 and
+    fusion included, counts as search). `prompt_for(question, hits)` writes the prompt: `rag.grounded_prompt` (cite
+    `[c012]` in text) by default, or `citations.cited_prompt` for a JSON answer."""
     if not isinstance(index.embedder, TimedEmbedder):
         raise TypeError("Build the index with TimedEmbedder(embedder) so query embedding can be timed separately.")
     started = time.perf_counter()
     hits = index.search(question, k)
     total_search_ms = (time.perf_counter() - started) * 1000
     embed_ms = index.embedder.last_ms
-    prompt = grounded_prompt(question, hits)
+    prompt = prompt_for(question, hits)
     started = time.perf_counter()
     text = generate(prompt)
     generate_ms = (time.perf_counter() - started) * 1000

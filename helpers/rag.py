@@ -12,11 +12,8 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
-from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -33,9 +30,13 @@ from .embeddings import (  # noqa: F401  (rag.ApiEmbedder etc.: notebooks 04 and
     count_tokens,
     plan_batches,
 )
+from .indexfile import read_npz, remove_orphan_temps, write_npz  # noqa: F401  (rag._remove_orphan_temps: older name)
 from .settings import data_path
 
+_remove_orphan_temps = remove_orphan_temps
+
 INDEX_FORMAT = 1
+READABLE_FORMATS = (1, 2)
 METRICS = ("l2", "cosine")
 DEFAULT_DOCUMENT = "handbook.md"
 DEFAULT_EVAL_SET = "handbook_eval.json"
@@ -58,6 +59,12 @@ class Chunk:
     text: str
     start: int
     end: int
+    title: str = ""  # the headings above it ("8. Disputes > 8.1 When to dispute"), from chunk_sections
+
+    @property
+    def search_text(self) -> str:
+        """What gets embedded and keyword-indexed: the heading path, then the text (just the text if untitled)."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
 
 
 def _check_document(text: str) -> None:
@@ -142,40 +149,36 @@ def chunk_sentences(text: str, max_chars: int = 512, overlap: int = 1) -> list[C
     return chunks
 
 
-# ---------------------------------------------------------------- the index
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True
+_HEADING = re.compile(r"^(#{1,6})[ \t]+(.+?)[ \t#]*$", re.M)
 
 
-def _remove_orphan_temps(path: Path, min_age_s: float = 600.0) -> list[Path]:
-    """Delete temp files an earlier save of `path` left behind when it was killed before its rename.
+def chunk_sections(text: str, max_chars: int = 512, overlap: int = 1, title_levels: int = 3) -> list[Chunk]:
+    """`chunk_sentences` inside each Markdown section: no chunk crosses a heading, and each carries its heading path.
 
-    A temp file is named ``<name>.<pid>.<random>.tmp``: it is an orphan when that process is gone, or (no pid,
-    e.g. from an older version) when it is older than `min_age_s`. A save running right now is left alone.
+    The path (headings of level 2 to `title_levels`; the document's title, level 1, is on every page and says
+    nothing) goes into `Chunk.title`, which search sees and offsets do not: relevance stays checkable by offsets.
+    A document without headings gives the same chunks as `chunk_sentences`.
     """
-    removed = []
-    for tmp in path.parent.glob(glob_escape(path.name) + ".*.tmp"):
-        parts = tmp.name[len(path.name) + 1:].split(".")
-        pid = int(parts[0]) if len(parts) >= 3 and parts[0].isdigit() else None
-        if pid is not None:
-            orphan = pid != os.getpid() and not _pid_alive(pid)
-        else:
-            try:
-                orphan = time.time() - tmp.stat().st_mtime > min_age_s
-            except OSError:
-                continue
-        if orphan:
-            tmp.unlink(missing_ok=True)
-            removed.append(tmp)
-    return removed
+    _check_document(text)
+    heads = [(m.start(), m.end(), len(m.group(1)), m.group(2).strip()) for m in _HEADING.finditer(text)]
+    starts = [0] + [end + 1 for _, end, _, _ in heads]
+    stops = [start for start, _, _, _ in heads] + [len(text)]
+    path: dict[int, str] = {}
+    chunks: list[Chunk] = []
+    for i, (a, b) in enumerate(zip(starts, stops, strict=True)):
+        if i > 0:
+            _, _, level, heading = heads[i - 1]
+            path = {lv: h for lv, h in path.items() if lv < level} | {level: heading}
+        body = text[a:b]
+        if not body.strip():
+            continue
+        title = " > ".join(path[lv] for lv in sorted(path) if 1 < lv <= title_levels)
+        for c in chunk_sentences(body, max_chars=max_chars, overlap=overlap):
+            chunks.append(Chunk(f"c{len(chunks):03d}", c.text, a + c.start, a + c.end, title))
+    return chunks
 
 
+# ---------------------------------------------------------------- the index
 @dataclass(frozen=True)
 class Hit:
     """One search result: the chunk, its rank (1 = best) and score (L2 distance, or cosine similarity)."""
@@ -204,7 +207,7 @@ class VectorIndex:
             raise RagError(f"metric={metric!r}: use one of {METRICS}.")
         if not chunks:
             raise RagError("No chunks to index: the document was empty or chunking produced nothing.")
-        vectors = embedder.embed([c.text for c in chunks])
+        vectors = embedder.embed([c.search_text for c in chunks])
         index = faiss.IndexFlatL2(vectors.shape[1]) if metric == "l2" else faiss.IndexFlatIP(vectors.shape[1])
         index.add(cls._prepare(vectors, metric))
         return cls(embedder, list(chunks), index, metric)
@@ -256,25 +259,9 @@ class VectorIndex:
         """Write index + chunks + model id + dimension to one file, atomically (temp file, then rename)."""
         import faiss
 
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"format": INDEX_FORMAT, "model_id": self.model_id, "dim": self.dim, "metric": self.metric,
                 "count": len(self), "chunks": [asdict(c) for c in self.chunks]}
-        raw = faiss.serialize_index(self.index)
-        _remove_orphan_temps(path)
-        fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.savez(fh, index=np.asarray(raw, dtype=np.uint8),
-                         meta=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8))
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
-        return path
+        return write_npz(path, meta, {"index": np.asarray(faiss.serialize_index(self.index), dtype=np.uint8)})
 
     @classmethod
     def load(cls, path: str | os.PathLike, embedder: Embedder) -> VectorIndex:
@@ -293,15 +280,15 @@ class VectorIndex:
             )
 
         try:
-            with np.load(path, allow_pickle=False) as data:
-                meta = json.loads(bytes(data["meta"]).decode())
-                raw = np.array(data["index"], dtype=np.uint8)
+            meta, arrays = read_npz(path)
+            raw = np.asarray(arrays["index"], dtype=np.uint8)
         except Exception as exc:  # not a zip, a zip without our arrays, truncated, bad JSON…
             raise unreadable(f"{type(exc).__name__}: {exc}") from None
         if not isinstance(meta, dict) or not {"format", "model_id", "dim", "metric", "chunks"} <= meta.keys():
             raise unreadable("its metadata lacks the format, model id, dimension, metric or chunks")
-        if meta.get("format") != INDEX_FORMAT:
-            raise RagError(f"{path} has index format {meta.get('format')}, this course reads {INDEX_FORMAT}: rebuild it.")
+        if meta.get("format") not in READABLE_FORMATS:  # 2 = a hybrid index (helpers.hybrid): its dense part is read
+            raise RagError(f"{path} has index format {meta.get('format')}, this course reads {READABLE_FORMATS}: "
+                           "rebuild it (the file is left as it is).")
         if meta["model_id"] != embedder.model_id:
             raise IndexMismatchError(
                 f"The index at {path} was built with {meta['model_id']!r} ({meta['dim']} dims) but you passed an "
@@ -334,6 +321,8 @@ class EvalItem:
     answer: str
     start: int
     end: int
+    key: tuple[str, ...] = ()  # the fact a right answer states ("120 days"); any one of these phrasings will do
+    reject: tuple[str, ...] = ()  # phrases that make an answer wrong even when it states the key ("not free")
 
 
 def is_relevant(chunk: Chunk, item: EvalItem, min_fraction: float = 0.5) -> bool:
@@ -418,6 +407,8 @@ def load_eval_set(name: str = DEFAULT_EVAL_SET, document: str | None = None) -> 
         if start < 0 or text.find(q["answer"], start + 1) >= 0:
             where = "not found" if start < 0 else "found more than once"
             raise RagError(f"Eval item {q['id']}: its answer passage is {where} in the document; fix {name}.")
-        items.append(EvalItem(q["id"], q["question"], q["answer"], start, start + len(q["answer"])))
+        key = q.get("key", ())
+        items.append(EvalItem(q["id"], q["question"], q["answer"], start, start + len(q["answer"]),
+                              tuple([key] if isinstance(key, str) else key), tuple(q.get("reject", ()))))
     return items
 

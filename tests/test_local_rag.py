@@ -113,3 +113,16 @@ def test_api_generate_returns_text_for_chunked_content():
     # the answer's text chunks joined, the reasoning left out (was: the list itself returned as the "text")
     assert local_rag.api_generate(client, "mistral-small-latest", 16)("Q?") == "an answer"
     assert calls[0]["max_tokens"] == 16 and calls[0]["temperature"] == 0
+
+
+def test_answer_on_a_hybrid_index_with_the_json_prompt():
+    from helpers import citations, hybrid
+
+    text = "apples and apricots. " * 10 + "zebras zigzag with zeal. " * 10
+    index = hybrid.HybridIndex.build(rag.chunk_fixed(text, size=60), local_rag.TimedEmbedder(_BagOfLetters()))
+    prompts = []
+    a = local_rag.answer(index, "zebras zigzag", 2, lambda p: prompts.append(p) or '{"answer": "z", "sources": []}',
+                         prompt_for=citations.cited_prompt)
+    assert len(a.hits) == 2 and "zebras" in a.hits[0].chunk.text
+    assert '"sources"' in prompts[0] and f"[{a.hits[0].chunk.id}]" in prompts[0]
+    assert a.embed_ms >= 9 and a.search_ms >= 0  # BM25 and the fusion count as search, the embedding does not

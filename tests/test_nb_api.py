@@ -78,3 +78,14 @@ def test_05_with_fixed_chunks_of_another_size(notebook_runner, figures_drawn, tm
     assert m["hit_rate_at_5"] >= 0.6, "all-MiniLM-L6-v2 retrieval should be far better than chance"
     assert m["hit_rate_at_1"] <= m["mrr"] <= 1
     assert "all-MiniLM-L6-v2" in m["embedder"]
+    assert set(m["retrievers"]) == {"dense", "bm25", "hybrid"} and m["retrieval"] == "hybrid" and m["rrf_k"] == 60
+    for r in m["retrievers"].values():
+        assert 0 <= r["hit_rate_at_1"] <= r["hit_rate_at_3"] <= r["hit_rate_at_5"] <= 1 and r["hit_rate_at_1"] <= r["mrr"]
+    assert m["hit_rate_at_1"] == m["retrievers"]["hybrid"]["hit_rate_at_1"]  # the recorded pipeline is the hybrid one
+    assert m["rerank"].startswith("skipped")  # offline: no cross-encoder can load
+    # constrained decoding on the local endpoint: every JSON answer cites a chunk it was given
+    assert m["answers_citing_retrieved_chunk"] == 1.0 and m["answers_checked"] == 10
+    assert 0 <= m["answers_citing_answer_chunk"] <= 1 and 0 <= m["answers_right"] <= 1
+    assert set(m["prompt_only"]) == {"answers_checked", "answers_citing_retrieved_chunk", "answers_citing_answer_chunk",
+                                     "answers_right"}
+    assert m["verdicts"]["total"] == 2 * 10 + 3 and m["cited_completion_tokens_max"] <= m["cited_max_tokens"]

@@ -18,4 +18,5 @@ def test_06_fp16_on_cpu(notebook_runner, figures_drawn):
     assert "CPU" in m["measured_on"] and "stand-in" in m["measured_on"]
 
 
-# 07 (nf4 only) and 08 (K=5) run under the T4 twin instead: tests/test_nb_twin.py asserts what these did, and more
+# 07 (nf4 only) and 08 (K=5, BM25, short JSON answers) run under the T4 twin instead: tests/test_nb_twin.py asserts
+# what the CPU variants did, and the GPU ledger besides

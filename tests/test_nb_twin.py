@@ -50,9 +50,20 @@ def test_07_on_t4_twin_holds_one_precision_at_a_time(notebook_runner, figures_dr
 
 
 def test_08_on_t4_twin_picks_a_precision_that_leaves_room(notebook_runner, figures_drawn):
-    m = notebook_runner("08_local_rag", DEVICE="twin:t4", K=5, N_QUERIES=20, MAX_NEW_TOKENS=4)
+    m = notebook_runner("08_local_rag", DEVICE="twin:t4", K=5, N_QUERIES=20, MAX_NEW_TOKENS=4, RETRIEVAL="bm25",
+                        ANSWER_CHARS=12)
     assert figures_drawn("08_local_rag") == EXPECTED_FIGURES["08_local_rag"]
     assert m["k"] == 5 and m["n_queries"] == 20 and m["embed_model"].endswith("all-MiniLM-L6-v2")
+    assert 0 <= m["hit_rate_at_1"] <= m["hit_rate_at_3"] <= m["hit_rate_at_5"] <= 1
+    assert 0 < m["mrr"] <= 1 and m["hit_rate_at_5"] >= 0.5  # a real embedder on the course's handbook
+    for stage in ("embed_ms", "search_ms", "generate_ms"):
+        assert 0 <= m[f"{stage}_p50"] <= m[f"{stage}_p95"]
+    assert "api" not in m  # no key in tests: the side-by-side is skipped
+    assert m["retrieval"] == "bm25" and m["hit_rate_at_1"] == m["retrievers"]["bm25"]["hit_rate_at_1"]
+    assert set(m["retrievers"]) == {"dense", "bm25", "hybrid"}
+    # xgrammar on generate: the grammar lets the model cite nothing but the retrieved chunks
+    assert m["answers_citing_retrieved_chunk"] == 1.0 and m["answers_checked"] == 20 and m["answer_chars"] == 12
+    assert m["verdicts"]["total"] == 2 * 20 + 2 and 0 <= m["prompt_only"]["answers_citing_retrieved_chunk"] <= 1
     twin = twin_report(m)
     held = " ".join(twin["resident_at_peak"])
     assert f"{MISTRAL} (nf4)" in held and "embedder" in held  # fp16 + the embedder + its KV would not fit

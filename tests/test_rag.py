@@ -305,6 +305,15 @@ def test_shipped_document_and_eval_set():
     assert len(doc.split()) > 3000
     assert len(items) >= 20 and len({i.id for i in items}) == len(items)
     assert all(doc[i.start:i.end] == i.answer for i in items)
+    # every question has a key fact, and its own answer passage states it (so a right answer can be recognised)
+    from helpers.verdicts import judge
+
+    assert all(i.key for i in items)
+    assert [i.id for i in items if not judge(i.answer, list(i.key), reject=i.reject).ok] == []
+    assert not judge("Yes, they count.", list(items[1].key), reject=items[1].reject).ok  # q02's answer is no
+    sections = rag.chunk_sections(doc)
+    assert all(doc[c.start:c.end] == c.text for c in sections)
+    assert [c.id for c in sections if not c.title] == ["c000"]  # only the intro under the document title
 
 
 # ---------------------------------------------------------------- stable cache keys, bad files, bad eval input

@@ -1,0 +1,101 @@
+"""helpers.citations: the schema admits only retrieved ids, replies parse or say they don't, the three shares count
+what they say, and constrained decoding (the local endpoint, and xgrammar on generate) makes even a random-weight
+model cite only retrieved chunks."""
+
+from __future__ import annotations
+
+import json
+
+import jsonschema
+import pytest
+
+from helpers import citations, rag
+from helpers.rag import Chunk, EvalItem, Hit
+
+DOC = "Cards cost nothing. A replacement card costs 5 euros. Express cards cost 20 euros. Disputes take 120 days."
+CHUNKS = rag.chunk_sentences(DOC, max_chars=40, overlap=0)
+HITS = [Hit(i + 1, 1.0, c) for i, c in enumerate(CHUNKS[:3])]
+ITEM = EvalItem("q", "What does an express card cost?", "Express cards cost 20 euros.",
+                DOC.index("Express"), DOC.index("Express") + 28, key=("20 euros",))
+
+
+def test_schema_admits_only_retrieved_ids_and_at_least_one():
+    ids = [h.chunk.id for h in HITS]
+    schema = citations.citation_schema(ids, answer_chars=50)
+    jsonschema.validate({"answer": "20 euros", "sources": [ids[0]]}, schema)
+    for bad in ({"answer": "x", "sources": ["c999"]}, {"answer": "x", "sources": []}, {"answer": "x" * 51,
+                "sources": [ids[0]]}, {"answer": "x", "sources": [ids[0]], "extra": 1}, {"sources": [ids[0]]}):
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(bad, schema)
+    fmt = citations.citation_format(ids + ids[:1])
+    assert fmt["type"] == "json_schema" and fmt["json_schema"]["strict"] is True
+    assert fmt["json_schema"]["schema"]["properties"]["sources"]["items"]["enum"] == ids  # duplicates dropped
+    with pytest.raises(rag.RagError):
+        citations.citation_schema([])
+
+
+def test_parse_cited_accepts_the_shape_and_refuses_the_rest():
+    assert citations.parse_cited('{"answer": "20 euros", "sources": ["c002"]}') == ("20 euros", ["c002"], True)
+    for bad in ("20 euros [c002]", '{"answer": 3, "sources": []}', '["c002"]', None, '{"answer": "x"}'):
+        assert citations.parse_cited(bad) == ("", [], False)
+
+
+def test_shares_count_retrieved_answer_chunk_and_right():
+    answer_chunk = next(h.chunk.id for h in HITS if rag.is_relevant(h.chunk, ITEM))
+    other = next(h.chunk.id for h in HITS if h.chunk.id != answer_chunk)
+    rows = [citations.check(ITEM, HITS, "json_schema", "20 euros", [answer_chunk], "right"),
+            citations.check(ITEM, HITS, "json_schema", "5 euros", [other], "wrong"),
+            citations.check(ITEM, HITS, "prompt-only", "20 euros", ["c999"], "right"),
+            citations.check(ITEM, HITS, "prompt-only", "I don't know", [], "wrong")]
+    assert rows[0].answer_chunks == [answer_chunk]
+    assert citations.shares(rows) == {"answers_checked": 4, "answers_citing_retrieved_chunk": 0.5,
+                                      "answers_citing_answer_chunk": 0.25, "answers_right": 0.5}
+    assert citations.prompt_only_citations("It costs 20 euros [c002], see [c001].") == ["c002", "c001"]
+    with pytest.raises(rag.RagError):
+        citations.shares([])
+
+
+def test_prompt_lists_the_chunks_with_their_ids():
+    prompt = citations.cited_prompt("What does an express card cost?", HITS)
+    assert all(f"[{h.chunk.id}] {h.chunk.text}" in prompt for h in HITS) and '"sources"' in prompt
+    with pytest.raises(rag.RagError):
+        citations.cited_prompt("  ", HITS)
+
+
+def test_worst_case_tokens_bounds_the_schema():
+    schema = citations.citation_schema(["c001", "c002"], answer_chars=30)
+    assert citations.worst_case_tokens(schema) == 4 * 30 + 2 * 7 + 16
+
+
+def test_constrained_generate_cites_only_retrieved_chunks_even_from_random_weights():
+    from helpers import selfhost
+
+    lm = selfhost.load_model("standin", "fp32", "cpu")
+    ids = ["c004", "c017", "c023"]
+    schema = citations.citation_schema(ids, answer_chars=12)
+    hits = [Hit(i + 1, 1.0, Chunk(cid, f"text {cid}", 0, 1)) for i, cid in enumerate(ids)]
+    for question in ("What does it cost?", "How long?"):
+        text, tokens = citations.constrained_generate(lm, citations.cited_prompt(question, hits), schema,
+                                                      citations.worst_case_tokens(schema))
+        answer, sources, parsed = citations.parse_cited(text)
+        assert parsed, text
+        assert sources and set(sources) <= set(ids) and len(answer) <= 12
+        assert tokens <= citations.worst_case_tokens(schema)
+
+
+def test_the_local_endpoint_enforces_the_citation_schema():
+    from mistralai.client import Mistral
+
+    from helpers import endpoint as srv
+    from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
+
+    url = srv.ensure_server(model="standin", embed_model=DEFAULT_LOCAL_EMBED_MODEL, device="cpu")
+    client = Mistral(api_key="any", server_url=url)
+    ids = [h.chunk.id for h in HITS]
+    for seed in range(3):
+        reply = client.chat.complete(model="mistral-small-latest", max_tokens=48, random_seed=seed,
+                                     messages=[{"role": "user", "content": citations.cited_prompt(ITEM.question, HITS)}],
+                                     response_format=citations.citation_format(ids))
+        data = json.loads(reply.choices[0].message.content)
+        jsonschema.validate(data, citations.citation_schema(ids))
+        assert set(data["sources"]) <= set(ids)
