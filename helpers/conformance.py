@@ -57,9 +57,17 @@ class CheckResult:
     """One check's outcome: its name, passed or not, what was seen, and how long it took."""
 
     check: str
-    passed: bool
+    passed: bool  # the API contract held (well-formed: the shape the request asked for)
     detail: str
     seconds: float
+    right: bool | None = None  # for calls and JSON: did the content say what the request asked (None: not judged)
+
+    @property
+    def verdict(self) -> str:
+        """'right', 'well-formed only' (the shape held, the content is wrong) or '' (content not judged)."""
+        if self.right is None:
+            return ""
+        return "right" if self.right else "well-formed only"
 
 
 @dataclass
@@ -100,6 +108,14 @@ def _valid_call(call: Any) -> str:
         raise CheckFailed(f"{name} arguments {_args_json(call)[:80]!r} fail the tool's schema: "
                           f"{exc.errors()[0]['msg']}") from None
     return f"{name}({_args_json(call)})"
+
+
+def _asked_id(call: Any) -> bool:
+    """Content, not shape: the call carries the transaction id the question named (T1001)."""
+    try:
+        return json.loads(_args_json(call)).get("transaction_id") == "T1001"
+    except (ValueError, AttributeError):
+        return False
 
 
 # ---------------------------------------------------------------- the checks
@@ -160,7 +176,7 @@ def check_tool_any(t: Target) -> str:
     calls = _calls(r.choices[0].message)
     _require(bool(calls), f"tool_choice='any' but no tool call; content {r.choices[0].message.content!r:.80}")
     _require(r.choices[0].finish_reason == "tool_calls", f"finish_reason {r.choices[0].finish_reason!r}")
-    return _valid_call(calls[0])
+    return _valid_call(calls[0]), _asked_id(calls[0])
 
 
 def check_tool_none(t: Target) -> str:
@@ -178,7 +194,7 @@ def check_tool_named(t: Target) -> str:
     _require(bool(calls), "a named tool_choice but no tool call")
     _require(calls[0].function.name == "retrieve_payment_date",
              f"asked for retrieve_payment_date, got {calls[0].function.name!r}")
-    return _valid_call(calls[0])
+    return _valid_call(calls[0]), _asked_id(calls[0])
 
 
 def check_tool_round_trip(t: Target) -> str:
@@ -203,7 +219,7 @@ def check_json_object(t: Target) -> str:
     except (TypeError, ValueError):
         raise CheckFailed(f"not JSON: {str(m.content)[:80]!r}") from None
     _require(isinstance(value, dict), f"JSON, but not an object: {m.content[:80]!r}")
-    return m.content[:60]
+    return m.content[:60], "T1001" in json.dumps(value)  # the object should be about the payment asked for
 
 
 def check_json_schema(t: Target) -> str:
@@ -212,10 +228,10 @@ def check_json_schema(t: Target) -> str:
     m = t.client.chat.complete(model=t.model, max_tokens=t.max_tokens, temperature=0.0, response_format=fmt,
                                messages=[{"role": "user", "content": "T1001 is paid. Give it as JSON."}]).choices[0].message
     try:
-        Payment.model_validate_json(m.content or "")
+        value = Payment.model_validate_json(m.content or "")
     except ValidationError as exc:
         raise CheckFailed(f"{str(m.content)[:80]!r} fails the schema: {exc.errors()[0]['msg']}") from None
-    return m.content[:60]
+    return m.content[:60], _says_t1001_paid(value)
 
 
 def check_parse(t: Target) -> str:
@@ -223,7 +239,14 @@ def check_parse(t: Target) -> str:
                             messages=[{"role": "user", "content": "T1001 is paid. Give it as JSON."}])
     parsed = r.choices[0].message.parsed
     _require(isinstance(parsed, Payment), f"message.parsed is {type(parsed).__name__}, not Payment")
-    return repr(parsed)
+    return repr(parsed), _says_t1001_paid(parsed)
+
+
+def _says_t1001_paid(value: Any) -> bool:
+    """Content, not shape: the prompt said 'T1001 is paid'; does the object say so?"""
+    fields = value.model_dump() if hasattr(value, "model_dump") else dict(value)
+    text = {str(v).lower() for v in fields.values()}
+    return "t1001" in text and "paid" in text
 
 
 def check_embeddings(t: Target) -> str:
@@ -264,7 +287,7 @@ def check_empty_messages(t: Target) -> str:
     return _expect_4xx(lambda: t.client.chat.complete(model=t.model, messages=[], max_tokens=2), "messages=[]")
 
 
-CHECKS: dict[str, Callable[[Target], str]] = {
+CHECKS: dict[str, Callable[[Target], Any]] = {  # each returns what it saw, or (what it saw, content right)
     "chat": check_chat,
     "max_tokens honoured": check_max_tokens,
     "random_seed reproducible": check_seed,
@@ -303,13 +326,17 @@ def run_checks(url: str | None = None, *, model: str, embed_model: str, client: 
         if only and name not in only:
             continue
         started = time.perf_counter()
+        right = None
         try:
             detail, passed = check(target), True
+            if isinstance(detail, tuple):  # (what was seen, was its content right)
+                detail, right = detail
+                detail = detail if right else f"well-formed only: {detail}"
         except CheckFailed as exc:
             detail, passed = str(exc), False
         except Exception as exc:  # the SDK refused the answer, or the server errored: a failure, with the reason
             detail, passed = f"{type(exc).__name__}: {str(exc).strip()[:160]}", False
-        results.append(CheckResult(name, passed, detail, round(time.perf_counter() - started, 3)))
+        results.append(CheckResult(name, passed, detail, round(time.perf_counter() - started, 3), right))
     return results
 
 
@@ -317,8 +344,8 @@ def table(results: list[CheckResult]):
     """The results as a DataFrame: one row per check, ✓/✗, what was seen, seconds."""
     import pandas as pd
 
-    return pd.DataFrame([{"check": r.check, "result": "✓ pass" if r.passed else "✗ FAIL", "detail": r.detail,
-                          "s": r.seconds} for r in results]).set_index("check")
+    return pd.DataFrame([{"check": r.check, "result": "✓ pass" if r.passed else "✗ FAIL", "content": r.verdict,
+                          "detail": r.detail, "s": r.seconds} for r in results]).set_index("check")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -338,7 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     for r in results:
         print(f"{'PASS' if r.passed else 'FAIL'}  {r.check:<{width}}  {r.seconds:6.2f} s  {r.detail}")
     passed = sum(r.passed for r in results)
-    print(f"{passed}/{len(results)} checks passed against {args.url}")
+    judged = [r for r in results if r.right is not None]
+    print(f"{passed}/{len(results)} checks passed against {args.url}; content right in "
+          f"{sum(bool(r.right) for r in judged)}/{len(judged)} of the calls and JSON replies (the rest well-formed only)")
     return 0 if passed == len(results) else 1
 
 

@@ -117,3 +117,54 @@ def test_table_marks_pass_and_fail():
     rows = conformance.table([conformance.CheckResult("a", True, "ok", 0.1),
                               conformance.CheckResult("b", False, "bad", 0.2)])
     assert list(rows["result"]) == ["✓ pass", "✗ FAIL"] and list(rows.index) == ["a", "b"]
+
+
+def junk_app() -> FastAPI:
+    """A server that honours every shape — tool calls when forced, JSON when asked, the schema's fields — but fills
+    them with junk: the contract checks pass; the content verdicts must not."""
+    app = FastAPI()
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        message = {"role": "assistant", "content": '{"transaction_id": ",", "status": "Failed"}'}
+        finish = "stop"
+        choice = body.get("tool_choice")
+        if body.get("tools") and choice not in (None, "auto", "none"):
+            name = choice["function"]["name"] if isinstance(choice, dict) else "retrieve_payment_status"
+            message = {"role": "assistant", "content": "", "tool_calls": [
+                {"id": "abcdefghi", "type": "function",
+                 "function": {"name": name, "arguments": '{"transaction_id": ","}'}}]}
+            finish = "tool_calls"
+        return {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "?"),
+                "choices": [{"index": 0, "finish_reason": finish, "message": message}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}
+
+    return app
+
+
+def test_well_formed_junk_passes_the_contract_but_not_the_content():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(junk_app(), log_level="warning", lifespan="off"))
+    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the junk server did not start"
+        time.sleep(0.02)
+    try:
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
+        shaped = ["tool_choice any", "tool_choice named", "json_object", "json_schema", "chat.parse"]
+        results = by_name(conformance.run_checks(url, model="m", embed_model="e", only=shaped))
+        assert all(results[n].passed for n in shaped), {n: results[n].detail for n in shaped}  # well-formed
+        assert all(results[n].right is False and results[n].verdict == "well-formed only" for n in shaped)
+        assert results["tool_choice any"].detail.startswith("well-formed only")
+    finally:
+        server.should_exit = True
+
+
+def test_the_course_endpoint_reports_content_beside_the_contract(course_url):
+    results = by_name(conformance.run_checks(course_url, model="mistral-small-latest", embed_model="mistral-embed",
+                                             only=["tool_choice any", "json_schema", "chat"]))
+    assert results["chat"].right is None and results["chat"].verdict == ""  # free text: not judged
+    assert results["tool_choice any"].right in (True, False) and results["json_schema"].right in (True, False)
