@@ -219,7 +219,10 @@ def check_json_object(t: Target) -> str:
     except (TypeError, ValueError):
         raise CheckFailed(f"not JSON: {str(m.content)[:80]!r}") from None
     _require(isinstance(value, dict), f"JSON, but not an object: {m.content[:80]!r}")
-    return m.content[:60], "T1001" in json.dumps(value)  # the object should be about the payment asked for
+    # about the payment asked for: T1001 under an id key (its status is not in the prompt, so it is not judged)
+    names_it = any(str(v) == "T1001" and ("id" in str(k).lower() or "transaction" in str(k).lower())
+                   for k, v in value.items())
+    return m.content[:60], names_it
 
 
 def check_json_schema(t: Target) -> str:

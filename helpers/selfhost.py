@@ -117,6 +117,9 @@ def announce(cfg) -> dict[str, object]:
     from .settings import model_label, model_note
 
     hw = dict(gpu_facts())
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # "Loading weights" bars freeze at 0% in a saved notebook: noise, not a lesson
     print(f"device: {cfg.device} ({hw['name']}) · model: {model_label(cfg.local_model)} "
           f"(LOCAL_MODEL from {cfg.sources.get('LOCAL_MODEL', 'a parameter')})")
     profile = gpu.twin_profile(cfg.device)

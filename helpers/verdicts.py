@@ -66,7 +66,8 @@ def _phrases(expect: Any) -> list[str] | None:
 
 def _contains(text: str, phrase: str) -> bool:
     """Case-insensitive match of a phrase on word boundaries ('Paris' matches 'paris.' but not 'Parisian')."""
-    pattern = r"(?<!\w)" + re.escape(phrase.strip()) + r"(?!\w)"
+    # a number must not run on into more digits: '15,000' is not in '15,000,000', nor '4' in '4.5'
+    pattern = r"(?<!\w)(?<!\d[,.])" + re.escape(phrase.strip()) + r"(?!\w)(?![,.]\d)"
     return re.search(pattern, text, flags=re.I) is not None
 
 

@@ -18,6 +18,12 @@ def test_phrase_on_word_boundaries_case_insensitive():
     assert judge("Parisian food is good.", "Paris").kind == "wrong"
 
 
+def test_a_number_does_not_match_inside_a_longer_number():
+    assert judge("up to 15,000 euros.", "15,000").ok
+    assert judge("15,000,000,000 euros", "15,000").kind == "wrong"
+    assert judge("it costs 4.50 euros", "4").kind == "wrong" and judge("it costs 4 euros.", "4").ok
+
+
 def test_wrong_says_how():
     v = judge("No, 17 is not a prime number.", "is a prime", reject=["not a prime"])
     assert v.kind == "wrong" and "not a prime" in v.why
