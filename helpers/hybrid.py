@@ -23,7 +23,16 @@ from typing import Any
 import numpy as np
 
 from .indexfile import read_npz, write_npz
-from .rag import Chunk, Embedder, Hit, IndexFileError, IndexMismatchError, RagError, VectorIndex
+from .rag import (
+    Chunk,
+    Embedder,
+    Hit,
+    IndexFileError,
+    IndexMismatchError,
+    RagError,
+    VectorIndex,
+    check_queries,
+)
 
 HYBRID_FORMAT = 2  # 1 = a dense-only index from an earlier version (loads: its BM25 part is rebuilt from its chunks)
 RRF_K = 60  # Cormack, Clarke & Büttcher (2009): ranks below ~60 matter little, and no list dominates
@@ -158,10 +167,7 @@ class HybridIndex:
 
     def search_many(self, queries: list[str], k: int = 3) -> list[list[Hit]]:
         """`search` for several questions (embedded together: one request for the API embedder)."""
-        if not queries or any(not isinstance(q, str) or not q.strip() for q in queries):
-            raise RagError("The question is empty: ask something (a non-blank string) to search for.")
-        if not 1 <= k <= len(self):
-            raise RagError(f"k={k} but the index holds {len(self)} chunks: use 1 ≤ k ≤ {len(self)}.")
+        check_queries(queries, k, len(self))
         if self.mode == "dense":
             return self.dense.search_many(queries, k)
         depth = max(k, min(self.candidates, len(self)))

@@ -179,6 +179,14 @@ def chunk_sections(text: str, max_chars: int = 512, overlap: int = 1, title_leve
 
 
 # ---------------------------------------------------------------- the index
+def check_queries(queries: list[str], k: int, size: int) -> None:
+    """One check for every index's search: non-blank questions and 1 ≤ k ≤ the chunks it holds."""
+    if not queries or any(not isinstance(q, str) or not q.strip() for q in queries):
+        raise RagError("The question is empty: ask something (a non-blank string) to search for.")
+    if not 1 <= k <= size:
+        raise RagError(f"k={k} but the index holds {size} chunks: use 1 ≤ k ≤ {size}.")
+
+
 @dataclass(frozen=True)
 class Hit:
     """One search result: the chunk, its rank (1 = best) and score (L2 distance, or cosine similarity)."""
@@ -238,10 +246,7 @@ class VectorIndex:
 
     def search_many(self, queries: list[str], k: int = 3) -> list[list[Hit]]:
         """`search` for several questions, embedding them together (one request for the API embedder)."""
-        if not queries or any(not isinstance(q, str) or not q.strip() for q in queries):
-            raise RagError("The question is empty: ask something (a non-blank string) to search for.")
-        if not 1 <= k <= len(self):
-            raise RagError(f"k={k} but the index holds {len(self)} chunks: use 1 ≤ k ≤ {len(self)}.")
+        check_queries(queries, k, len(self))
         vectors = self.embedder.embed(list(queries))
         if vectors.shape[1] != self.dim:
             raise IndexMismatchError(
