@@ -71,7 +71,27 @@ def record(source: str | None = None, **metrics: Any):
         tmp.write_text(json.dumps(existing, indent=2, sort_keys=True))
         os.replace(tmp, target)
     rows = _flatten(clean)
-    return pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric")
+    return _whole_table(pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric"))
+
+
+def _whole_table(frame):
+    """The frame, displayed with every row and every value in full (pandas cuts at 60 rows and 50 characters)."""
+    import pandas as pd
+
+    class WholeTable(pd.DataFrame):
+        @property
+        def _constructor(self):  # what pandas derives from it (a slice, a copy) is a plain DataFrame again
+            return pd.DataFrame
+
+        def _repr_html_(self) -> str | None:
+            with pd.option_context("display.max_rows", None, "display.max_colwidth", None):
+                return super()._repr_html_()
+
+        def __repr__(self) -> str:
+            with pd.option_context("display.max_rows", None, "display.max_colwidth", None):
+                return super().__repr__()
+
+    return WholeTable(frame)
 
 
 def note(text: str) -> None:

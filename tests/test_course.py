@@ -29,6 +29,14 @@ def test_record_without_course_run_only_shows(monkeypatch):
     assert table.loc["x", "value"] == 1
 
 
+def test_record_table_shows_every_row_and_whole_values(monkeypatch):
+    monkeypatch.delenv(course.METRICS_ENV, raising=False)
+    long = "a source that says where and when, longer than pandas' fifty characters"
+    table = course.record(**{f"m{i:02d}": i for i in range(80)}, note=long)
+    for shown in (repr(table), table._repr_html_()):
+        assert "m00" in shown and "m79" in shown and "m40" in shown and long in shown and "..." not in shown
+
+
 def _notebook(path, body: str, params: str = "X = 1"):
     nb = nbformat.v4.new_notebook()
     p = nbformat.v4.new_code_cell(params)
