@@ -45,8 +45,16 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 
 # One pytest run: unit tests, notebook hygiene, papermill runs (tests/), and nbval over every notebook.
+# Two pytest-xdist workers, each given whole files (`--dist loadfile`: a notebook's nbval cells stay in one kernel),
+# each with one compute thread: on 2 cores two single-threaded kernels keep both cores busy through the phases a
+# notebook spends in Python, HTTP and imports, where one kernel with two threads leaves a core idle. TEST_WORKERS=0
+# runs everything in one process. Each test's time goes to runs/test-times.xml: `python scripts/test_times.py
+# runs/test-times.xml` sums it by kind (unit, hygiene, nbval, papermill variants, twin runs) for the README.
+TEST_WORKERS ?= 2
 test: $(STAMP) lint
-	CI=$${CI:-1} HF_HUB_OFFLINE=1 COURSE_UNATTENDED=1 $(BIN)/python -m pytest tests --nbval-lax notebooks -p no:cacheprovider
+	CI=$${CI:-1} HF_HUB_OFFLINE=1 COURSE_UNATTENDED=1 $(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}) \
+		$(BIN)/python -m pytest tests --nbval-lax notebooks -p no:cacheprovider --junitxml=runs/test-times.xml \
+		$(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 unit: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest tests -m "not notebook" -q

@@ -25,8 +25,12 @@ for _secret in ("MISTRAL_API_KEY", "COURSE_LOCAL_API_KEY", "HF_TOKEN"):
 # Unit tests get none of this (see `_unit_tests_see_no_planted_key`).
 CANARY_KEY = "canary0not0a0real0mistral0key00"
 NET_GUARD_DIR = Path(__file__).resolve().parent / "netguard"
-NET_GUARD_LOG = Path(tempfile.gettempdir()) / f"course-net-guard-{os.getpid()}.log"
-NET_GUARD_LOG.unlink(missing_ok=True)
+# one log per pytest run: with pytest-xdist (`make test` runs two workers) each worker is a child of the controller,
+# and all of them write the controller's log, which the controller checks once every worker is done
+_WORKER = os.environ.get("PYTEST_XDIST_WORKER")
+NET_GUARD_LOG = Path(tempfile.gettempdir()) / f"course-net-guard-{os.getppid() if _WORKER else os.getpid()}.log"
+if not _WORKER:
+    NET_GUARD_LOG.unlink(missing_ok=True)
 KERNEL_ENV = {
     "MISTRAL_API_KEY": CANARY_KEY,
     "COURSE_BACKEND": "local",
@@ -57,6 +61,8 @@ def _unit_tests_see_no_planted_key(request, monkeypatch):
 
 def pytest_sessionfinish(session, exitstatus):
     """Fail the run when any notebook kernel tried to reach the network (even if the notebook caught the error)."""
+    if _WORKER:  # the controller checks the shared log after the last worker
+        return
     if NET_GUARD_LOG.exists() and NET_GUARD_LOG.read_text().strip():
         print(f"\nnetwork guard: a notebook tried to leave the machine with BACKEND=local:\n{NET_GUARD_LOG.read_text()}")
         session.exitstatus = 1
