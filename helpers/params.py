@@ -114,13 +114,17 @@ class Int(Kind):
 
 @dataclass(frozen=True)
 class Float(Kind):
-    """A finite number within [min, max]; `above` is an exclusive lower bound (a temperature for sampling > 0)."""
+    """A finite number within [min, max]; `above` is an exclusive lower bound (a temperature for sampling > 0); or
+    "auto" if allowed."""
 
     min: float | None = None
     max: float | None = None
     above: float | None = None
+    auto: bool = False
 
     def problem(self, value, name, params):
+        if self.auto and value == "auto":
+            return None
         if not _number(value) or not math.isfinite(value):
             quoted = isinstance(value, str) and re.fullmatch(r"\s*-?\d+(\.\d*)?\s*", value)
             return "is not a number" + (" (pass it without quotes)" if quoted else "")
@@ -136,7 +140,7 @@ class Float(Kind):
         low = f"above {self.above}" if self.above is not None else f"from {self.min}" if self.min is not None else ""
         high = f"{' to' if self.min is not None and self.above is None else ' and at most'} {self.max}" \
             if self.max is not None else ""
-        return f"a number {low}{high}".rstrip()
+        return f"a number {low}{high}".rstrip() + (', or "auto"' if self.auto else "")
 
     def example(self, params=None):
         if self.above is not None:

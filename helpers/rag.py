@@ -36,7 +36,7 @@ from .settings import data_path
 _remove_orphan_temps = remove_orphan_temps
 
 INDEX_FORMAT = 1
-READABLE_FORMATS = (1, 2)
+READABLE_FORMATS = (1, 2, 3)
 METRICS = ("l2", "cosine")
 DEFAULT_DOCUMENT = "handbook.md"
 DEFAULT_EVAL_SET = "handbook_eval.json"
@@ -291,7 +291,7 @@ class VectorIndex:
             raise unreadable(f"{type(exc).__name__}: {exc}") from None
         if not isinstance(meta, dict) or not {"format", "model_id", "dim", "metric", "chunks"} <= meta.keys():
             raise unreadable("its metadata lacks the format, model id, dimension, metric or chunks")
-        if meta.get("format") not in READABLE_FORMATS:  # 2 = a hybrid index (helpers.hybrid): its dense part is read
+        if meta.get("format") not in READABLE_FORMATS:  # 2, 3 = hybrid indexes (helpers.hybrid): the dense part is read
             raise RagError(f"{path} has index format {meta.get('format')}, this course reads {READABLE_FORMATS}: "
                            "rebuild it (the file is left as it is).")
         if meta["model_id"] != embedder.model_id:

@@ -1,6 +1,7 @@
-"""helpers.hybrid: BM25 finds exact terms, RRF is Cormack et al.'s formula, the hybrid index saves and loads with its
-BM25 part, an index from the earlier (dense-only) format loads, a damaged one fails clearly, reranking stops at the
-network boundary."""
+"""helpers.hybrid: BM25 finds exact terms, RRF is Cormack et al.'s formula, the convex fusion is its weighted sum of
+min-max scores, a chunk's dense score counts its best sentence, alpha is chosen on a dev set by the stated rule, the
+hybrid index saves and loads with its BM25 and sentence parts, indexes from the earlier formats load, a damaged one
+fails clearly, reranking stops at the network boundary."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import hybrid, rag
-from helpers.hybrid import HybridIndex, KeywordIndex, reciprocal_rank_fusion
+from helpers.hybrid import HybridIndex, KeywordIndex, convex_fusion, reciprocal_rank_fusion
 
 DOC = """# Bank
 
@@ -67,6 +68,44 @@ def test_rrf_is_the_sum_of_reciprocal_ranks():
         reciprocal_rank_fusion([[1]], k=-1)
 
 
+def test_convex_fusion_is_the_weighted_sum_of_min_max_scores():
+    fused = dict(convex_fusion({1: 0.9, 2: 0.5, 3: 0.1}, {2: 8.0, 4: 2.0}, alpha=0.8))
+    assert fused[1] == pytest.approx(0.8 * 1.0)  # dense best, absent from BM25: 0 there
+    assert fused[2] == pytest.approx(0.8 * 0.5 + 0.2 * 1.0)
+    assert fused[3] == pytest.approx(0.0) and fused[4] == pytest.approx(0.0)
+    assert [d for d, _ in convex_fusion({1: 0.9, 2: 0.5}, {2: 8.0, 1: 1.0}, alpha=0.2)][0] == 2  # BM25-heavy weight
+    assert [d for d, _ in convex_fusion({1: 1.0, 2: 1.0}, {})] == [1, 2]  # equal scores: first appearance
+    with pytest.raises(rag.RagError, match="alpha"):
+        convex_fusion({1: 1.0}, {1: 1.0}, alpha=1.5)
+
+
+def test_a_chunk_is_scored_by_its_best_sentence_as_well_as_its_whole_text():
+    # one long chunk whose second sentence is the question's topic, against a short chunk that shares a word
+    doc = ("## A\n\nOne two three four five six seven eight nine ten. Express cards arrive in two days.\n\n"
+           "## B\n\nCards.\n")
+    ix = HybridIndex.build(rag.chunk_sections(doc, max_chars=200, overlap=0), WordHash())
+    texts, owner = hybrid.sentence_texts(ix.chunks)
+    assert texts[1] == "A\nExpress cards arrive in two days." and owner.tolist() == [0, 0, 1]
+    q = ["express cards arrive in two days"]
+    whole = ix.dense.search_many(q, 2)[0]
+    scores = ix.dense_scores(q)[0]
+    vecs = rag.VectorIndex._prepare(WordHash().embed(q + texts), "cosine")
+    assert scores[0] == pytest.approx(whole[[h.chunk.id for h in whole].index(ix.chunks[0].id)].score
+                                      + float(vecs[0] @ vecs[2]), abs=1e-5)
+    assert ix.using("dense").search(q[0], 1)[0].chunk.id == ix.chunks[0].id
+
+
+def test_choose_alpha_takes_the_best_dev_mrr_and_reports_every_weight(index):
+    dev = [rag.EvalItem("a", "largest instant transfer", "The largest instant transfer is 15,000 euros.",
+                        DOC.index("The largest"), DOC.index("The largest") + 45),
+           rag.EvalItem("b", "recall costs", "Recalling a standard transfer costs 15 euros",
+                        DOC.index("Recalling"), DOC.index("Recalling") + 44)]
+    alpha, tried = hybrid.choose_alpha(index, dev, grid=(0.3, 0.8))
+    assert set(tried) == {0.3, 0.8} and alpha in tried
+    assert tried[alpha]["mrr"] == max(t["mrr"] for t in tried.values())
+    assert index.using(alpha=alpha).alpha == alpha and index.alpha == hybrid.ALPHA  # a view; the index is unchanged
+
+
 def test_bm25_finds_the_exact_term_and_stems(index):
     top = index.using("bm25").search("recalled", k=1)[0]
     assert "Recalling" in top.chunk.text and top.score > 0  # "recalled" is in no chunk: only its stem matches
@@ -80,7 +119,7 @@ def test_modes_differ_and_hybrid_ranks_every_chunk_once(index):
     assert sorted(h.chunk.id for h in hybrid_hits) == sorted(c.id for c in index.chunks)
     assert [h.rank for h in hybrid_hits] == list(range(1, len(index) + 1))
     assert all(a.score >= b.score for a, b in zip(hybrid_hits, hybrid_hits[1:], strict=False))
-    assert index.using("dense").search(q, 2)[0].score <= 1.0 + 1e-6  # cosine, not RRF
+    assert 1.0 < index.using("dense").search(q, 2)[0].score <= 2.0 + 1e-6  # chunk + best sentence cosine, not fused
     with pytest.raises(rag.RagError, match="mode"):
         index.using("sparse")
     with pytest.raises(rag.RagError, match="k="):
@@ -98,7 +137,7 @@ def test_evaluate_works_on_every_mode(index):
 def test_save_and_load_keep_both_parts(index, tmp_path):
     path = index.save(tmp_path / "h.npz")
     loaded = HybridIndex.load(path, WordHash())
-    assert loaded.upgraded_from is None
+    assert loaded.upgraded_from is None and (loaded.fusion, loaded.alpha) == (index.fusion, index.alpha)
     for mode in hybrid.MODES:
         q = "express card in two days"
         assert [h.chunk.id for h in loaded.using(mode).search(q, 3)] == [h.chunk.id for h in index.using(mode).search(q, 3)]
@@ -117,6 +156,20 @@ def test_a_dense_index_from_the_earlier_format_loads_and_is_left_untouched(index
     assert old.read_bytes() == before
 
 
+def test_a_hybrid_index_without_sentences_loads_with_them_rebuilt(index, tmp_path):
+    from helpers.indexfile import read_npz, write_npz
+
+    meta, arrays = read_npz(index.save(tmp_path / "h.npz"))
+    meta = {k: v for k, v in meta.items() if k != "fusion"} | {"format": 2}  # as the previous version wrote it
+    write_npz(tmp_path / "v2.npz", meta, {k: v for k, v in arrays.items() if not k.startswith("sentences/")})
+    before = (tmp_path / "v2.npz").read_bytes()
+    loaded = HybridIndex.load(tmp_path / "v2.npz", WordHash())
+    assert loaded.upgraded_from == 2 and loaded.sentences.index.ntotal == index.sentences.index.ntotal
+    q = "express card in two days"
+    assert [h.chunk.id for h in loaded.search(q, 3)] == [h.chunk.id for h in index.search(q, 3)]
+    assert (tmp_path / "v2.npz").read_bytes() == before
+
+
 def test_a_damaged_bm25_part_or_an_unknown_format_fails_clearly(index, tmp_path):
     from helpers.indexfile import read_npz, write_npz
 
@@ -126,9 +179,12 @@ def test_a_damaged_bm25_part_or_an_unknown_format_fails_clearly(index, tmp_path)
     write_npz(tmp_path / "bad.npz", meta, arrays)
     with pytest.raises(rag.IndexFileError, match="BM25 part is damaged"):
         HybridIndex.load(tmp_path / "bad.npz", WordHash())
-    write_npz(tmp_path / "none.npz", meta, {"index": arrays["index"]})
+    write_npz(tmp_path / "none.npz", meta, {k: v for k, v in arrays.items() if not k.startswith("bm25/")})
     with pytest.raises(rag.IndexFileError, match="no BM25 part"):
         HybridIndex.load(tmp_path / "none.npz", WordHash())
+    write_npz(tmp_path / "nosent.npz", meta, {k: v for k, v in arrays.items() if k != "sentences/owner"})
+    with pytest.raises(rag.IndexFileError, match="sentence part"):
+        HybridIndex.load(tmp_path / "nosent.npz", WordHash())
     write_npz(tmp_path / "future.npz", {**meta, "format": 9}, arrays)
     with pytest.raises(rag.RagError, match="format 9"):
         HybridIndex.load(tmp_path / "future.npz", WordHash())

@@ -127,6 +127,8 @@ def test_int_float_oneof_text():
     assert _one(Float(min=0, max=2), 1) is None and "not a number" in _one(Float(), "hot")
     assert "without quotes" in _one(Float(), "0.7") and "without quotes" not in _one(Float(), "hot")
     assert "not a number" in _one(Float(), float("nan")) and "not above 0" in _one(Float(above=0), 0)
+    assert _one(Float(min=0, max=1, auto=True), "auto") is None and "not a number" in _one(Float(min=0, max=1), "auto")
+    assert 'or "auto"' in _one(Float(min=0, max=1, auto=True), 2) and "is above 1" in _one(Float(max=1, auto=True), 2)
     assert "did you mean 'l2'" in _one(OneOf("cosine", "l2"), "L2")
     assert "e.g. X='cosine'" in _one(OneOf("cosine", "l2"), "l3")
     assert "non-empty" in _one(Text(), "") and _one(Text(), "api-rag") is None
@@ -218,13 +220,14 @@ BAD = {  # notebook → (parameter, a bad value, its kind): one per kind the not
     "03": [("MODELS", ["mistral-small-latest", "gpt-4"], "list element"), ("MODELS", "mistral-small-latest", "type"),
            ("MAX_TOKENS", 0, "range")],
     "04": [("TOOL_CHOICE", "anyy", "enum"), ("MAX_TURNS", 0, "range"), ("SEED", 1.5, "type")],
-    "05": [("TOP_K", 0, "range"), ("METRIC", "l3", "enum"), ("N_ANSWERS", 33, "range"), ("CACHE_DIR", 5, "type")],
+    "05": [("TOP_K", 0, "range"), ("METRIC", "l3", "enum"), ("N_ANSWERS", 33, "range"), ("CACHE_DIR", 5, "type"),
+           ("ALPHA", 1.5, "range"), ("ALPHA", "dev", "type")],
     "06": [("LOCAL_MODEL", "/no/such/model", "path"), ("PRECISION", "fp8", "enum"), ("TEMPERATURE", 0, "range"),
            ("MAX_NEW_TOKENS", "32", "type"), ("CONFIG", "./no-such-config", "path")],
     "07": [("PRECISIONS", ["int3"], "list element"), ("PRECISIONS", [], "range"), ("BASELINE", "int8", "enum"),
            ("NEW_TOKENS", "many", "type"), ("LOCAL_MODEL", "~/no-such-model", "path")],
     "08": [("K", 0, "range"), ("PRECISION", "int4", "enum"), ("N_QUERIES", "20", "type"),
-           ("LOCAL_EMBED_MODEL", "./no-such-embedder", "path")],
+           ("LOCAL_EMBED_MODEL", "./no-such-embedder", "path"), ("ALPHA", -0.1, "range")],
     "09": [("N_CASES", 0, "range"), ("N_CASES", 40, "range"), ("N_CASES", 17, "range"), ("MAX_TOKENS", "48", "type"),
            ("LOCAL_URL", "localhost:8000", "enum"), ("LOCAL_MODEL", "/no/such/model", "path")],
     "10": [("CONCURRENCY", 4, "type"), ("CONCURRENCY", [1, 0], "list element"), ("LOAD_REQUESTS", 0, "range"),
