@@ -38,7 +38,20 @@ KERNEL_ENV = {
     "COURSE_NET_GUARD_LOG": str(NET_GUARD_LOG),
     "PYTHONPATH": os.pathsep.join(p for p in (str(NET_GUARD_DIR), os.environ.get("PYTHONPATH", "")) if p),
 }
+_ENV_BEFORE = {name: os.environ.get(name) for name in KERNEL_ENV}
 os.environ.update(KERNEL_ENV)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_setupnodes(config, specs):
+    """pytest-xdist workers start from the environment as it was before this file ran, as a plain pytest process
+    does: the guard (a sitecustomize on PYTHONPATH) is for the notebook kernels each worker starts, not for the
+    worker itself, whose unit tests check what happens when a client cannot reach api.mistral.ai."""
+    for name, value in _ENV_BEFORE.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
 
 
 @pytest.fixture(autouse=True)

@@ -231,7 +231,7 @@ BAD = {  # notebook → (parameter, a bad value, its kind): one per kind the not
     "09": [("N_CASES", 0, "range"), ("N_CASES", 40, "range"), ("N_CASES", 17, "range"), ("MAX_TOKENS", "48", "type"),
            ("LOCAL_URL", "localhost:8000", "enum"), ("LOCAL_MODEL", "/no/such/model", "path")],
     "10": [("CONCURRENCY", 4, "type"), ("CONCURRENCY", [1, 0], "list element"), ("LOAD_REQUESTS", 0, "range"),
-           ("LOAD_REQUESTS", 4, "range"), ("HOURLY_USD", -1, "range"), ("LOCAL_MODEL", "/no/such/model", "path")],
+           ("HOURLY_USD", -1, "range"), ("LOCAL_MODEL", "/no/such/model", "path")],
 }
 CASES = [(nb, name, value) for nb, rows in BAD.items() for name, value, _ in rows]
 
