@@ -61,7 +61,8 @@ unit: $(STAMP)
 
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_server.py
-	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_decode.py --threads 2
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_decode.py --threads 2 --repeats 5
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_decode.py --threads 1 --repeats 5 --out runs/bench_decode_1thread.json
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_retrieval.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_selfhost.py --model smollm2-135m --device cpu \
 		--precisions fp32 bf16 --threads 2 --new-tokens 64 --repeats 5 --out runs/bench_smollm2.json
