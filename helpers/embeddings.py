@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .load_errors import ModelLoadError, _load_error_kind
-from .settings import DEFAULT_LOCAL_EMBED_MODEL, cache_dir, resolve_device
+from .settings import DEFAULT_LOCAL_EMBED_MODEL, cache_dir, resolve_device, unattended
 from .standin import minilm_path, quiet_progress
 
 # mistral-embed's per-request limits, as reported by users in the mistralai SDK's issue tracker (seen 2026-11-25);
@@ -167,7 +167,7 @@ class ApiEmbedder:
         max_inputs: int = EMBED_MAX_INPUTS,
         max_tokens: int = EMBED_MAX_TOKENS,
         retries: Any = None,
-        progress: bool = True,
+        progress: bool | None = None,
         token_counter: Callable[[str], int] = count_tokens,
     ) -> None:
         self.client = client
@@ -185,7 +185,9 @@ class ApiEmbedder:
         if retries is None:  # the client's own RetryConfig (helpers.client.get_client sets one)
             retries = getattr(getattr(client, "sdk_configuration", None), "retry_config", None)
         self.retries = retries  # the SDK's RetryConfig: back-off on 429 and 5xx
-        self.progress = progress
+        # a bar for someone watching; None: none in unattended runs (papermill, CI), whose saved notebooks would keep
+        # the bar's first frame ("0%") and never its last
+        self.progress = (not unattended()) if progress is None else bool(progress)
         self.token_counter = token_counter
         self._dim: int | None = None
         self.reset_stats()

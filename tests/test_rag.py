@@ -417,3 +417,13 @@ def test_evaluate_rejects_an_empty_eval_set_and_empty_ks(index):
     with pytest.raises(RagError, match="ks="):
         retrieval_metrics([1], ks=())
     assert set(rag.evaluate(index, [item], ks=(2,))) >= {"hit_rate_at_2", "mrr"}
+
+
+def test_embedding_progress_bar_only_for_someone_watching(monkeypatch):
+    """Unattended runs (papermill, CI) show no bar: a saved notebook would keep its first frame, "0%", forever."""
+    for name in ("CI", "COURSE_UNATTENDED", "PYTEST_CURRENT_TEST"):
+        monkeypatch.delenv(name, raising=False)
+    assert rag.ApiEmbedder(FakeClient(), served_by="t", cache=None).progress is True
+    monkeypatch.setenv("COURSE_UNATTENDED", "1")
+    assert rag.ApiEmbedder(FakeClient(), served_by="t", cache=None).progress is False
+    assert rag.ApiEmbedder(FakeClient(), served_by="t", cache=None, progress=True).progress is True
