@@ -64,8 +64,9 @@ def test_04_with_tool_choice_none(notebook_runner):
 
 
 def test_05_with_fixed_chunks_of_another_size(notebook_runner, figures_drawn, tmp_path):
+    # this run is about another chunking, metric and k: 4 answers (not 10) check the answer path end to end
     m = notebook_runner("05_api_rag", CHUNKING="fixed", CHUNK_SIZE=384, METRIC="l2", TOP_K=2, BACKEND="local",
-                        CACHE_DIR=str(tmp_path / "rag"))
+                        CACHE_DIR=str(tmp_path / "rag"), N_ANSWERS=4)
     assert figures_drawn("05_api_rag") == EXPECTED_FIGURES["05_api_rag"]
     from helpers import rag
 
@@ -84,8 +85,8 @@ def test_05_with_fixed_chunks_of_another_size(notebook_runner, figures_drawn, tm
     assert m["hit_rate_at_1"] == m["retrievers"]["hybrid"]["hit_rate_at_1"]  # the recorded pipeline is the hybrid one
     assert m["rerank"].startswith("skipped")  # offline: no cross-encoder can load
     # constrained decoding on the local endpoint: every JSON answer cites a chunk it was given
-    assert m["answers_citing_retrieved_chunk"] == 1.0 and m["answers_checked"] == 10
+    assert m["answers_citing_retrieved_chunk"] == 1.0 and m["answers_checked"] == 4
     assert 0 <= m["answers_citing_answer_chunk"] <= 1 and 0 <= m["answers_right"] <= 1
     assert set(m["prompt_only"]) == {"answers_checked", "answers_citing_retrieved_chunk", "answers_citing_answer_chunk",
                                      "answers_right"}
-    assert m["verdicts"]["total"] == 2 * 10 + 3 and m["cited_completion_tokens_max"] <= m["cited_max_tokens"]
+    assert m["verdicts"]["total"] == 2 * 4 + 3 and m["cited_completion_tokens_max"] <= m["cited_max_tokens"]
