@@ -2,8 +2,9 @@
 
 The corpus: the course handbook cut into sentence-aware chunks of at most 160 characters (inside each section), then
 repeated with a numbered prefix ("[copy 3] ...") until there are 1,000 distinct chunks. Each query is one of the 32
-eval questions, searched with `helpers.hybrid.HybridIndex` (all-MiniLM-L6-v2 on the CPU + FAISS flat cosine, bm25s,
-RRF over each side's top 100, k=3). Timed per query, **embedding the question included**: the dense part alone, BM25
+eval questions, searched with `helpers.hybrid.HybridIndex` as notebooks 05 and 08 use it (all-MiniLM-L6-v2 on the CPU;
+FAISS flat cosine over the chunks and over their sentences, a chunk's dense score counting its best sentence; bm25s;
+the convex fusion α × dense + (1 − α) × BM25 of min-max scaled scores over each side's top 100; k=3). Timed per query, **embedding the question included**: the dense part alone, BM25
 alone, and the full hybrid search; medians (p50) and p95 after a warm-up.
 
     HF_HUB_OFFLINE=1 .venv/bin/python benchmarks/bench_retrieval.py [--chunks 1000] [--queries 200] [--threads 2]
@@ -95,8 +96,9 @@ def main() -> None:
     print()
     print("| search, per query | p50 | p95 |")
     print("|---|---|---|")
-    names = {"dense": "dense: embed the question + FAISS flat (cosine)", "bm25": "BM25 (bm25s): tokenize + score",
-             "hybrid": "**hybrid**: both + RRF (k=60, top 100 each)"}
+    names = {"dense": "dense: embed the question + FAISS flat (cosine), chunks and their sentences",
+             "bm25": "BM25 (bm25s): tokenize + score",
+             "hybrid": f"**hybrid**: both + convex fusion (α = {index.alpha}, top {hybrid.CANDIDATES} each)"}
     for mode in ("dense", "bm25", "hybrid"):
         print(f"| {names[mode]} | {percentile(timings[mode], 50):.2f} ms | {percentile(timings[mode], 95):.2f} ms |")
 
