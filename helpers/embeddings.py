@@ -95,7 +95,8 @@ class EmbeddingCache:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False)
+        # timeout: another process (a second test worker, a notebook beside a test) may hold the write lock a moment
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
         self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, dim INTEGER, vec BLOB)")
         self._db.commit()
 

@@ -125,7 +125,12 @@ def atomic_folder(target: Path) -> Iterator[Path]:
         if target.exists():
             shutil.rmtree(tmp, ignore_errors=True)
         else:
-            os.replace(tmp, target)
+            try:
+                os.replace(tmp, target)
+            except OSError:  # another process (a second test worker) moved its build in between: keep theirs
+                if not target.exists():
+                    raise
+                shutil.rmtree(tmp, ignore_errors=True)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

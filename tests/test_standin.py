@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from jinja2 import TemplateError
@@ -152,6 +154,26 @@ def test_atomic_folder_keeps_an_existing_target(tmp_path):
     target = tmp_path / "thing"
     target.mkdir()
     (target / "theirs.txt").write_text("first")
+    with standin.atomic_folder(target) as tmp:
+        (tmp / "mine.txt").write_text("second")
+    assert sorted(p.name for p in target.iterdir()) == ["theirs.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thing"]
+
+
+def test_atomic_folder_loses_a_race_gracefully(tmp_path, monkeypatch):
+    """Two processes build the same folder (make test's two workers converting SmolLM2): the second to finish finds
+    the first's folder in place at the rename and keeps it."""
+    import os
+
+    target = tmp_path / "thing"
+    real_replace = os.replace
+
+    def other_process_wins(src, dst):
+        Path(dst).mkdir()
+        (Path(dst) / "theirs.txt").write_text("first")
+        return real_replace(src, dst)  # a non-empty target: OSError, as on Linux
+
+    monkeypatch.setattr(standin.os, "replace", other_process_wins)
     with standin.atomic_folder(target) as tmp:
         (tmp / "mine.txt").write_text("second")
     assert sorted(p.name for p in target.iterdir()) == ["theirs.txt"]
