@@ -168,3 +168,19 @@ def test_plan_closes_a_free_string_at_once_and_tracks_state_through_rollback(gra
     assert constraint.accept(letter)
     constraint.rollback(1)
     assert constraint._lex[-1] == IN and constraint.plan_to_finish() == plan
+
+
+def test_a_tiny_models_strings_keep_the_schemas_own_max_length():
+    """The tiny-model bound (48) is for strings with no limit; a schema's maxLength (an answer of up to 120
+    characters) is the limit it asked for, and the grammar honours it."""
+    from helpers.endpoint.constrained import ROOMY_STRING, Bounds, bound_schema
+
+    tiny = Bounds.for_model(is_standin=False, tiny=True)
+    schema = {"type": "object", "properties": {"answer": {"type": "string", "maxLength": 120},
+                                               "note": {"type": "string"},
+                                               "essay": {"type": "string", "maxLength": 10**6}}}
+    props = bound_schema(schema, tiny)["properties"]
+    assert props["answer"]["maxLength"] == 120 and props["note"]["maxLength"] == 48
+    assert props["essay"]["maxLength"] == ROOMY_STRING
+    standin = bound_schema(schema, Bounds.for_model(is_standin=True))["properties"]  # regex-bounded: 16 at most
+    assert standin["answer"]["pattern"].endswith("{0,16}$")

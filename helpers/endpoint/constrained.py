@@ -36,6 +36,9 @@ from typing import Any
 import torch
 
 
+ROOMY_STRING = 2048  # the longest string any constrained output may hold
+
+
 @dataclass(frozen=True)
 class Bounds:
     """How far a constrained output may grow: keeps a random model's JSON finite."""
@@ -53,9 +56,9 @@ class Bounds:
         model (SmolLM2-135M sometimes rambles inside a string: `"T1001.001.001…"`), roomy ones for real models."""
         if is_standin:
             return cls()
-        if tiny:
+        if tiny:  # a string whose schema gives maxLength may grow to it (the answer a schema asks for, not cut at 48)
             return cls(max_string=48, max_items=8, max_properties=8, max_depth=4, max_int=10**9, plain_strings=False)
-        return cls(max_string=2048, max_items=64, max_properties=32, max_depth=6, max_int=10**15, plain_strings=False)
+        return cls(max_string=ROOMY_STRING, max_items=64, max_properties=32, max_depth=6, max_int=10**15, plain_strings=False)
 
 
 _STRING_BOUNDED = ("enum", "const", "format", "pattern")
@@ -102,7 +105,11 @@ def bound_schema(schema: dict, bounds: Bounds = Bounds()) -> dict:
         types = types if isinstance(types, list) else [types]
         deep = depth >= bounds.max_depth
         if "string" in types and not any(k in out for k in _STRING_BOUNDED):
-            hi = min(out.get("maxLength", bounds.max_string), bounds.max_string)
+            explicit = out.get("maxLength")
+            if explicit is not None and not bounds.plain_strings:  # the schema's own limit wins over the default,
+                hi = min(int(explicit), ROOMY_STRING)  # which is there for strings that have none
+            else:
+                hi = min(explicit if explicit is not None else bounds.max_string, bounds.max_string)
             lo = min(out.get("minLength", 0), hi)
             if bounds.plain_strings:  # xgrammar's maxLength lets raw control characters through; a regex does not
                 out.pop("maxLength", None)
