@@ -274,6 +274,9 @@ def run_course(
     summary: dict[str, Any] = {}
     env_before = dict(os.environ)
     os.environ["COURSE_UNATTENDED"] = "1"
+    # kernels' OpenMP threads sleep while they wait rather than spin, as the Makefile sets: on a CPU shared with other
+    # work a spinning thread stalls every parallel op (benchmarks/bench_decode.py --omp measures it)
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     failures = 0
     try:
         for i, nb in enumerate(books, 1):
