@@ -77,7 +77,8 @@ def _short(text: str, limit: int = 60) -> str:
 
 
 def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[str] = (),
-          finish_reason: str | None = None, look_for: str | None = None, definitive: bool = False) -> Verdict:
+          finish_reason: str | None = None, look_for: str | None = None, definitive: bool = False,
+          max_chars: int | None = None) -> Verdict:
     """Judge one answer against what it should say.
 
     - `expect`: a phrase (matched case-insensitively on word boundaries), a list of alternatives (any one will do),
@@ -88,6 +89,8 @@ def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[st
     - `look_for`: with no `expect`, one line on what a reader should check themselves (the verdict is `unchecked`).
     - `definitive`: a failed check is `wrong` even when the answer was cut — for formats the start already breaks
       (one word asked, a sentence begun): more tokens could not have made it right.
+    - `max_chars`: the longest the answer could be (a JSON schema's `maxLength` on it). An answer that filled it
+      finished in its format, so it is not `cut` (that is `max_tokens`); a wrong one says it used all its room.
     """
     text, found_finish = answer_text(answer)
     finish = finish_reason or found_finish
@@ -119,6 +122,8 @@ def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[st
         return Verdict("wrong", f"{how}, but also {' and '.join(repr(r) for r in hit_reject)}", text)
     if ok:
         return Verdict("right", how + (" (then cut at max_tokens)" if cut else ""), text)
+    if max_chars is not None and len(text) >= max_chars:
+        how += f" in all {max_chars} characters the schema allowed (its maxLength)"
     if cut and not definitive:
         return Verdict("cut", f"cut off at max_tokens before the answer: {how}", text)
     if cut:

@@ -84,3 +84,13 @@ def test_versus_chance_is_computed_from_the_numbers():
     assert "above chance" in versus_chance(0.5, 6, n=48)
     assert "no better than always answering the commonest label" in versus_chance(0.3, 6, majority_rate=0.35, n=48)
     assert "not measured" in versus_chance(None, 6)
+
+
+def test_an_answer_that_filled_its_max_length_is_wrong_and_says_so_not_cut():
+    from helpers.verdicts import judge
+
+    text = "The Everyday account has no monthly fee as longs"  # 48 characters, the string's maxLength
+    v = judge(text, "4 euros", finish_reason="stop", max_chars=48)
+    assert v.kind == "wrong" and "all 48 characters the schema allowed" in v.why
+    assert judge(text, "monthly fee", max_chars=48).kind == "right"
+    assert "characters the schema allowed" not in judge("short", "4 euros", max_chars=48).why
