@@ -259,11 +259,10 @@ def classify_by_logprobs(client: Any, model: str, build: Callable[[str], list[di
             more, n = ask(_continued(messages, text))
             requests, prompt_tokens = requests + 1, prompt_tokens + n
             split, still = label_probabilities(more, labels, prefix=text)
-            total = sum(split.values()) + sum(still.values())
-            for label in fits:
+            for label in fits:  # p(shared token) × p(next token | it): the likelihood of the label's first tokens
                 share = split[label] + sum(q / len(labels_of(t, labels)) for t, q in still.items()
                                            if label in labels_of(t, labels))
-                scores[label] += p * share / total if total else p / len(fits)
+                scores[label] += p * share
         best = max(scores, key=scores.get)
         label = best if scores[best] > 0 else None
         return ScoredLabel(row["id"], label, scores[best], sum(scores.values()), label == row["intent"], requests,
