@@ -31,13 +31,16 @@ class UnknownModelError(KeyError):
 class ModelTier:
     """One row of the dated price table."""
 
-    alias: str
+    alias: str  # the name sent as `model=`: an alias (`-latest`, moves when Mistral releases) or a dated id (pinned)
     model: str
-    tier_rank: int  # capability order among chat tiers: 1 = smallest; 0 = not a chat model
+    tier_rank: int  # capability order among current chat models: 1 = smallest; 0 = not compared (embeddings, retired)
     best_for: str
     input_usd_per_1m: float
     output_usd_per_1m: float
+    cached_input_usd_per_1m: float | None  # prompt tokens served from the prompt cache (None: no cached price listed)
     context_window: int
+    dated_id: str  # the dated id the alias pointed to on `prices_as_of` (itself, for a dated id)
+    retirement_date: str | None  # after it, the id fails (None: none announced in the docs read)
     prices_as_of: str
     source: str
 
@@ -46,7 +49,8 @@ class ModelTier:
 def _load(name: str) -> tuple[ModelTier, ...]:
     import pandas as pd
 
-    frame = pd.read_csv(data_path(name), dtype={"prices_as_of": str})
+    frame = pd.read_csv(data_path(name), dtype={"prices_as_of": str, "retirement_date": str})
+    frame = frame.astype(object).where(frame.notna(), None)  # an empty cell is None, not NaN
     return tuple(ModelTier(**{k: (v.item() if hasattr(v, "item") else v) for k, v in row.items()})
                  for row in frame.to_dict("records"))
 
@@ -74,6 +78,21 @@ def tier(alias: str) -> ModelTier:
     return tiers[alias]
 
 
+def cached_tokens(usage: Any) -> int | None:
+    """Prompt tokens served from the prompt cache: `usage.prompt_tokens_details.cached_tokens`, where La Plateforme
+    reports them (its prompt-caching docs, 2026-08-21); None when the answer does not say. SDK 3.7.0's `UsageInfo`
+    has no typed field for it and keeps it as an extra attribute (a dict)."""
+    if usage is None:
+        return None
+    details = usage.get("prompt_tokens_details") if isinstance(usage, dict) else getattr(usage, "prompt_tokens_details",
+                                                                                          None)
+    if isinstance(details, dict):
+        value = details.get("cached_tokens")
+    else:
+        value = getattr(details, "cached_tokens", None)
+    return int(value) if isinstance(value, (int, float)) else None
+
+
 def _tokens(usage: Any) -> tuple[int, int]:
     if usage is None:
         return 0, 0
@@ -83,17 +102,22 @@ def _tokens(usage: Any) -> tuple[int, int]:
 
 
 def cost_usd(model: str, usage: Any = None, *, prompt_tokens: int | None = None,
-             completion_tokens: int | None = None) -> float:
-    """What a call costs on La Plateforme: prompt tokens × input price + completion tokens × output price."""
+             completion_tokens: int | None = None, cached: int | None = None) -> float:
+    """What a call costs on La Plateforme: uncached prompt tokens × input price + cached prompt tokens × cached price
+    + completion tokens × output price. Cached tokens come from `usage` (see `cached_tokens`) unless given."""
     p, c = _tokens(usage)
     if prompt_tokens is not None:
         p = prompt_tokens
     if completion_tokens is not None:
         c = completion_tokens
-    if p < 0 or c < 0:
-        raise ValueError(f"Token counts cannot be negative (prompt={p}, completion={c}).")
+    k = cached if cached is not None else (cached_tokens(usage) or 0)
+    if p < 0 or c < 0 or k < 0:
+        raise ValueError(f"Token counts cannot be negative (prompt={p}, completion={c}, cached={k}).")
+    if k > p:
+        raise ValueError(f"cached tokens ({k}) cannot exceed prompt tokens ({p}).")
     t = tier(model)
-    return (p * t.input_usd_per_1m + c * t.output_usd_per_1m) / 1_000_000
+    cached_price = t.cached_input_usd_per_1m if t.cached_input_usd_per_1m is not None else t.input_usd_per_1m
+    return ((p - k) * t.input_usd_per_1m + k * cached_price + c * t.output_usd_per_1m) / 1_000_000
 
 
 def cost_or_none(model: str, usage: Any = None, **tokens: int | None) -> float | None:
@@ -136,6 +160,7 @@ class Reply:
     cost_usd: float | None
     finish_reason: str | None = None
     response: Any = field(default=None, repr=False)
+    cached_tokens: int | None = None  # prompt tokens the server served from its prompt cache (None: not reported)
 
 
 def complete(client: Any, model: str, messages: list[dict[str, Any]], **kwargs: Any) -> Reply:
@@ -149,7 +174,7 @@ def complete(client: Any, model: str, messages: list[dict[str, Any]], **kwargs: 
     return Reply(model=model, text=text, prompt_tokens=p, completion_tokens=c, latency_s=latency,
                  cost_usd=cost_or_none(model, prompt_tokens=p, completion_tokens=c),
                  finish_reason=str(choice.finish_reason) if choice.finish_reason is not None else None,
-                 response=response)
+                 response=response, cached_tokens=cached_tokens(response.usage))
 
 
 # ---------------------------------------------------------------- checking answers

@@ -21,14 +21,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from mistralai.client.errors import MistralError
 from pydantic import BaseModel, ValidationError
 
-
-class PaymentStatusArgs(BaseModel):
-    transaction_id: str
+from .catalog import cached_tokens
 
 
-class PaymentDateArgs(BaseModel):
+class PaymentArgs(BaseModel):  # both tools take the same argument
     transaction_id: str
 
 
@@ -47,7 +46,7 @@ def _tool(name: str, description: str) -> dict:
 
 TOOLS = [_tool("retrieve_payment_status", "Get the payment status of a transaction."),
          _tool("retrieve_payment_date", "Get the date a transaction was paid.")]
-ARGS = {"retrieve_payment_status": PaymentStatusArgs, "retrieve_payment_date": PaymentDateArgs}
+ARGS = {"retrieve_payment_status": PaymentArgs, "retrieve_payment_date": PaymentArgs}
 ASK_TOOL = [{"role": "user", "content": "What's the status of my transaction T1001?"}]
 ASK_TEXT = [{"role": "user", "content": "Name one colour of the French flag."}]
 
@@ -148,12 +147,14 @@ def check_seed(t: Target) -> str:
 
 
 def check_stream(t: Target) -> str:
+    from .tools import content_text
+
     pieces, finish = [], None
     for event in t.client.chat.stream(model=t.model, messages=ASK_TEXT, max_tokens=t.text_tokens,
                                       temperature=0.0):
         choice = event.data.choices[0]
-        if isinstance(choice.delta.content, str):
-            pieces.append(choice.delta.content)
+        if choice.delta.content:  # text, or a list of chunks (a reasoning model's thinking, then text)
+            pieces.append(content_text(choice.delta.content))
         finish = choice.finish_reason or finish
     _require("".join(pieces).strip() != "", f"no text streamed ({len(pieces)} chunks)")
     _require(finish in ("stop", "length"), f"the stream never said why it ended (finish_reason {finish!r})")
@@ -266,8 +267,6 @@ def check_embeddings(t: Target) -> str:
 
 
 def _expect_4xx(call: Callable[[], Any], what: str) -> str:
-    from mistralai.client.errors import MistralError
-
     try:
         call()
     except MistralError as exc:
@@ -276,18 +275,83 @@ def _expect_4xx(call: Callable[[], Any], what: str) -> str:
     raise CheckFailed(f"{what}: the server answered 200")
 
 
-def check_unknown_model(t: Target) -> str:
-    return _expect_4xx(lambda: t.client.chat.complete(model="no-such-model", messages=ASK_TEXT, max_tokens=2),
-                       "unknown model")
+def refused(what: str, **request: Any) -> Callable[[Target], str]:
+    """A check that a chat request with `request` (over the defaults) gets a 4xx; `what` names it in the failure."""
+    def check(t: Target) -> str:
+        args = {"model": t.model, "messages": ASK_TEXT, "max_tokens": 2, **request}
+        return _expect_4xx(lambda: t.client.chat.complete(**args), what)
+    return check
 
 
-def check_bad_temperature(t: Target) -> str:
-    return _expect_4xx(lambda: t.client.chat.complete(model=t.model, messages=ASK_TEXT, max_tokens=2,
-                                                      temperature=5.0), "temperature=5.0")
+# ---------------------------------------------------------------- the fields SDK 3.x added to chat.complete
+ASK_TWO = [{"role": "system", "content": "Call one function per transaction: several calls in one answer are allowed."},
+           {"role": "user", "content": "Status of T1001 and T1012, please."}]
 
 
-def check_empty_messages(t: Target) -> str:
-    return _expect_4xx(lambda: t.client.chat.complete(model=t.model, messages=[], max_tokens=2), "messages=[]")
+def _two_calls(t: Target, parallel: bool) -> list:
+    r = t.client.chat.complete(model=t.model, messages=ASK_TWO, tools=TOOLS, tool_choice="any",
+                               parallel_tool_calls=parallel, max_tokens=2 * t.max_tokens, temperature=0.0)
+    calls = _calls(r.choices[0].message)
+    _require(bool(calls), "tool_choice='any' but no tool call")
+    return calls
+
+
+def check_parallel_off(t: Target) -> str:
+    calls = _two_calls(t, False)
+    _require(len(calls) == 1, f"parallel_tool_calls=False but {len(calls)} calls in one answer: the server dropped "
+                              "the field")
+    return _valid_call(calls[0])
+
+
+def check_parallel_on(t: Target) -> str:
+    calls = _two_calls(t, True)
+    _require(len({c.id for c in calls}) == len(calls), f"calls in one answer share an id: {[c.id for c in calls]}")
+    return f"{len(calls)} call(s) in one answer (the model chooses): " + ", ".join(_valid_call(c) for c in calls)
+
+
+def check_strict(t: Target) -> str:
+    strict = [{"type": "function", "function": {**tool["function"], "strict": True}} for tool in TOOLS]
+    calls = _calls(t.client.chat.complete(model=t.model, messages=ASK_TOOL, tools=strict, tool_choice="any",
+                                          max_tokens=t.max_tokens, temperature=0.0).choices[0].message)
+    _require(bool(calls), "strict tools with tool_choice='any' but no tool call")
+    return ", ".join(_valid_call(c) for c in calls), all(_asked_id(c) for c in calls)
+
+
+def check_logprobs(t: Target) -> str:
+    r = t.client.chat.complete(model=t.model, messages=ASK_TEXT, max_tokens=3, temperature=0.0, logprobs=True,
+                               top_logprobs=3)
+    content = list(getattr(r.choices[0].logprobs, "content", None) or [])
+    _require(bool(content), "logprobs=True but no choices[0].logprobs")
+    _require(len(content) == r.usage.completion_tokens, f"{len(content)} logprobs, {r.usage.completion_tokens} tokens")
+    for tok in content:
+        values = [a.logprob for a in tok.top_logprobs or []]
+        _require(len(values) == 3 and values == sorted(values, reverse=True) and math.isfinite(tok.logprob)
+                 and sum(math.exp(v) for v in values) <= 1 + 1e-4, f"not 3 log-probabilities, likeliest first: {values}")
+        # greedy (temperature 0): the token taken is the likeliest one
+        _require(tok.top_logprobs[0].token_id == tok.token_id, f"took {tok.token!r}, not {tok.top_logprobs[0].token!r}")
+    return f"{len(content)} tokens, first {content[0].token!r} at p={math.exp(content[0].logprob):.2f}"
+
+
+def check_prompt_cache(t: Target) -> str:
+    system = {"role": "system", "content": "You answer questions about Harbourline Bank's payments. " * 12}
+    seen = []
+    for _ in range(2):
+        r = t.client.chat.complete(model=t.model, messages=[system, *ASK_TEXT], max_tokens=2, temperature=0.0,
+                                   prompt_cache_key="conformance-check")
+        n = cached_tokens(r.usage)  # usage.prompt_tokens_details.cached_tokens
+        _require(n is None or 0 <= n <= r.usage.prompt_tokens, f"cached_tokens {n!r} outside 0..prompt_tokens")
+        seen.append(n)
+    return f"prompt_cache_key accepted; cached tokens on the two calls: {seen} (a hit is likely, not promised)"
+
+
+def check_reasoning_effort(t: Target) -> str:
+    try:
+        t.client.chat.complete(model=t.model, messages=ASK_TEXT, max_tokens=2, reasoning_effort="none")
+    except MistralError as exc:  # a model without the option may refuse it, but must name the field
+        _require(400 <= exc.status_code < 500 and "reasoning_effort" in str(exc),
+                 f"reasoning_effort='none': status {exc.status_code} without naming the field")
+        return f"refused with {exc.status_code}, naming reasoning_effort"
+    return "reasoning_effort='none' accepted"
 
 
 CHECKS: dict[str, Callable[[Target], Any]] = {  # each returns what it saw, or (what it saw, content right)
@@ -304,9 +368,16 @@ CHECKS: dict[str, Callable[[Target], Any]] = {  # each returns what it saw, or (
     "json_schema": check_json_schema,
     "chat.parse": check_parse,
     "embeddings": check_embeddings,
-    "4xx: unknown model": check_unknown_model,
-    "4xx: temperature out of range": check_bad_temperature,
-    "4xx: no messages": check_empty_messages,
+    "4xx: unknown model": refused("unknown model", model="no-such-model"),
+    "4xx: temperature out of range": refused("temperature=5.0", temperature=5.0),
+    "4xx: no messages": refused("messages=[]", messages=[]),
+    "parallel_tool_calls off": check_parallel_off,
+    "parallel_tool_calls on": check_parallel_on,
+    "strict function": check_strict,
+    "logprobs": check_logprobs,
+    "prompt caching": check_prompt_cache,
+    "reasoning_effort": check_reasoning_effort,
+    "4xx: top_logprobs out of range": refused("top_logprobs=-1", logprobs=True, top_logprobs=-1),
 }
 
 

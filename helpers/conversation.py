@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .catalog import _tokens, cost_or_none
+from .tools import content_text
 
 
 @dataclass
@@ -60,7 +61,8 @@ class Conversation:
         started = time.perf_counter()
         for chunk in self.client.chat.stream(model=self.model, messages=request, max_tokens=self.max_tokens,
                                              temperature=self.temperature):
-            delta = chunk.data.choices[0].delta.content if chunk.data.choices else None
+            # text, or a list of chunks (a reasoning model sends thinking chunks): keep the text
+            delta = content_text(chunk.data.choices[0].delta.content) if chunk.data.choices else None
             if delta:
                 pieces.append(delta)
                 if on_text is not None:

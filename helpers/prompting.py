@@ -167,3 +167,108 @@ def summary(answers: Sequence[Answer]) -> dict[str, Any]:
         "latency_p50_s": p50([a.reply.latency_s for a in answers]),
         "latency_at_concurrency": max((a.concurrency for a in answers), default=1),
     }
+
+
+# ---------------------------------------------------------------- classifying by the model's own probabilities
+def _field(item: Any, name: str) -> Any:
+    return item.get(name) if isinstance(item, dict) else getattr(item, name, None)
+
+
+def labels_of(token_text: str, labels: Sequence[str] = INTENTS) -> list[str]:
+    """The labels a generated token could be the start of: its text (stripped, lower-case) and the label begin alike
+    — the token is the label's first letters ('F', 'Ref', ' card') or the label followed by more ('Cards')."""
+    t = token_text.strip().lower()
+    if not t or not t[0].isalpha():
+        return []
+    return [label for label in labels if label.startswith(t) or t.startswith(label)]
+
+
+def label_probabilities(alternatives: Sequence[Any], labels: Sequence[str] = INTENTS,
+                        prefix: str = "") -> tuple[dict[str, float], dict[str, float]]:
+    """({label: probability}, {shared token text: probability}) from one token's `top_logprobs`.
+
+    A token that starts only one label adds its probability to that label; a token several labels share ('F' for
+    fraud and fees) is returned apart, for `classify_by_logprobs` to resolve. `prefix`: text already written (a
+    shared token being resolved), read in front of each alternative. Labels absent from the alternatives get 0."""
+    import math
+
+    scores = {label: 0.0 for label in labels}
+    shared: dict[str, float] = {}
+    for alt in alternatives:
+        text, p = str(_field(alt, "token")), math.exp(float(_field(alt, "logprob")))
+        fits = labels_of(prefix + text, labels)
+        if len(fits) == 1:
+            scores[fits[0]] += p
+        elif fits:
+            shared[prefix + text] = shared.get(prefix + text, 0.0) + p
+    return scores, shared
+
+
+def _continued(messages: list[dict], text: str) -> list[dict]:
+    """The conversation with `text` written at the start of the answer: an assistant `prefix` (extended, when the
+    conversation already ends with one)."""
+    last = messages[-1] if messages else {}
+    if last.get("role") == "assistant" and last.get("prefix"):
+        return [*messages[:-1], {**last, "content": (last.get("content") or "") + text}]
+    return [*messages, {"role": "assistant", "content": text, "prefix": True}]
+
+
+@dataclass
+class ScoredLabel:
+    """One message classified by probabilities: the most likely label (None: no label among the alternatives)."""
+
+    id: str
+    label: str | None
+    probability: float  # of the chosen label's first token(s), as the model gave them
+    label_mass: float  # probability on any label at all (the rest went to other first tokens, e.g. "The")
+    correct: bool
+    requests: int  # 1, plus one per shared first token that was resolved
+    prompt_tokens: int
+
+
+def classify_by_logprobs(client: Any, model: str, build: Callable[[str], list[dict]], rows, *,
+                         labels: Sequence[str] = INTENTS, top_logprobs: int = 20, concurrency: int = 1,
+                         **options: Any) -> list[ScoredLabel]:
+    """Classify each row by the likelihood of each label's first token, read from `logprobs` (`max_tokens=1`).
+
+    The rule for labels whose first tokens collide: a token several labels share ('F' → fraud, fees) is resolved
+    when it could change the winner — one more `max_tokens=1` call with that token as an assistant `prefix`, and its
+    probability is split by what the model would write next (p('F') × p('ra' | 'F') for fraud). A token still shared
+    after that is split evenly. A label whose first token is not among the `top_logprobs` alternatives scores 0."""
+    items = [row for _, row in rows.iterrows()]
+
+    def ask(messages: list[dict]) -> tuple[list[Any], int]:
+        r = client.chat.complete(model=model, messages=messages, max_tokens=1, logprobs=True,
+                                 top_logprobs=top_logprobs, **options)
+        lp = r.choices[0].logprobs
+        content = list(_field(lp, "content") or []) if lp is not None else []
+        if not content:
+            raise ValueError(f"{model} returned no logprobs for logprobs=True: this server or model does not give them")
+        return list(_field(content[0], "top_logprobs") or []), int(r.usage.prompt_tokens or 0)
+
+    def one(row: Any) -> ScoredLabel:
+        messages = build(row["text"])
+        alternatives, prompt_tokens = ask(messages)
+        scores, shared = label_probabilities(alternatives, labels)
+        requests = 1
+        for text, p in sorted(shared.items(), key=lambda kv: -kv[1]):
+            fits = labels_of(text, labels)
+            rest = max((s for label, s in scores.items() if label not in fits), default=0.0)
+            if max(scores[label] for label in fits) + p <= rest:
+                continue  # even all of it could not make one of its labels the winner
+            more, n = ask(_continued(messages, text))
+            requests, prompt_tokens = requests + 1, prompt_tokens + n
+            split, still = label_probabilities(more, labels, prefix=text)
+            for label in fits:  # p(shared token) × p(next token | it): the likelihood of the label's first tokens
+                share = split[label] + sum(q / len(labels_of(t, labels)) for t, q in still.items()
+                                           if label in labels_of(t, labels))
+                scores[label] += p * share
+        best = max(scores, key=scores.get)
+        label = best if scores[best] > 0 else None
+        return ScoredLabel(row["id"], label, scores[best], sum(scores.values()), label == row["intent"], requests,
+                           prompt_tokens)
+
+    if int(concurrency) <= 1:
+        return [one(row) for row in items]
+    with ThreadPoolExecutor(max_workers=int(concurrency)) as pool:
+        return list(pool.map(one, items))

@@ -48,6 +48,47 @@ def test_price_table_is_dated_and_has_the_published_prices():
     assert table["source"].str.len().gt(10).all()
 
 
+def test_price_table_has_the_ministral_3_aliases_dated_ids_and_retirements():
+    table = catalog.price_table()
+    # Mistral's docs (platform-docs-public, 2026-08-21): Ministral 3 at 0.10 / 0.15 / 0.20 in and out, 256k context
+    for alias, price, dated in (("ministral-3b-latest", 0.10, "ministral-3b-2512"),
+                                ("ministral-8b-latest", 0.15, "ministral-8b-2512"),
+                                ("ministral-14b-latest", 0.20, "ministral-14b-2512")):
+        row = table.loc[alias]
+        assert (row.input_usd_per_1m, row.output_usd_per_1m, row.dated_id) == (price, price, dated)
+        assert row.context_window == 256_000 and catalog.tier(alias).retirement_date is None
+    # every alias names the dated id it points to, and that id has its own row at the same prices
+    for alias in ("mistral-small-latest", "mistral-medium-latest", "mistral-large-latest"):
+        pinned = catalog.tier(catalog.tier(alias).dated_id)
+        assert pinned.alias != alias and pinned.alias == pinned.dated_id
+        assert (pinned.input_usd_per_1m, pinned.output_usd_per_1m) == (table.loc[alias, "input_usd_per_1m"],
+                                                                       table.loc[alias, "output_usd_per_1m"])
+    assert catalog.tier("mistral-small-latest").dated_id == "mistral-small-2603"
+    # retired ids carry their date and are not offered as tiers (tier_rank 0)
+    retired = table[table.retirement_date.notna()]
+    assert set(retired.index) >= {"mistral-small-2506", "mistral-medium-2508", "magistral-medium-2509"}
+    assert (retired.tier_rank == 0).all() and retired.retirement_date.str.match(r"\d{4}-\d{2}-\d{2}$").all()
+    assert table.loc["mistral-medium-2508", "retirement_date"] == "2026-08-31"
+    # cached prompt tokens at 10% of the input price wherever a cached price is listed
+    cached = table[table.cached_input_usd_per_1m.notna()]
+    assert len(cached) >= 9
+    assert (cached.cached_input_usd_per_1m.astype(float).round(6) ==
+            (cached.input_usd_per_1m * 0.1).round(6)).all()
+
+
+def test_cached_tokens_read_where_la_plateforme_reports_them_and_are_billed_at_10_percent():
+    # the docs' example (prompt-caching.md): 1,013 prompt tokens, 1,008 cached, 30 completion, on large-latest
+    usage = UsageInfo.model_validate({"prompt_tokens": 1013, "completion_tokens": 30, "total_tokens": 1043,
+                                      "prompt_tokens_details": {"cached_tokens": 1008}})
+    assert catalog.cached_tokens(usage) == 1008
+    assert catalog.cached_tokens({"prompt_tokens_details": {"cached_tokens": 64}}) == 64
+    assert catalog.cached_tokens(UsageInfo(prompt_tokens=3)) is None and catalog.cached_tokens(None) is None
+    assert cost_usd(LARGE, usage) == pytest.approx((5 * 0.50 + 1008 * 0.05 + 30 * 1.50) / 1e6)
+    assert cost_usd(LARGE, usage, cached=0) == pytest.approx((1013 * 0.50 + 30 * 1.50) / 1e6)
+    with pytest.raises(ValueError, match="cannot exceed"):
+        cost_usd(LARGE, prompt_tokens=10, cached=11)
+
+
 def test_cost_arithmetic():
     # 1M in + 1M out on small = 0.15 + 0.60
     assert cost_usd(SMALL, prompt_tokens=1_000_000, completion_tokens=1_000_000) == pytest.approx(0.75)
@@ -67,7 +108,7 @@ def test_unknown_model_and_negative_tokens_are_clear_errors():
 
 
 def test_cost_or_none_and_show_cost_for_a_model_without_a_price():
-    assert catalog.cost_or_none("ministral-8b-latest", prompt_tokens=100, completion_tokens=10) is None
+    assert catalog.cost_or_none("open-mistral-7b", prompt_tokens=100, completion_tokens=10) is None
     assert catalog.cost_or_none(SMALL, prompt_tokens=1_000_000) == pytest.approx(0.15)
     assert catalog.show_cost(None) == "n/a (not in the price table)"
     assert catalog.show_cost(0.0000123) == "$0.00001230"

@@ -18,7 +18,9 @@ from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
 # Checks whose outcome does not depend on how good the model is: the stand-in (random weights) must pass them.
 STRUCTURAL = ["max_tokens honoured", "random_seed reproducible", "tool_choice any", "tool_choice none",
               "tool_choice named", "json_object", "json_schema", "chat.parse", "embeddings",
-              "4xx: unknown model", "4xx: temperature out of range", "4xx: no messages"]
+              "4xx: unknown model", "4xx: temperature out of range", "4xx: no messages",
+              "parallel_tool_calls off", "parallel_tool_calls on", "strict function", "logprobs", "prompt caching",
+              "reasoning_effort", "4xx: top_logprobs out of range"]
 
 
 def broken_app() -> FastAPI:
@@ -45,6 +47,70 @@ def broken_app() -> FastAPI:
                 "usage": {"prompt_tokens": 3, "completion_tokens": 0, "total_tokens": 3}}
 
     return app
+
+
+def parallel_dropping_app() -> FastAPI:
+    """A server that honours everything about tool calls except `parallel_tool_calls`: with tools it always
+    answers two calls, whatever the request says (as a server that drops the field and lets the model run on)."""
+    app = FastAPI()
+    seen: list = []
+    app.state.seen = seen
+
+    @app.post("/v1/chat/completions")
+    async def chat(request: Request):
+        body = await request.json()
+        seen.append(body.get("parallel_tool_calls"))
+        calls = [{"id": f"call{i}AbCd", "type": "function", "index": i,
+                  "function": {"name": name, "arguments": '{"transaction_id": "T1001"}'}}
+                 for i, name in enumerate(["retrieve_payment_status", "retrieve_payment_date"])]
+        message = ({"role": "assistant", "content": "", "tool_calls": calls} if body.get("tools")
+                   else {"role": "assistant", "content": "Blue."})
+        return {"id": "x", "object": "chat.completion", "created": 0, "model": body.get("model", "?"),
+                "choices": [{"index": 0, "finish_reason": "tool_calls" if body.get("tools") else "stop",
+                             "message": message}],
+                "usage": {"prompt_tokens": 5, "completion_tokens": 9, "total_tokens": 14}}
+
+    return app
+
+
+def _serve(app):
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 20
+    while not server.started:
+        assert time.monotonic() < deadline, "the fake server did not start"
+        time.sleep(0.02)
+    return server, thread, f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.fixture(scope="module")
+def parallel_dropping():
+    app = parallel_dropping_app()
+    server, thread, url = _serve(app)
+    yield url, app.state.seen
+    server.should_exit = True
+    thread.join(timeout=5)
+
+
+def test_a_server_that_drops_parallel_tool_calls_fails_the_check(parallel_dropping):
+    url, seen = parallel_dropping
+    results = by_name(conformance.run_checks(url, model="m", embed_model="e",
+                                             only=["parallel_tool_calls off", "parallel_tool_calls on"]))
+    assert False in seen and True in seen  # the SDK did send the field both ways
+    assert not results["parallel_tool_calls off"].passed
+    assert "dropped the field" in results["parallel_tool_calls off"].detail
+    assert results["parallel_tool_calls on"].passed, results["parallel_tool_calls on"].detail  # two calls are fine
+
+
+def test_the_new_field_checks_fail_a_server_that_ignores_them(broken_url):
+    results = by_name(conformance.run_checks(broken_url, model="m", embed_model="e", only=[
+        "parallel_tool_calls off", "strict function", "logprobs", "4xx: top_logprobs out of range"]))
+    failed = {n for n, r in results.items() if not r.passed}
+    assert failed == set(results), {n: r.detail for n, r in results.items() if r.passed}
+    assert "no choices[0].logprobs" in results["logprobs"].detail
 
 
 @pytest.fixture(scope="module")

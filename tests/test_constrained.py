@@ -140,7 +140,8 @@ def test_closing_score_reads_the_string_state():
     from helpers.endpoint.constrained import IN, OUT, closing_step
 
     # outside a string, closers score high; inside one, the same brackets are junk content
-    assert closing_step("]],", OUT)[0] > 20 and closing_step("]],", IN)[0] < 0
+    assert closing_step("]]", OUT)[0] > 20 and closing_step("]],", IN)[0] < 0
+    assert 0 < closing_step("]],", OUT)[0] < closing_step("]]", OUT)[0]  # a comma after closers starts another item
     assert closing_step('"}', IN) == (closing_step('"}', IN)[0], OUT) and closing_step('"}', IN)[0] > 20
     assert closing_step('""', OUT)[0] > closing_step('","', OUT)[0]  # an empty string beats a comma in one
     assert closing_step("transaction", IN)[0] > closing_step("trans", IN)[0] > 0  # a spelled-out key: longest

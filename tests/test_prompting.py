@@ -79,3 +79,81 @@ def test_run_pattern_and_summary_with_a_fake_client(data):
     assert [a.correct for a in answers] == [True, False] and sent[0][1] == {"max_tokens": 3}
     s = prompting.summary(answers)
     assert s["accuracy"] == 0.5 and s["prompt_tokens_per_message"] == 10 and s["usd_per_message"] > 0
+
+
+# ---------------------------------------------------------------- classification by logprobs
+def _lp_reply(alternatives):
+    import math as _m
+    from types import SimpleNamespace
+
+    top = [SimpleNamespace(token=t, logprob=_m.log(p)) for t, p in alternatives]
+    content = [SimpleNamespace(token=top[0].token, logprob=top[0].logprob, top_logprobs=top)]
+    return SimpleNamespace(choices=[SimpleNamespace(logprobs=SimpleNamespace(content=content))],
+                           usage=SimpleNamespace(prompt_tokens=50))
+
+
+class _LogprobChat:
+    """Answers by the text of the assistant prefix the request ends with (or none)."""
+
+    def __init__(self, by_prefix):
+        self.by_prefix, self.calls = by_prefix, []
+
+    def complete(self, *, model, messages, **kw):
+        assert kw["max_tokens"] == 1 and kw["logprobs"] is True and kw["top_logprobs"] == 5
+        last = messages[-1]
+        prefix = last["content"] if last["role"] == "assistant" and last.get("prefix") else ""
+        self.calls.append(prefix)
+        return _lp_reply(self.by_prefix[prefix])
+
+
+def test_labels_of_reads_a_tokens_start_case_and_space_insensitively():
+    assert prompting.labels_of(" card") == ["card"] and prompting.labels_of("Cards") == ["card"]
+    assert prompting.labels_of("F") == ["fraud", "fees"] and prompting.labels_of("Ref") == ["refund"]
+    assert prompting.labels_of("The") == [] and prompting.labels_of(" ") == [] and prompting.labels_of("<") == []
+
+
+def test_label_probabilities_keep_shared_tokens_apart():
+    scores, shared = prompting.label_probabilities(_lp_reply([(" card", 0.3), ("Card", 0.1), ("F", 0.2),
+                                                              ("The", 0.3)]).choices[0].logprobs.content[0]
+                                                   .top_logprobs)
+    assert scores["card"] == pytest.approx(0.4) and scores["fraud"] == 0.0 and shared == {"F": pytest.approx(0.2)}
+
+
+def test_classify_by_logprobs_resolves_a_shared_first_token_only_when_it_could_win():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    rows = pd.DataFrame([{"id": "A", "text": "x", "intent": "fees"}, {"id": "B", "text": "y", "intent": "card"}])
+    # A: 'F' (0.5) beats card (0.25) if all of it went to one label: resolved by a call with prefix 'Cat: F'
+    chat = _LogprobChat({"Cat:": [(" card", 0.25), (" F", 0.5), ("The", 0.1)],
+                         "Cat: F": [("ees", 0.6), ("ra", 0.2), ("oo", 0.2)]})
+    client = SimpleNamespace(chat=chat)
+
+    def build(text):
+        return [{"role": "user", "content": text}, {"role": "assistant", "content": "Cat:", "prefix": True}]
+
+    out = prompting.classify_by_logprobs(client, "m", build, rows.iloc[:1], top_logprobs=5)
+    assert chat.calls == ["Cat:", "Cat: F"]  # the prefix was extended, not a second assistant message
+    a = out[0]
+    assert a.label == "fees" and a.correct and a.requests == 2
+    # p(' F') × p('ees' | ' F'); 'oo' starts no label, so its share of ' F' goes to none
+    assert a.probability == pytest.approx(0.5 * 0.6) and a.label_mass == pytest.approx(0.25 + 0.5 * 0.8)
+    # B: card at 0.6 cannot be overtaken by 'F' at 0.1: no second call
+    chat2 = _LogprobChat({"Cat:": [(" card", 0.6), (" F", 0.1)]})
+    out = prompting.classify_by_logprobs(SimpleNamespace(chat=chat2), "m", build, rows.iloc[1:], top_logprobs=5)
+    assert chat2.calls == ["Cat:"] and out[0].label == "card" and out[0].correct
+
+
+def test_classify_by_logprobs_says_so_when_the_server_gives_no_logprobs():
+    from types import SimpleNamespace
+
+    import pandas as pd
+
+    class NoLogprobs:
+        def complete(self, **kw):
+            return SimpleNamespace(choices=[SimpleNamespace(logprobs=None)], usage=SimpleNamespace(prompt_tokens=3))
+
+    rows = pd.DataFrame([{"id": "A", "text": "x", "intent": "fees"}])
+    with pytest.raises(ValueError, match="no logprobs"):
+        prompting.classify_by_logprobs(SimpleNamespace(chat=NoLogprobs()), "m", lambda t: [], rows)

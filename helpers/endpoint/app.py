@@ -121,6 +121,26 @@ def _unknown_model(name: str, kind: str, names: Iterable[str]) -> ApiError:
                          "GET /v1/models lists them all)", "invalid_model", "1500")
 
 
+def refuse_unsupported(body: ChatRequest, model: str) -> None:
+    """A 400 naming the field, for what the request asks and this endpoint cannot do (rather than ignoring it)."""
+    if body.reasoning_effort not in (None, "none"):
+        raise ApiError(400, f"reasoning_effort={body.reasoning_effort!r}: the served model "
+                            f"({public_name(model)}) has no reasoning mode, so it cannot think longer; send "
+                            "reasoning_effort='none' or leave it out (La Plateforme's mistral-small-latest and "
+                            "mistral-medium-3-5 take 'high')", code="3001")
+    if body.top_logprobs is not None and not body.logprobs:
+        raise ApiError(400, "top_logprobs needs logprobs=True", code="3001")
+    if body.logprobs and body.stream:
+        raise ApiError(400, "logprobs with stream=True is not served by the local endpoint: ask for logprobs "
+                            "without streaming", code="3001")
+    if body.prompt_logprobs:
+        raise ApiError(400, "prompt_logprobs is not served by the local endpoint (logprobs of generated tokens "
+                            "are: logprobs=True)", code="3001")
+    if body.guardrails:
+        raise ApiError(400, "guardrails are La Plateforme's moderation service; the local endpoint has none, so it "
+                            "refuses the request rather than answer unmoderated: leave guardrails out", code="3001")
+
+
 def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = None, max_rps: float | None = None,
                max_body: int = DEFAULT_MAX_BODY, log_prompts: bool = False,
                default_max_tokens: int = DEFAULT_MAX_TOKENS, max_batch: int = MAX_BATCH) -> Any:
@@ -207,6 +227,7 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
             raise _unknown_model(body.model, "chat", served.chat_names())
         if body.n not in (None, 1):
             raise ApiError(400, "the local endpoint generates one choice per request (n=1)")
+        refuse_unsupported(body, engine.name)
         messages = [m.model_dump(exclude_none=True) for m in body.messages]
         if log_prompts:
             info["prompt"] = " | ".join(f"{m['role']}: {m.get('content')}" for m in messages)[:500]
@@ -218,7 +239,8 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
                                 f"this server's limit is {MAX_SCHEMA_NODES} (MAX_SCHEMA_NODES): send smaller schemas")
         try:
             prompt = await run_in_threadpool(engine.render, messages, tools=tools, tool_choice=body.tool_choice,
-                                             response_format=body.response_format)
+                                             response_format=body.response_format,
+                                             parallel_tool_calls=body.parallel_tool_calls)
         except PromptError as exc:
             raise ApiError(400, str(exc), code="3230") from exc
         except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:  # malformed, past validation
@@ -245,14 +267,19 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         params = SamplingParams(max_tokens=max_tokens, temperature=temperature_default if body.temperature is None
                                 else body.temperature,
                                 top_p=1.0 if body.top_p is None else body.top_p,
-                                min_tokens=min(body.min_tokens or 0, max_tokens), seed=seed, stop=stop)
+                                min_tokens=min(body.min_tokens or 0, max_tokens), seed=seed, stop=stop,
+                                logprobs=(body.top_logprobs or 0) if body.logprobs else None)
         cid = "cmpl-" + uuid.uuid4().hex
         created = int(time.time())
         job = worker.submit(prompt, params, stream=body.stream)
 
         def usage(gen: Completion) -> dict:
+            # prompt_tokens_details.cached_tokens: where La Plateforme reports prompt caching (its prompt-caching
+            # docs, 2026-08-21); here the prompt tokens whose KV cache was reused from an earlier request (exact
+            # counts: the API counts in blocks of 64)
             return {"prompt_tokens": gen.prompt_tokens, "completion_tokens": len(gen.ids),
-                    "total_tokens": gen.prompt_tokens + len(gen.ids)}
+                    "total_tokens": gen.prompt_tokens + len(gen.ids),
+                    "prompt_tokens_details": {"cached_tokens": int(gen.cached_tokens)}}
 
         if not body.stream:
             while True:
@@ -264,9 +291,11 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
             gen: Completion = value
             info["tokens"] = f"{gen.prompt_tokens}+{len(gen.ids)}"
             message = {"role": "assistant", "content": gen.content, "tool_calls": gen.tool_calls, "prefix": False}
+            choice = {"index": 0, "message": message, "finish_reason": gen.finish_reason}
+            if gen.logprobs is not None:
+                choice["logprobs"] = {"content": gen.logprobs}
             return {"id": cid, "object": "chat.completion", "created": created, "model": body.model,
-                    "choices": [{"index": 0, "message": message, "finish_reason": gen.finish_reason}],
-                    "usage": usage(gen)}
+                    "choices": [choice], "usage": usage(gen)}
 
         def chunk(delta: dict, finish: str | None = None, extra: dict | None = None) -> str:
             data = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": body.model,
@@ -306,6 +335,15 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
 
         return StreamingResponse(events(), media_type="text/event-stream",
                                  headers={"cache-control": "no-cache", "x-accel-buffering": "no"})
+
+    @app.api_route("/v1/conversations", methods=["GET", "POST"], include_in_schema=False)
+    @app.api_route("/v1/conversations/{rest:path}", methods=["GET", "POST", "DELETE", "PATCH"],
+                   include_in_schema=False)
+    async def conversations(rest: str = ""):
+        raise ApiError(404, "The Conversations API (client.beta.conversations, /v1/conversations) is La Plateforme's: "
+                            "it keeps each conversation's history on Mistral's servers. This local endpoint keeps no "
+                            "state between requests; send the whole message list to /v1/chat/completions instead "
+                            "(notebook 02, section 7).", "invalid_request_error", "not_served_locally")
 
     @app.post("/v1/embeddings", responses=_responses(400, 401, 404, 413, 422, 429, 503))
     async def embeddings(body: EmbeddingRequest, request: Request):

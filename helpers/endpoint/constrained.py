@@ -159,8 +159,9 @@ def bound_schema(schema: dict, bounds: Bounds = Bounds()) -> dict:
         raise ValueError(f"malformed JSON schema ({type(exc).__name__}: {exc})") from None
 
 
-def tool_calls_schema(tools: list[dict], bounds: Bounds = Bounds()) -> dict:
-    """Schema of Mistral's tool-call payload `[{"name": ..., "arguments": {...}}]`: one call to one of `tools`."""
+def tool_calls_schema(tools: list[dict], bounds: Bounds = Bounds(), max_calls: int = 1) -> dict:
+    """Schema of Mistral's tool-call payload `[{"name": ..., "arguments": {...}}, ...]`: one to `max_calls` calls
+    (more than one: `parallel_tool_calls`), each to one of `tools` with arguments that validate against its schema."""
     options = []
     for tool in tools:
         fn = tool["function"]
@@ -172,7 +173,7 @@ def tool_calls_schema(tools: list[dict], bounds: Bounds = Bounds()) -> dict:
             "additionalProperties": False,
         })
     item = options[0] if len(options) == 1 else {"anyOf": options}
-    return {"type": "array", "items": item, "minItems": 1, "maxItems": 1}
+    return {"type": "array", "items": item, "minItems": 1, "maxItems": max(1, int(max_calls))}
 
 
 def json_value_ebnf(bounds: Bounds = Bounds()) -> str:
@@ -304,7 +305,8 @@ def closing_score(token: bytes | str) -> float:
 def closing_step(token: bytes | str, state: int = OUT) -> tuple[float, int]:
     """(score, state after) for a token: how much it helps to *end* a JSON structure, read from `state`.
 
-    Outside strings closers score high, openers low, separators over more digits; inside a string its closing
+    Outside strings closers score high, openers low, separators over more digits (but a comma right after a closer
+    in one token, as in `}},`, low: it starts another item); inside a string its closing
     quote scores high, letters and digits a little (a key or enum value the grammar spells out: the longest token
     that fits), and anything else is junk content that scores low — so a plan closes a free string at once instead
     of filling it with `]],]],…`, and writes `""` rather than `","`. Used only to plan the shortest-looking way to
@@ -314,7 +316,9 @@ def closing_step(token: bytes | str, state: int = OUT) -> tuple[float, int]:
     if not text:
         return -1e4, state
     score = 0.0
+    after_closer = False  # a comma straight after a closer in the same token reopens what it closed: `}},` is no end
     for ch in text:
+        closer_before, after_closer = after_closer, False
         if state == ESC:
             score -= 1
             state = IN
@@ -331,13 +335,14 @@ def closing_step(token: bytes | str, state: int = OUT) -> tuple[float, int]:
                 score -= 1
         elif ch in "}]":
             score += 11
+            after_closer = True
         elif ch == '"':
             score += 10
             state = IN
         elif ch in "{[":
             score -= 30
         elif ch in ",:":
-            score += 1
+            score += -10 if ch == "," and closer_before else 1
         elif ch.isspace():
             score -= 1
         elif ch in ".-+eE" or ch.isdigit():

@@ -37,10 +37,12 @@ from .prompts import (
     SamplingParams,
     _strict_json,
     find_mistral_tokenizer,
+    keep_calls,
     normalize_messages,
     parse_call_payload,
     parse_tagged_calls,
     sample_token,
+    token_logprobs_entry,
 )
 
 log = logging.getLogger(__name__)
@@ -84,8 +86,10 @@ class ChatEngine:
 
     # ---------------------------------------------------------------- prompts
     def render(self, messages: list[dict], *, tools: list[dict] | None = None, tool_choice: Any = "auto",
-               response_format: dict | None = None) -> Prompt:
-        """Turn an API request's messages/tools/format into prompt token ids and an output mode."""
+               response_format: dict | None = None, parallel_tool_calls: bool | None = None) -> Prompt:
+        """Turn an API request's messages/tools/format into prompt token ids and an output mode.
+
+        `parallel_tool_calls` (the API's default: True) lets one answer hold several calls; False allows one."""
         msgs = normalize_messages(messages)
         rf = (response_format or {}).get("type", "text")
         schema = None
@@ -125,7 +129,8 @@ class ChatEngine:
         ids = self._encode(msgs, tools)
         last = msgs[-1]
         prefix = (last.get("content") or "") if last["role"] == "assistant" and last.get("prefix") else ""
-        prompt = Prompt(ids=ids, tools=forced, mode=mode, schema=schema, prefix=prefix)
+        prompt = Prompt(ids=ids, tools=forced, mode=mode, schema=schema, prefix=prefix,
+                        parallel=parallel_tool_calls is not False)
         try:  # compile (or fetch from the cache) now, so a schema xgrammar cannot take is the caller's 400
             prompt.grammar = self._compile(prompt)
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
@@ -192,7 +197,8 @@ class ChatEngine:
     def _compile(self, prompt: Prompt) -> Any:
         """The compiled grammar this prompt's mode demands (None for free text); cached by schema."""
         if prompt.mode in ("tools_forced", "tools_auto") and prompt.tools:
-            schema = tool_calls_schema(prompt.tools, self.bounds)
+            schema = tool_calls_schema(prompt.tools, self.bounds,
+                                       max_calls=self.bounds.max_items if prompt.parallel else 1)
             return self.grammars.json_schema(schema, leading_space=self.tool_calls_id is not None)
         if prompt.mode == "json_schema":
             return self.grammars.json_schema(bound_schema(prompt.schema, self.bounds))
@@ -261,6 +267,7 @@ class ChatEngine:
         hold = max((len(s) for s in stops), default=1) - 1
         x = list(prompt.ids[reused:])
         budget: dict = {}  # budget-aware decoding's state (see _within_budget)
+        token_logprobs: list[dict] = []
         call_need: int | None = None  # tools_auto: tokens a whole call needs, so [TOOL_CALLS] comes only if it fits
         for step in range(params.max_tokens):
             remaining = params.max_tokens - step
@@ -268,6 +275,8 @@ class ChatEngine:
                 finish = "cancelled"
                 break
             logits = yield x
+            # the model's own log-probabilities, before any mask, ban or temperature touches the logits
+            logprobs = torch.log_softmax(logits[0].float(), dim=-1) if params.logprobs is not None else None
             if force_first is not None and step == 0:
                 tok = force_first
             else:
@@ -286,6 +295,8 @@ class ChatEngine:
                 if active:
                     tok = self._within_budget(constraint, tok, remaining, budget, step)
             out_ids.append(tok)
+            if logprobs is not None:
+                token_logprobs.append(token_logprobs_entry(tok, logprobs, params.logprobs, self._token_text))
             x = [tok]
             if tok == trigger and not active and constraint is not None:
                 active = in_call = True
@@ -331,7 +342,9 @@ class ChatEngine:
         tool_calls = None
         if prompt.mode == "tools_auto" and trigger is None and not in_call:
             # no [TOOL_CALLS] token (ChatML models): the template asks for <tool_call>{json}</tool_call>
-            tool_calls, content = self._parse_tagged_calls(content, prompt.tools or [], id_rng)
+            tool_calls, rest = self._parse_tagged_calls(content, prompt.tools or [], id_rng)
+            tool_calls = keep_calls(tool_calls, prompt)
+            content = rest if tool_calls else content
             if tool_calls and finish == "stop":
                 finish = "tool_calls"
         if in_call:
@@ -342,7 +355,8 @@ class ChatEngine:
                 finish = "tool_calls"
         return Completion(ids=out_ids, content=content, tool_calls=tool_calls, finish_reason=finish,
                           prompt_tokens=len(prompt.ids), seconds=time.perf_counter() - t0,
-                          cached_tokens=reused)
+                          cached_tokens=reused, logprobs=token_logprobs if params.logprobs is not None else None)
+
 
     # Prefix caching: a request sharing a long start with the previous one (system prompt, few-shot examples, a
     # conversation) reuses its KV cache, cut back to the common prefix; greedy answers are unchanged (tested).
@@ -416,6 +430,10 @@ class ChatEngine:
         if plan is None:
             return None
         return len(plan) + (1 if prompt.mode == "tools_forced" and self.tool_calls_id is not None else 0)
+
+    def _token_text(self, tok: int) -> str:
+        """A token's text; a special one (end of sequence…) by its name, as the tokenizer spells it."""
+        return self.decode([tok]) or str(self.hf_tokenizer.convert_ids_to_tokens(int(tok)) or "")
 
     def _trim_to(self, ids: list[int], text: str) -> list[int]:
         while ids and len(self.decode(ids)) > len(text):

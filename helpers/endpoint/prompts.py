@@ -37,6 +37,7 @@ class SamplingParams:
     min_tokens: int = 0
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
+    logprobs: int | None = None  # None: off; k: report each token's log-probability and its k likeliest alternatives
 
 
 @dataclass
@@ -49,6 +50,7 @@ class Prompt:
     schema: dict | None = None  # json_schema mode: the user's schema (unbounded, for reference)
     grammar: Any = None  # the compiled grammar for this mode (None: free text)
     prefix: str = ""  # Mistral's `prefix`: text the answer must start with (returned as part of the content)
+    parallel: bool = True  # parallel_tool_calls: several calls in one answer (False: at most one)
 
 
 @dataclass
@@ -62,6 +64,7 @@ class Completion:
     prompt_tokens: int
     seconds: float = 0.0
     cached_tokens: int = 0  # prompt tokens whose KV cache was reused from the previous request
+    logprobs: list[dict] | None = None  # per generated token, in the API's shape (when the request asked for them)
 
 
 def _strict_json(text: str) -> str:
@@ -226,3 +229,48 @@ def sample_token(logits: Any, params: SamplingParams, gen: Any) -> int:
         keep[0] = True
         probs = torch.zeros_like(probs).scatter(0, order[keep], sorted_p[keep])
     return int(torch.multinomial(probs, 1, generator=gen))
+
+
+# ------------------------------------------------------------------ what the API adds to an answer
+def token_logprobs_entry(tok: int, logprobs: Any, k: int, text_of: Callable[[int], str]) -> dict:
+    """One generated token in the SDK's `ChatCompletionResponseTokenLogprobsTopK` shape: its text, UTF-8 bytes, id and
+    log-probability (the model's own, before masks or temperature), and the `k` likeliest tokens at that step, most
+    likely first, in the same shape."""
+    import torch
+
+    def entry(t: int) -> dict:
+        text = text_of(t)
+        return {"token": text, "logprob": float(logprobs[t]), "bytes": list(text.encode("utf-8")), "token_id": t}
+
+    out = entry(int(tok))
+    top = torch.topk(logprobs, min(int(k), logprobs.shape[-1])) if k else None
+    out["top_logprobs"] = [entry(int(t)) for t in top.indices] if top is not None else []
+    return out
+
+
+def keep_calls(calls: list[dict] | None, prompt: Prompt) -> list[dict] | None:
+    """Calls read from free text (no grammar held them): the first only without `parallel_tool_calls`, and none whose
+    arguments break a `strict` function's schema (the API promises that strict arguments follow it)."""
+    if not calls:
+        return calls
+    if not prompt.parallel:
+        calls = calls[:1]
+    strict = {t["function"]["name"]: t["function"].get("parameters") or {"type": "object"}
+              for t in prompt.tools or [] if t["function"].get("strict")}
+    if strict:
+        import jsonschema
+
+        def holds(call: dict) -> bool:
+            name = call["function"]["name"]
+            if name not in strict:
+                return True
+            try:
+                jsonschema.validate(json.loads(call["function"]["arguments"]), strict[name])
+                return True
+            except (ValueError, jsonschema.ValidationError, jsonschema.SchemaError):
+                return False
+
+        calls = [c for c in calls if holds(c)]
+    for i, c in enumerate(calls):
+        c["index"] = i
+    return calls or None

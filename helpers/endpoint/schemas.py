@@ -12,7 +12,7 @@ import math
 import re
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
 log = logging.getLogger("helpers.server")
 
@@ -20,7 +20,7 @@ log = logging.getLogger("helpers.server")
 # API model names (La Plateforme aliases) served by the local chat model. One list, used everywhere.
 CHAT_ALIASES: tuple[str, ...] = (
     "mistral-small-latest", "mistral-medium-latest", "mistral-large-latest",
-    "mistral-tiny", "mistral-small", "mistral-medium", "mistral-large",
+    "mistral-tiny", "mistral-small", "mistral-medium", "mistral-large", "mistral-medium-3-5", "mistral-medium-3",
     "ministral-3b-latest", "ministral-8b-latest", "ministral-14b-latest",
     "open-mistral-7b", "open-mistral-nemo", "open-mixtral-8x7b", "open-mixtral-8x22b",
     "magistral-small-latest", "magistral-medium-latest", "codestral-latest", "devstral-small-latest",
@@ -183,6 +183,7 @@ class FunctionSpec(_Loose):
     name: str = Field(min_length=1, max_length=256)
     description: str | None = None
     parameters: dict[str, Any] | None = None
+    strict: StrictBool | None = None  # La Plateforme: hold the arguments to the schema (here: always, see engine)
 
 
 class ToolSpec(_Loose):
@@ -191,6 +192,8 @@ class ToolSpec(_Loose):
 
 
 TOOL_CHOICES = ("auto", "none", "any", "required")
+REASONING_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")  # SDK 3.7.0's ReasoningEffort
+MAX_TOP_LOGPROBS = 20  # alternatives per token (Mistral's docs give no limit as of 2026-08-21; 20 as OpenAI and vLLM)
 
 
 def check_tool_choice(value: Any) -> Any:
@@ -235,6 +238,22 @@ class ChatRequest(_Loose):
     tools: list[ToolSpec] | None = Field(None, max_length=128)
     tool_choice: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
+    # the fields SDK 3.7.0 sends beyond the ones above; each is checked here, so a bad value is a 422 naming it
+    parallel_tool_calls: StrictBool | None = None  # None: the API's default, True
+    logprobs: StrictBool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=MAX_TOP_LOGPROBS)
+    prompt_logprobs: StrictBool | None = None
+    reasoning_effort: str | None = None
+    prompt_cache_key: str | None = Field(None, min_length=1, max_length=512)
+    guardrails: list[dict[str, Any]] | None = None
+
+    @field_validator("reasoning_effort")
+    @classmethod
+    def _check_reasoning_effort(cls, value: Any) -> Any:
+        if value is not None and value not in REASONING_EFFORTS:
+            raise ValueError(f"reasoning_effort must be one of {', '.join(REASONING_EFFORTS)} (SDK 3.7.0's values; "
+                             "Mistral's docs list 'high' and 'none')")
+        return value
 
     @field_validator("tool_choice")
     @classmethod
