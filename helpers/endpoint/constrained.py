@@ -35,7 +35,6 @@ from typing import Any
 
 import torch
 
-
 ROOMY_STRING = 2048  # the longest string any constrained output may hold
 
 
