@@ -98,6 +98,7 @@ def plot_latency(summaries: dict[str, dict[str, float]], title: str = "RAG laten
     stage runs on to that stage's p95, and the end of the bar says the whole question's p50 and p95."""
     import matplotlib.pyplot as plt
     from matplotlib.lines import Line2D
+    from matplotlib.ticker import MaxNLocator, StrMethodFormatter
 
     from .figures import legend_outside
 
@@ -121,6 +122,9 @@ def plot_latency(summaries: dict[str, dict[str, float]], title: str = "RAG laten
                                       f"p95 {_ms(summaries[n]['total_ms_p95'])} ms" for n in names])
     ax.set_ylim(-0.5, len(names) - 0.2)
     ax.set_xlim(0, widest * 1.05)
+    # few ticks: the legend beside the axes leaves it narrow, and five-digit millisecond labels must not touch
+    ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
     ax.set_xlabel("milliseconds per question (bars: each stage's p50, stacked)")
     ax.set_title(title)
     handles, labels = ax.get_legend_handles_labels()

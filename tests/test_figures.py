@@ -96,3 +96,15 @@ def test_a_figure_jupyter_has_shown_and_closed_can_still_be_checked():
     plt.close(fig)
     FigureCanvasBase(fig)  # what the inline backend leaves behind: a canvas that cannot render
     assert any("no title" in p for p in figures.problems(fig))
+
+
+@pytest.mark.parametrize("generate_ms", [21_822.0, 137_000.0, 950.0])
+def test_latency_chart_ticks_never_touch_with_a_long_title_and_five_digit_milliseconds(generate_ms):
+    """08 failed a run this way: a batch's 21,822 ms beside the outside legend put '10000' and '12500' on top of
+    each other. Few ticks, with thousands separators, whatever the scale."""
+    summary = {**LATENCY, "generate_ms_p50": generate_ms, "generate_ms_p95": generate_ms,
+               "total_ms_p50": generate_ms + 8, "total_ms_p95": generate_ms + 12}
+    title = figures.caption("RAG latency per question: 20 questions, hybrid k=3, JSON answers with sources, generated "
+                            "in batches of 20", "SmolLM2-135M-Instruct", "CPU only", "2026-12-02")
+    fig = local_rag.plot_latency({"local (cpu)": summary}, title=title)
+    assert figures.problems(fig) == []
