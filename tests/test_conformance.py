@@ -115,16 +115,8 @@ def test_the_new_field_checks_fail_a_server_that_ignores_them(broken_url):
 
 @pytest.fixture(scope="module")
 def broken_url():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(broken_app(), log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the fake server did not start"
-        time.sleep(0.02)
-    yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+    server, thread, url = _serve(broken_app())
+    yield url
     server.should_exit = True
     thread.join(timeout=5)
 
