@@ -62,6 +62,7 @@ unit: $(STAMP)
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_server.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_decode.py --threads 2 --repeats 5
+	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_decode.py --threads 2 --repeats 5 --precision bf16 --out runs/bench_decode_bf16.json
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_decode.py --threads 1 --repeats 5 --out runs/bench_decode_1thread.json
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_retrieval.py
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/bench_selfhost.py --model smollm2-135m --device cpu \

@@ -2,7 +2,9 @@
 `generate`, and one decoding step against the time to stream the weights from memory. Prints a markdown table for
 the README and writes JSON.
 
-SmolLM2-135M-Instruct (fp32, CPU). Every request is the same greedy chat completion, `max_tokens = min_tokens = N`
+SmolLM2-135M-Instruct on the CPU, fp32 as the course endpoint serves it (`--precision bf16`: what bf16 would buy on a
+CPU that computes it in hardware; the endpoint stays fp32, whose batched greedy answers equal unbatched ones).
+Every request is the same greedy chat completion, `max_tokens = min_tokens = N`
 (so each produces exactly N tokens, same prompt length). At concurrency c, c client threads send requests through
 the unmodified `mistralai` SDK, one request each; tokens/s = all completion tokens / wall time. The endpoint runs
 with batching on (max_batch 16); `--off` adds it with batching off (max_batch 1, one request at a time: slow).
@@ -84,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--off", action="store_true", help="also measure the endpoint with batching off")
     parser.add_argument("--omp", action="store_true", help="also time a decoding step per OpenMP wait policy")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                        help="weights precision (default fp32, what the course endpoint serves on a CPU)")
     parser.add_argument("--out", default="runs/bench_decode.json")
     args = parser.parse_args(argv)
 
@@ -98,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     n = args.tokens
-    lm = selfhost.load_model(SMOLLM, "fp32", "cpu")
+    lm = selfhost.load_model(SMOLLM, args.precision, "cpu")
     model, tok = lm.model, lm.tokenizer
 
     # bare generate: the same prompt, batch 1, greedy, exactly n tokens
@@ -160,7 +164,7 @@ def main(argv: list[str] | None = None) -> int:
     when = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     where = (f"{cpu_model()}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads, "
              f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}), load average {load:.2f}, {when}")
-    print(f"SmolLM2-135M-Instruct fp32, greedy, {n} tokens per request, medians of {args.repeats}. {where}.\n")
+    print(f"SmolLM2-135M-Instruct {lm.precision}, greedy, {n} tokens per request, medians of {args.repeats}. {where}.\n")
     print("| | " + " | ".join(f"{c} concurrent" for c in args.levels) + " |")
     print("|---|" + "---|" * len(args.levels))
     for label, r in rows.items():
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
             + f" (load average {os.getloadavg()[0]:.2f}).")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"where": where, "tokens": n, "repeats": args.repeats, "bare_generate": bare_tps,
+    out.write_text(json.dumps({"where": where, "precision": lm.precision, "tokens": n, "repeats": args.repeats, "bare_generate": bare_tps,
                                "endpoint": {k: {str(c): v for c, v in r.items()} for k, r in rows.items()},
                                "step_ms": step_ms, "stream_estimate_ms": stream_ms, "gbps": gbps, "omp_probe": probe},
                               indent=1))

@@ -247,9 +247,15 @@ def run_course(
     kernel: str = "python3",
     timeout_s: int = 1800,
     folder: Path | None = None,
+    warm: bool = True,
 ) -> Path:
-    """Execute every notebook in order with papermill; write executed copies and the summary. Returns the run folder."""
+    """Execute every notebook in order with papermill; write executed copies and the summary. Returns the run folder.
+
+    With `warm`, each notebook's kernel is started, and given its imports, while the one before runs
+    (`helpers.warmkernel`): a notebook's seconds then leave out its kernel start and imports."""
     import papermill as pm
+
+    from .warmkernel import WarmKernel
 
     params = dict(params or {})
     refuse_secret_parameters(params)
@@ -278,6 +284,14 @@ def run_course(
     # work a spinning thread stalls every parallel op (benchmarks/bench_decode.py --omp measures it)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     failures = 0
+    unmet = {nb: None if refused[nb] else _requirements_unmet(nb) for nb in books}  # a wrong value is wrong anywhere
+    warmed: dict[Path, WarmKernel] = {}
+
+    def warm_up(nb: Path) -> None:  # the kernel of a notebook that will run, started now in the background
+        if warm and not refused[nb] and not unmet[nb]:
+            env = {**os.environ, METRICS_ENV: str((out / "metrics" / f"{nb.stem}.json").resolve())}
+            warmed[nb] = WarmKernel(nb, kernel, nb.parent, env, QUIET_KERNEL)
+
     try:
         for i, nb in enumerate(books, 1):
             name = nb.stem
@@ -285,13 +299,16 @@ def run_course(
             started = time.perf_counter()
             metrics_file = out / "metrics" / f"{name}.json"
             os.environ[METRICS_ENV] = str(metrics_file.resolve())
+            if i < len(books):
+                warm_up(books[i])
             nb_params = {k: v for k, v in params.items() if k in declared[nb]}
-            reason = None if refused[nb] else _requirements_unmet(nb)  # a wrong value is wrong on any machine
+            reason = unmet[nb]
             status = "skipped" if reason else "ok"
             if refused[nb]:
                 status, reason = "failed", "ParameterError: " + " ".join(refused[nb])
                 failures += 1
             elif not reason:
+                ready = warmed.get(nb)
                 try:
                     pm.execute_notebook(
                         str(nb),
@@ -302,11 +319,15 @@ def run_course(
                         progress_bar=False,
                         execution_timeout=timeout_s,
                         extra_arguments=QUIET_KERNEL,
+                        **({"km": ready.take()} if ready is not None and ready.take() is not None else {}),
                     )
                 except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
                     status = "failed"
                     reason = _short_error(exc)
                     failures += 1
+                finally:
+                    if ready is not None:
+                        ready.close()
             seconds = time.perf_counter() - started
             metrics = json.loads(metrics_file.read_text()) if metrics_file.exists() else {}
             if status == "ok" and metrics.get("notes"):  # valid values this run could not honour: said, not hidden
@@ -316,6 +337,8 @@ def run_course(
             print(f"    {status} in {seconds:.1f}s" + (f" — {reason}" if reason else ""), flush=True)
             _write_summary(out, summary, params)
     finally:
+        for kernel_left in warmed.values():  # a run stopped early: no warmed kernel outlives it
+            kernel_left.close()
         os.environ.clear()
         os.environ.update(env_before)
     print(f"Summary: {out / 'summary.md'} ({failures} failed)")
@@ -373,10 +396,12 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--only", nargs="*", help="notebook name prefixes, e.g. 00 05")
     run.add_argument("--out", default="runs", help="where run folders go (default: runs/)")
     run.add_argument("--kernel", default="python3")
+    run.add_argument("--cold", action="store_true",
+                     help="start each notebook's kernel when it begins, not while the one before runs")
     args = parser.parse_args(argv)
     params = {name: _parse_value(value) for name, value in args.param}
     try:
-        out = run_course(params, args.only, args.out, args.kernel)
+        out = run_course(params, args.only, args.out, args.kernel, warm=not args.cold)
     except ValueError as exc:
         parser.error(str(exc))
     summary = json.loads((out / "summary.json").read_text())

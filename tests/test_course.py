@@ -128,3 +128,38 @@ def test_a_notebook_refuses_a_key_passed_as_a_papermill_parameter(tmp_path):
                             kernel_name="python3", progress_bar=False)
     assert "looks like a secret" in info.value.evalue and "environment" in info.value.evalue
     assert secret not in info.value.evalue
+
+
+def test_the_next_kernel_is_warmed_with_the_notebooks_imports_and_outputs_stay_cold(tmp_path):
+    """A warmed kernel has the notebook's own imports done (colorsys: nothing else imports it), its own metrics file,
+    and execution counts from 1, as a cold one; `warm=False` starts each kernel when its notebook begins."""
+    books = tmp_path / "nbs"
+    books.mkdir()
+    probe = ("import os, sys\nprint('warm' if 'colorsys' in sys.modules else 'cold')\n"
+             "from helpers.course import record\nrecord(file=os.path.basename(os.environ['COURSE_METRICS_FILE']))")
+    _notebook(books / "00_first.ipynb", probe + "\nimport colorsys")
+    _notebook(books / "01_second.ipynb", probe + "\nimport colorsys")
+    for warm, second in ((True, "warm"), (False, "cold")):
+        out = course.run_course({}, out_root=tmp_path / f"runs-{warm}", folder=books, warm=warm)
+        summary = json.loads((out / "summary.json").read_text())
+        assert [e["status"] for e in summary.values()] == ["ok", "ok"]
+        assert summary["01_second"]["metrics"]["file"] == "01_second.json"
+        cells = nbformat.read(out / "01_second.ipynb", as_version=4).cells
+        code = [c for c in cells if c.cell_type == "code"]
+        assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+        printed = "".join(o.get("text", "") for o in code[-1].outputs)
+        assert printed.startswith(second), printed
+        first = nbformat.read(out / "00_first.ipynb", as_version=4).cells
+        assert "cold" in "".join(o.get("text", "") for o in first[-1].outputs)  # the first kernel starts cold
+
+
+def test_imports_are_read_from_code_cells(tmp_path):
+    from helpers.warmkernel import imported_modules
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("import json, os.path\nfrom helpers.client import get_client\nx = 1"),
+                nbformat.v4.new_code_cell("%matplotlib inline\nimport numpy"),  # a magic: skipped, not an error
+                nbformat.v4.new_code_cell("from . import nothing\ndef f():\n    import hidden"),
+                nbformat.v4.new_markdown_cell("import markdown_is_not_code")]
+    nbformat.write(nb, tmp_path / "n.ipynb")
+    assert imported_modules(tmp_path / "n.ipynb") == ["json", "os.path", "helpers.client"]

@@ -82,6 +82,9 @@ class ChatEngine:
         # transformers renamed forward(past_key_values=) to forward(cache=) in 5.x; use whichever this one has
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
+        # only the last position's logits are read: as generate() does, skip projecting every other prompt token
+        # onto the vocabulary (SmolLM2, a 43-token prompt after a cached prefix: 116 → 104 ms on this CPU)
+        self._last_only = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
         self.grammars = GrammarCache(self.hf_tokenizer, self.vocab_size, [self.eos_id])
 
     # ---------------------------------------------------------------- prompts
@@ -233,7 +236,8 @@ class ChatEngine:
     def forward(self, past: Any, feeds: list[list[int]], **kw: Any) -> torch.Tensor:
         """One model call: feed each row its token ids, extend the cache, return last-position logits (rows, vocab)."""
         x = torch.tensor(feeds, device=self.device)
-        logits = self.model(input_ids=x, **{self._cache_kw: past}, use_cache=True, **kw).logits[:, -1, :].float()
+        logits = self.model(input_ids=x, **{self._cache_kw: past}, use_cache=True, **self._last_only, **kw).logits
+        logits = logits[:, -1, :].float()
         return logits.cpu() if logits.device.type != "cpu" else logits
 
     def session(self, prompt: Prompt, params: SamplingParams, *, reused: int = 0,
@@ -356,7 +360,6 @@ class ChatEngine:
         return Completion(ids=out_ids, content=content, tool_calls=tool_calls, finish_reason=finish,
                           prompt_tokens=len(prompt.ids), seconds=time.perf_counter() - t0,
                           cached_tokens=reused, logprobs=token_logprobs if params.logprobs is not None else None)
-
 
     # Prefix caching: a request sharing a long start with the previous one (system prompt, few-shot examples, a
     # conversation) reuses its KV cache, cut back to the common prefix; greedy answers are unchanged (tested).
