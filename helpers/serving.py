@@ -99,14 +99,17 @@ def batching(url: str, max_batch: int) -> Iterator[BatchingRun]:
         worker.scheduler.peak = max(earlier, run.peak)
 
 
-def plot_load(curves: dict[str, list[LoadResult]], title: str):
-    """Two panels against concurrency: throughput (requests/s) and latency (p50 solid, p95 dashed), per server."""
+def plot_load(curves: dict[str, list[LoadResult]], title: str, labels: dict[str, str] | None = None):
+    """Two panels against concurrency: throughput (requests/s) and latency (p50 solid, p95 dashed), per server.
+
+    `labels` gives a curve a shorter legend entry (say what they share in `title`): a long one squeezes the axes."""
     import matplotlib.pyplot as plt
 
     from .figures import legend_outside
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8))
-    for name, results in curves.items():
+    for key, results in curves.items():
+        name = (labels or {}).get(key, key)
         xs = [r.concurrency for r in results]
         line, = left.plot(xs, [r.requests_per_s for r in results], marker="o", label=name)
         right.plot(xs, [r.p50_s for r in results], marker="o", color=line.get_color(), label=f"{name}: p50")

@@ -76,6 +76,24 @@ def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+# a stretch of 6–80 characters said four or more times in a row ("a silent one, a silent one, …"): a decoding loop
+_LOOP = re.compile(r"(.{6,80}?)(?:\s*\1){3,}", re.S)
+
+
+def stuck_in_loop(text: str) -> tuple[str, int] | None:
+    """(the repeated stretch, how many times) when the answer is stuck repeating itself, else None.
+
+    Greedy decoding of a small model often falls into a loop; more tokens would only repeat it, so a loop is a
+    wrong answer, not one cut short. A stretch counts when it holds at least two letters (a table rule does not)."""
+    flat = " ".join(text.split())
+    for found in _LOOP.finditer(flat):
+        unit = found.group(1)
+        if sum(ch.isalpha() for ch in unit) >= 2:
+            times = len(re.findall(re.escape(unit.strip(" ,;")), found.group(0)))
+            return unit.strip(" ,;"), times
+    return None
+
+
 def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[str] = (),
           finish_reason: str | None = None, look_for: str | None = None, definitive: bool = False,
           max_chars: int | None = None) -> Verdict:
@@ -91,12 +109,20 @@ def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[st
       (one word asked, a sentence begun): more tokens could not have made it right.
     - `max_chars`: the longest the answer could be (a JSON schema's `maxLength` on it). An answer that filled it
       finished in its format, so it is not `cut` (that is `max_tokens`); a wrong one says it used all its room.
+
+    An answer stuck repeating itself (`stuck_in_loop`) is `wrong`, cut or not, unless it already holds the expected
+    fact; with no `expect` too: a loop is a failure whatever the question.
     """
     text, found_finish = answer_text(answer)
     finish = finish_reason or found_finish
     finish = None if finish is None else str(getattr(finish, "value", finish))
     cut = finish == "length"
+    loop = stuck_in_loop(text)
+    looping = (f"stuck in a loop: {_short(loop[0], 40)!r} {loop[1]} times in a row (more tokens would only repeat "
+               "it)") if loop else ""
     if expect is None:
+        if loop:
+            return Verdict("wrong", f"{looping} — it said {_short(text)!r}", text)
         if cut:
             return Verdict("cut", "cut off at max_tokens (no ground truth to check it against)", text)
         return Verdict("unchecked", f"no ground truth here — {look_for or 'read it yourself'}", text)
@@ -121,7 +147,10 @@ def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[st
     if ok and hit_reject:
         return Verdict("wrong", f"{how}, but also {' and '.join(repr(r) for r in hit_reject)}", text)
     if ok:
-        return Verdict("right", how + (" (then cut at max_tokens)" if cut else ""), text)
+        return Verdict("right", how + (f" (then {looping})" if loop else " (then cut at max_tokens)" if cut else ""),
+                       text)
+    if loop:
+        return Verdict("wrong", f"{how}; {looping} — it said {_short(text)!r}", text)
     if max_chars is not None and len(text) >= max_chars:
         how += f" in all {max_chars} characters the schema allowed (its maxLength)"
     if cut and not definitive:

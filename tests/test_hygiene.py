@@ -203,7 +203,7 @@ TAUGHT_CALLS = {
            "encode_chat_completion(": 1, "compile_json_schema(": 1, "LogitsProcessor(": 1, ".generate(": 1},
     "10": {"Mistral(": 1, "conformance.run_checks(": 1, "vllm_recipe(": 1},  # the vllm serve command that fits
 }
-CHECKS_TITLE = "## Checks and numbers for the course run"
+CHECKS_TITLE = "## What we measured"
 
 
 def _code(nb) -> str:

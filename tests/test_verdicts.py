@@ -5,6 +5,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from helpers import verdicts
 from helpers.verdicts import Verdict, Verdicts, answer_text, judge, versus_chance
 
 
@@ -94,3 +95,22 @@ def test_an_answer_that_filled_its_max_length_is_wrong_and_says_so_not_cut():
     assert v.kind == "wrong" and "all 48 characters the schema allowed" in v.why
     assert judge(text, "monthly fee", max_chars=48).kind == "right"
     assert "characters the schema allowed" not in judge("short", "4 euros", max_chars=48).why
+
+
+HAIKU = "In the heart of the wind, a silent one, a silent one, a silent one, a silent one, a silent one, a"
+
+
+def test_an_answer_stuck_in_a_loop_is_wrong_not_cut():
+    assert verdicts.stuck_in_loop(HAIKU) == ("a silent one", 5)
+    for v in (judge(HAIKU, finish_reason="length"), judge(HAIKU, "breeze", finish_reason="length"),
+              judge(HAIKU, look_for="three short lines")):
+        assert v.kind == "wrong" and "stuck in a loop: 'a silent one' 5 times in a row" in v.why, v
+    right = judge("Paris. Paris. Paris. Paris. Paris.", "Paris", finish_reason="length")
+    assert right.kind == "right" and "then stuck in a loop" in right.why  # the fact was said before the loop
+
+
+@pytest.mark.parametrize("text", ["1, 2, 3, 4, 5, 6, 7, 8", "|---|---|---|---|---|---|---|---|",
+                                  "The capital of France is Paris.", "Yes. Yes. Yes.",
+                                  "one, two, three, four, five, six", "T1001, T1002, T1003, T1004, T1005"])
+def test_lists_tables_and_a_few_repeats_are_not_loops(text):
+    assert verdicts.stuck_in_loop(text) is None
