@@ -329,6 +329,32 @@ class EvalItem:
     key: tuple[str, ...] = ()  # the fact a right answer states ("120 days"); any one of these phrasings will do
     reject: tuple[str, ...] = ()  # phrases that make an answer wrong even when it states the key ("not free")
 
+    def rejects(self, answer: Any) -> list[str]:
+        """`reject` plus every other amount the answer states, when the key is an amount: '15 euros per day, 20 euros
+        per month' hedges between two fees, so it is wrong even though it names the right one."""
+        from .verdicts import answer_text
+
+        answer = answer_text(answer)[0]  # a string, or an SDK response / message as `judge` takes them
+        right = {_amount(k) for k in self.key} - {None}
+        if not right:
+            return list(self.reject)
+        asked = {_amount(m.group(0)) for m in _AMOUNTS.finditer(self.question)}
+        others = [m.group(0).strip() for m in _AMOUNTS.finditer(answer) if _amount(m.group(0)) not in right | asked]
+        return [*self.reject, *dict.fromkeys(others)]
+
+
+# an amount of money or a percentage as the handbook writes them: '4 euros', '€15,000', '2.1%', '2.1 percent'
+_AMOUNTS = re.compile(r"€\s?\d[\d,]*(?:\.\d+)?|\d[\d,]*(?:\.\d+)?\s?(?:euros?\b|EUR\b|%|percent\b|per cent\b)", re.I)
+
+
+def _amount(text: str) -> tuple[str, float] | None:
+    """('money' | 'percent', value) of an amount, or None when the text holds none."""
+    found = _AMOUNTS.search(text)
+    if found is None:
+        return None
+    value = float(re.sub(r"[^\d.]", "", found.group(0).replace(",", "")))
+    return ("percent" if re.search(r"%|per ?cent", found.group(0), re.I) else "money"), value
+
 
 def is_relevant(chunk: Chunk, item: EvalItem, min_fraction: float = 0.5) -> bool:
     """True when the chunk holds at least `min_fraction` of the passage that answers the question."""

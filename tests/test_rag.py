@@ -427,3 +427,21 @@ def test_embedding_progress_bar_only_for_someone_watching(monkeypatch):
     monkeypatch.setenv("COURSE_UNATTENDED", "1")
     assert rag.ApiEmbedder(FakeClient(), served_by="t", cache=None).progress is False
     assert rag.ApiEmbedder(FakeClient(), served_by="t", cache=None, progress=True).progress is True
+
+
+def test_an_answer_that_hedges_between_amounts_is_wrong():
+    from helpers.verdicts import judge
+
+    items = {it.id.lower(): it for it in rag.load_eval_set(document=rag.load_document())}
+    fee = items["q09"]  # 15 euros
+    hedged = "15 euros per day, 20 euros per month, 20 euros per year"
+    assert fee.rejects(hedged) == ["20 euros"]
+    assert judge(hedged, list(fee.key), reject=fee.rejects(hedged)).kind == "wrong"
+    assert fee.rejects("It costs 15 euros.") == [] and fee.rejects("It costs €15.") == []
+    assert items["q06"].rejects("Up to 15,000 euros.") == []  # the same amount, written with a comma
+    assert items["q04"].rejects("2.1% a year, not 3%") == ["3%"]  # percentages too
+    assert items["q02"].rejects("Yes, 5 euros") == list(items["q02"].reject)  # a yes/no key: amounts are not checked
+    from types import SimpleNamespace
+
+    reply = SimpleNamespace(choices=[SimpleNamespace(finish_reason="stop", message=SimpleNamespace(content=hedged))])
+    assert fee.rejects(reply) == ["20 euros"]  # an SDK response, as judge() takes it
