@@ -8,6 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
+# retrieval metrics as a reader names them, for axis ticks (the tables keep the column names the code uses)
+METRIC_LABELS = {"hit_rate_at_1": "hit rate @1", "hit_rate_at_3": "hit rate @3", "hit_rate_at_5": "hit rate @5",
+                 "mrr": "MRR"}
+
 
 def caption(what: str, model: str, device: str, date: str | None = None) -> str:
     """A figure title: what was measured on the first line, then `model · device · date` (today when not given)."""
