@@ -153,8 +153,10 @@ def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[st
         return Verdict("wrong", f"{how}; {looping} — it said {_short(text)!r}", text)
     if max_chars is not None and len(text) >= max_chars:
         how += f" in all {max_chars} characters the schema allowed (its maxLength)"
-    if cut and not definitive:
+    if cut and not definitive and not hit_reject:  # a rejected phrase already said cannot be unsaid by more tokens
         return Verdict("cut", f"cut off at max_tokens before the answer: {how}", text)
+    if hit_reject:
+        how += f"; says {' and '.join(repr(r) for r in hit_reject)}"
     if cut:
         how += " (and cut at max_tokens: more tokens could not have mended the format)"
     return Verdict("wrong", f"{how} — it said {_short(text)!r}" if how else f"it said {_short(text)!r}", text)

@@ -114,3 +114,10 @@ def test_an_answer_stuck_in_a_loop_is_wrong_not_cut():
                                   "one, two, three, four, five, six", "T1001, T1002, T1003, T1004, T1005"])
 def test_lists_tables_and_a_few_repeats_are_not_loops(text):
     assert verdicts.stuck_in_loop(text) is None
+
+
+def test_a_cut_answer_that_already_says_a_rejected_phrase_is_wrong():
+    v = judge("No, the other holder is not responsible for the", ["yes", "both holders"], reject=["not responsible"],
+              finish_reason="length")
+    assert v.kind == "wrong" and "'not responsible'" in v.why
+    assert judge("The other holder is", ["yes"], reject=["not responsible"], finish_reason="length").kind == "cut"
