@@ -29,8 +29,9 @@ def served_by(cfg: Any) -> tuple[str, str]:
     if cfg.local_url:
         return f"the server at {cfg.local_url}", "its own hardware"
     from .device import gpu
+    from .labels import model_label
 
-    return cfg.local_model, (gpu()["name"] if cfg.device == "cuda" else "CPU")
+    return model_label(cfg.local_model), (gpu()["name"] if cfg.device == "cuda" else "CPU")  # "SmolLM2-135M-Instruct"
 
 
 def legend_outside(ax: Any, **kwargs: Any):
