@@ -309,6 +309,7 @@ def run_course(
                 failures += 1
             elif not reason:
                 ready = warmed.get(nb)
+                km = ready.take() if ready is not None else None  # None: warming failed, papermill starts one
                 try:
                     pm.execute_notebook(
                         str(nb),
@@ -319,7 +320,7 @@ def run_course(
                         progress_bar=False,
                         execution_timeout=timeout_s,
                         extra_arguments=QUIET_KERNEL,
-                        **({"km": ready.take()} if ready is not None and ready.take() is not None else {}),
+                        **({"km": km} if km is not None else {}),
                     )
                 except Exception as exc:  # papermill raises PapermillExecutionError with the cell's error
                     status = "failed"

@@ -65,7 +65,6 @@ class WarmKernel:
                  timeout_s: float = 120.0) -> None:
         self.notebook = notebook
         self.km: Any = None
-        self.error: str | None = None
         modules = list(dict.fromkeys([*ENDPOINT_MODULES, *imported_modules(notebook)]))
         self._thread = threading.Thread(target=self._start, name=f"warm-{notebook.stem}", daemon=True,
                                         args=(kernel_name, cwd, env, extra_arguments, warm_code(modules), timeout_s))
@@ -88,9 +87,8 @@ class WarmKernel:
                 kc.stop_channels()
             self.km = km
         except Exception as exc:
-            self.error = f"{type(exc).__name__}: {exc}"
-            log.warning("could not warm a kernel for %s (%s); papermill starts one instead", self.notebook.name,
-                        self.error)
+            log.warning("could not warm a kernel for %s (%s: %s); papermill starts one instead", self.notebook.name,
+                        type(exc).__name__, exc)
             try:
                 km.shutdown_kernel(now=True)
             except Exception:

@@ -163,3 +163,12 @@ def test_imports_are_read_from_code_cells(tmp_path):
                 nbformat.v4.new_markdown_cell("import markdown_is_not_code")]
     nbformat.write(nb, tmp_path / "n.ipynb")
     assert imported_modules(tmp_path / "n.ipynb") == ["json", "os.path", "helpers.client"]
+
+
+def test_a_kernel_that_cannot_be_warmed_leaves_papermill_to_start_one(tmp_path):
+    from helpers.warmkernel import WarmKernel
+
+    _notebook(tmp_path / "00_x.ipynb", "x = 1")
+    warm = WarmKernel(tmp_path / "00_x.ipynb", "no-such-kernel", tmp_path, {}, [])
+    assert warm.take() is None  # run_course then passes no km= and papermill starts the kernel itself
+    warm.close()  # nothing to shut down, and no error
