@@ -87,12 +87,16 @@ def _minmax(scores: dict[int, float]) -> dict[int, float]:
 def convex_fusion(dense: dict[int, float], keyword: dict[int, float], alpha: float = ALPHA) -> list[tuple[int, float]]:
     """Fuse two retrievers' {id: score}: alpha × dense + (1 − alpha) × BM25, each min-max scaled to [0, 1] over its own
     candidates (an id one retriever did not return gets 0 there). Best first; ties keep first appearance."""
-    if not 0.0 <= alpha <= 1.0:
-        raise RagError(f"alpha={alpha}: the weight on the dense score must be between 0 and 1.")
+    _check_alpha(alpha)
     d, w = (_minmax(x) if x else {} for x in (dense, keyword))
     ids = list(dict.fromkeys([*dense, *keyword]))
     fused = {i: alpha * d.get(i, 0.0) + (1.0 - alpha) * w.get(i, 0.0) for i in ids}
-    return sorted(fused.items(), key=lambda item: (-item[1], ids.index(item[0])))
+    return sorted(fused.items(), key=lambda item: -item[1])  # a stable sort: ties stay in `ids` order
+
+
+def _check_alpha(alpha: float) -> None:
+    if not 0.0 <= alpha <= 1.0:
+        raise RagError(f"alpha={alpha}: the weight on the dense score must be between 0 and 1.")
 
 
 def sentence_texts(chunks: Sequence[Chunk]) -> tuple[list[str], np.ndarray]:
@@ -119,7 +123,8 @@ class SentenceIndex:
         texts, owner = sentence_texts(chunks)
         unique = list(dict.fromkeys(texts))  # overlapping chunks repeat sentences: embed each text once
         vectors = embedder.embed(unique)
-        rows = VectorIndex._prepare(vectors[[unique.index(t) for t in texts]], metric)
+        position = {t: i for i, t in enumerate(unique)}
+        rows = VectorIndex._prepare(vectors[[position[t] for t in texts]], metric)
         index = faiss.IndexFlatL2(rows.shape[1]) if metric == "l2" else faiss.IndexFlatIP(rows.shape[1])
         index.add(rows)
         return cls(index, owner)
@@ -188,8 +193,7 @@ class HybridIndex:
             raise RagError(f"mode={mode!r}: use one of {MODES}.")
         if fusion not in FUSIONS:
             raise RagError(f"fusion={fusion!r}: use one of {FUSIONS}.")
-        if not 0.0 <= alpha <= 1.0:
-            raise RagError(f"alpha={alpha}: the weight on the dense score must be between 0 and 1.")
+        _check_alpha(alpha)
         self.dense, self.keyword, self.sentences, self.mode = dense, keyword, sentences, mode
         self.fusion, self.alpha, self.rrf_k, self.candidates = fusion, float(alpha), rrf_k, candidates
         self.upgraded_from: int | None = None  # set by `load` when the file came from an earlier version

@@ -23,6 +23,7 @@ KINDS = {  # test module (or notebook) → what it is, in the order the table sh
     "papermill": "papermill variants: other parameters (00-06)",
     "twin": "06-10 under the T4 twin (papermill)",
 }
+CELLS_ONLY = {"test_nb_api_fields"}  # runs a notebook's cells against a fake client in-process: no papermill, a unit test
 HYGIENE = {"test_hygiene", "test_verdict_hygiene", "test_params", "test_links", "test_structure", "test_publish",
            "test_packaging"}
 
@@ -34,7 +35,7 @@ def kind_of(classname: str) -> str:
     module = classname.split(".")[1] if classname.startswith("tests.") else classname.split(".")[0]
     if module == "test_nb_twin":
         return "twin"
-    if module.startswith("test_nb_"):
+    if module.startswith("test_nb_") and module not in CELLS_ONLY:
         return "papermill"
     if module in HYGIENE:
         return "hygiene"

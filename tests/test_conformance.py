@@ -202,16 +202,8 @@ def junk_app() -> FastAPI:
 
 
 def test_well_formed_junk_passes_the_contract_but_not_the_content():
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(junk_app(), log_level="warning", lifespan="off"))
-    threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True).start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert time.monotonic() < deadline, "the junk server did not start"
-        time.sleep(0.02)
+    server, thread, url = _serve(junk_app())
     try:
-        url = f"http://127.0.0.1:{sock.getsockname()[1]}"
         shaped = ["tool_choice any", "tool_choice named", "json_object", "json_schema", "chat.parse"]
         results = by_name(conformance.run_checks(url, model="m", embed_model="e", only=shaped))
         assert all(results[n].passed for n in shaped), {n: results[n].detail for n in shaped}  # well-formed
@@ -219,6 +211,7 @@ def test_well_formed_junk_passes_the_contract_but_not_the_content():
         assert results["tool_choice any"].detail.startswith("well-formed only")
     finally:
         server.should_exit = True
+        thread.join(timeout=5)
 
 
 def test_the_course_endpoint_reports_content_beside_the_contract(course_url):

@@ -28,6 +28,11 @@ def test_times_are_summed_by_kind(tmp_path):
     assert "| nbval: every notebook once, default parameters | 2 | 42 | 42% |" in text and "| 80 |" in text
 
 
+def test_cells_run_against_a_fake_client_count_as_unit_tests():
+    assert test_times.kind_of("tests.test_nb_api_fields") == "unit"
+    assert test_times.kind_of("tests.test_nb_selfhost") == "papermill"
+
+
 def test_a_missing_file_says_how_to_make_it(tmp_path, capsys):
     assert test_times.main([str(tmp_path / "none.xml")]) == 2
     assert "run `make test` first" in capsys.readouterr().err
