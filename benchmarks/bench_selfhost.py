@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from helpers import inference, memory, selfhost  # noqa: E402
 from helpers.course import today  # noqa: E402
-from helpers.doctor import gpu  # noqa: E402
+from helpers.course.doctor import gpu  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:

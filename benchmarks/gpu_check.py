@@ -24,7 +24,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from helpers import gpu, selfhost  # noqa: E402
+from helpers import selfhost  # noqa: E402
+from helpers.course import gpu  # noqa: E402
 
 MODEL = "config:mistral-7b-instruct-v0.3"
 PRECISIONS = ("fp16", "int8", "nf4")

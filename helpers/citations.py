@@ -67,7 +67,7 @@ class Checked:
     cited: list[str]
     retrieved: list[str]
     answer_chunks: list[str]  # the retrieved chunks that hold the answer passage
-    verdict: str = ""  # right / wrong / cut / unchecked, from helpers.verdicts
+    verdict: str = ""  # right / wrong / cut / unchecked, from helpers.course.verdicts
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

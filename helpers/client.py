@@ -124,15 +124,10 @@ def local_url(settings: Settings) -> str:
     """URL of the local endpoint: the external one given, or the course's own, started on loopback if needed."""
     if settings.local_url:
         return settings.local_url.rstrip("/")
-    try:
-        from .endpoint.local import ensure_server
-    except ImportError as exc:  # pragma: no cover - the server ships with the course
-        raise SettingsError(
-            "The course's local endpoint (helpers.endpoint) is not available in this install. "
-            "Set LOCAL_URL to a Mistral-compatible server, or use BACKEND='mistral' with a key."
-        ) from exc
+    from .endpoint.local import ensure_server  # the client starts the course's own server: its one way in
+
     return ensure_server(
-        model=settings.gpu_model,  # on a twin: the model that GPU would hold (SmolLM2 computes in its place)
+        model=settings.gpu_model,  # the model the GPU holds (the loader swaps in what computes)
         embed_model=settings.local_embed_model,
         device=settings.device,
     )
@@ -143,6 +138,13 @@ def served_model(url: str) -> Any:
     from .endpoint.local import running_engine
 
     return running_engine(url).loaded
+
+
+def endpoint_worker(url: str) -> Any:
+    """The worker that batches requests for the course endpoint this process started at `url` (LookupError if none)."""
+    from .endpoint.local import running_worker
+
+    return running_worker(url)
 
 
 def get_client(settings: Settings | None = None, *, timeout_ms: int = 120_000, **params: str | None) -> Mistral:

@@ -1,8 +1,8 @@
 """The one GPU probe: is there a CUDA GPU, does it compute bf16 natively, what precision suits a device.
 
-Used by every notebook that decides or reports precision (00, 05–07) through `settings`, `selfhost` and `doctor`,
+Used by every notebook that decides or reports precision (00, 05–10) through `settings`, `selfhost` and `doctor`,
 so the course never asks torch the same question two different ways (`is_bf16_supported()` alone says True
-on a T4, counting emulation).
+on a T4, counting emulation). It also names the GPUs the course plans for (a T4 first) and what a load asks of one.
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 GiB = 2**30
 MiB = 2**20
-TWIN_PREFIX = "twin:"  # DEVICE='twin:t4': decide as on a T4, compute on the CPU (helpers.gpu)
 
 
 
@@ -76,7 +75,7 @@ def default_precision(device: str) -> str:
     return "fp16" if device == "cuda" else "fp32"
 
 
-# ---------------------------------------------------------------- the GPUs the course decides for (and twins)
+# ---------------------------------------------------------------- the GPUs the course decides for
 @dataclass(frozen=True)
 class GpuProfile:
     """One GPU the course can decide for: its memory as programs see it, and whether it computes bf16 natively."""
@@ -106,18 +105,33 @@ PROFILES: dict[str, GpuProfile] = {
 }
 
 
-def twin_profile(device: str | None) -> GpuProfile | None:
-    """The profile a `twin:<gpu>` device names (None for any other device); a clear error for an unknown GPU."""
-    text = (device or "").strip().lower()
-    if not text.startswith(TWIN_PREFIX):
-        return None
-    key = text.removeprefix(TWIN_PREFIX)
-    if key not in PROFILES:
-        raise ValueError(f"DEVICE={device!r}: no GPU twin named {key!r}. Known: "
-                         f"{', '.join(TWIN_PREFIX + k for k in PROFILES)}.")
-    return PROFILES[key]
+def gib(n: float) -> str:
+    """Bytes as GiB with two decimals, the unit torch's out-of-memory messages use."""
+    return f"{n / GiB:.2f} GiB"
 
 
-def is_twin(device: str | None) -> bool:
-    """True for a `twin:<gpu>` device string."""
-    return (device or "").strip().lower().startswith(TWIN_PREFIX)
+@dataclass(frozen=True)
+class Ask:
+    """A load a GPU is asked to hold: name, owner, predicted bytes, and cheaper options to suggest if refused."""
+
+    name: str
+    owner: str
+    weights_bytes: int
+    kv_bytes: int
+    alternatives: tuple[tuple[str, int], ...] = ()  # (what to try, its weights + KV bytes)
+    model: str = ""  # the model's id: a second copy of a resident model is refused, whatever its precision
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Where a load is decided and where it computes, when the two differ (a DEVICE the course's machinery defines).
+
+    `gpu` is the card every decision is made for; `compute_device` and `compute_model` are what really runs.
+    """
+
+    device: str  # the DEVICE value, e.g. as the course's machinery spells it
+    gpu: GpuProfile
+    compute_device: str  # the torch device that computes
+    compute_model: str  # the model that computes in place of any model too big for it
+    label: str  # how outputs name this GPU, e.g. "Tesla T4 (predicted)"
+    note: str  # one sentence for the notebook to print: what is decided, what computes, what is predicted

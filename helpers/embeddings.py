@@ -19,8 +19,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from .load_errors import ModelLoadError, _load_error_kind
+from .paths import minilm_path, quiet_progress
 from .settings import DEFAULT_LOCAL_EMBED_MODEL, cache_dir, resolve_device, unattended
-from .standin import minilm_path, quiet_progress
 
 # mistral-embed's per-request limits, as reported by users in the mistralai SDK's issue tracker (seen 2026-11-25);
 # Mistral does not document them, so a 400 from the API saying otherwise wins.
@@ -56,7 +56,7 @@ def count_tokens(text: str) -> int:
         if _tokenizer is None:
             from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-            from .standin import tokenizer_source
+            from .paths import tokenizer_source
 
             _tokenizer = MistralTokenizer.from_file(str(tokenizer_source())).instruct_tokenizer.tokenizer
     return len(_tokenizer.encode(text, bos=True, eos=False))
@@ -344,10 +344,11 @@ def load_embedder(model_id: str = DEFAULT_LOCAL_EMBED_MODEL, device: str = "auto
 
 
 def _on_gpu_ledger(model, model_id: str, device: str) -> None:
-    """Count the embedder on the GPU ledger (a real card or a twin) for as long as it lives; refuse if it cannot fit."""
-    from .gpu import Ask, ledger_for
+    """Count the embedder on the GPU's books (helpers.budget) for as long as it lives; refuse if it cannot fit."""
+    from . import hooks
+    from .device import Ask
 
-    book = ledger_for(device if device.startswith("twin:") else resolve_device(device))
+    book = hooks.ledger(device if hooks.placement(device) else resolve_device(device))
     if book is not None:  # on a GPU sentence-transformers keeps its weights as loaded: fp32 for MiniLM
         size = sum(p.numel() * p.element_size() for p in model.parameters())
         book.hold(model, book.admit(Ask(f"embedder {model_id.split('/')[-1]}", "embeddings", size, 0)))

@@ -34,3 +34,9 @@ def model_note(local_model: str) -> str | None:
     if local_model.startswith("config:"):
         return f"{local_model}: the real shape with random weights; memory and speed are real, its text is not."
     return None
+
+STANDIN_BANNER = (
+    "⚠️  STAND-IN MODEL: a tiny randomly initialised Mistral with the real tokenizer. "
+    "Its text is meaningless — it proves the code path, not answer quality. "
+    "Use a GPU with LOCAL_MODEL='mistralai/Mistral-7B-Instruct-v0.3', or an API key, for real answers."
+)

@@ -7,7 +7,7 @@ set HF_TOKEN, go offline with the course's model, check the spelling).
 
 from __future__ import annotations
 
-from .settings import SMOLLM
+from .labels import SMOLLM
 
 
 class ModelLoadError(RuntimeError):

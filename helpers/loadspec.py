@@ -1,32 +1,29 @@
 """What to load, worked out once: path, config, precision, dtype, quantization config, device and GPU footprint.
 
 `plan_load(model, precision, device)` (notebooks 06–10 and the endpoint, through `selfhost.load_model`) reads each
-config once and decides everything a load needs, as on the GPU it will run on — or, with `DEVICE='twin:t4'`, as
-on that GPU while SmolLM2 computes on the CPU. The preflight, the out-of-memory message and the GPU ledger all
-read the one `LoadSpec` it returns; `selfhost` loads from it and never goes back to `memory` for a decision.
+config once and decides everything a load needs, as on the GPU it will run on, then asks the GPU's books
+(`helpers.budget`, the one door to the course's machinery) whether it fits. The preflight, the out-of-memory message
+and the ledger all read the one `LoadSpec` it returns; `selfhost` loads from it and never goes back to `memory`.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from packaging.version import Version
 
-from . import gpu, memory
-from .device import default_precision, native_bf16
+from . import hooks, memory
+from .device import Ask, GpuProfile, Placement, default_precision, gib, native_bf16
 from .load_errors import ModelLoadError, explain_load_error
 from .memory import CONFIG_PREFIX, FLOAT_PRECISIONS, QUANTIZED
-from .settings import SMOLLM, STANDIN, SettingsError, cache_dir, resolve_device
-from .standin import atomic_folder, build_mistral_tokenizer, standin_path, tokenizer_for_vocab
+from .settings import SMOLLM, STANDIN, SettingsError, resolve_device
 
 PRECISIONS = ("auto", "fp32", "fp16", "bf16", "int8", "nf4")
 MIN_BNB_CPU = Version("0.46")  # bitsandbytes runs 8-bit and 4-bit layers on CPU from 0.46 on
-# Hub ids whose config.json the course ships (data/configs): a twin accounts for them with no network.
+# Hub ids whose config.json the course ships (data/configs): a load planned for a GPU this machine lacks reads them
+# with no network.
 HUB_CONFIGS = {"mistralai/Mistral-7B-Instruct-v0.3": "mistral-7b-instruct-v0.3",
                "mistralai/Mistral-7B-Instruct-v0.1": "mistral-7b-instruct-v0.1"}
 # `auto` on a GPU: fp16 when it fits with its KV cache and the headroom, else NF4 — smaller than LLM.int8 and, on a
@@ -70,82 +67,9 @@ def quantization_config(precision: str, compute: str):
 # ---------------------------------------------------------------- where the weights come from
 def model_path(model: str) -> str:
     """`smollm2-135m` / `standin` → their built folders; `config:<name>` → a random-weight checkpoint; else unchanged."""
-    if model == SMOLLM:
-        from .smollm import OfflineModelMissing, smollm_path
-
-        try:
-            return str(smollm_path())
-        except OfflineModelMissing as exc:
-            raise ModelLoadError(str(exc)) from exc
-    if model == STANDIN:
-        return str(standin_path())
-    if model.startswith(CONFIG_PREFIX):
-        return str(config_checkpoint(model))
+    if model in (SMOLLM, STANDIN) or model.startswith(CONFIG_PREFIX):
+        return hooks.offline_model(model)  # built once by the course's machinery, with no hub
     return model
-
-
-def config_fingerprint(cfg) -> str:
-    """A short hash of a config's contents: a checkpoint built from it is reused only while the config is unchanged.
-
-    `transformers_version` is left out, so upgrading transformers does not rebuild a 14 GB checkpoint.
-    """
-    data = cfg.to_dict()
-    data.pop("transformers_version", None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
-
-
-def config_checkpoint(name: str, seed: int = 0, device: str = "auto", cfg: Any = None) -> Path:
-    """A real-size checkpoint with RANDOM weights from a config (`config:mistral-7b-instruct-v0.3`), built once.
-
-    Memory and speed do not depend on the weight values, so this measures the real architecture with no
-    download. The weights are initialised on the GPU when there is one (seconds for 7B), saved in the course
-    cache under the config's name and a hash of its contents (an edited config, or another one with the same
-    folder name, gets its own checkpoint), then loaded by the same `from_pretrained` path as real weights.
-    Its text is meaningless.
-    """
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    cfg = cfg if cfg is not None else memory.load_config(name.removeprefix(CONFIG_PREFIX))
-    label = Path(name.removeprefix(CONFIG_PREFIX)).name
-    if tokenizer_for_vocab(cfg.vocab_size) is None:
-        raise ModelLoadError(f"No shipped Mistral tokenizer has {cfg.vocab_size:,} tokens (have 32,000 and 32,768): "
-                             "use a config with one of those vocab sizes.")
-    target = cache_dir() / f"config-{label}-{config_fingerprint(cfg)}-seed{seed}"
-    if (target / "config.json").exists() and (target / ".complete").exists():
-        return target
-    device = resolve_device(device)
-    need = memory.weight_bytes(cfg, "fp16")
-    free = memory.free_memory_bytes(device)
-    if free is not None and need > free:
-        raise ModelLoadError(
-            f"Building random weights for {label} needs {memory.human(need)} on {device}, "
-            f"but only {memory.human(free)} is free. Build it on a GPU machine, or use LOCAL_MODEL='{STANDIN}'."
-        )
-    disk_free = shutil.disk_usage(cache_dir()).free
-    if need * 1.05 > disk_free:
-        raise ModelLoadError(f"Saving {label} needs {memory.human(need)} of disk in {cache_dir()}, "
-                             f"only {memory.human(disk_free)} free. Set COURSE_CACHE_DIR to a bigger disk.")
-    shutil.rmtree(target, ignore_errors=True)  # a half-built folder (no .complete) from an interrupted run
-    try:
-        with atomic_folder(target) as tmp:
-            torch.manual_seed(seed)
-            with torch.device(device):
-                lm = AutoModelForCausalLM.from_config(cfg, dtype=torch.float16)
-            lm.generation_config.do_sample = False
-            lm.save_pretrained(tmp, max_shard_size="2GB")
-            del lm
-            # the real tokenizer of that vocab size, with its own chat template (v0.1's: strict alternation)
-            build_mistral_tokenizer(tmp, tokenizer_for_vocab(cfg.vocab_size),
-                                    model_max_length=getattr(cfg, "max_position_embeddings", None))
-            (tmp / "RANDOM_WEIGHTS.md").write_text(
-                f"Random weights (seed {seed}) in the shape of {label} (config {config_fingerprint(cfg)}), built by "
-                "helpers.loadspec.config_checkpoint to measure memory and speed. Its text is meaningless.\n")
-            (tmp / ".complete").write_text("ok\n")
-    finally:
-        if device == "cuda":
-            torch.cuda.empty_cache()
-    return target
 
 
 def _check_model_name(model: str) -> None:
@@ -163,7 +87,8 @@ def _check_model_name(model: str) -> None:
 
 
 def _read_config(model: str, path: str | None, offline_ok: bool):
-    """The transformers config for a model, read once: the shipped copy for known hub ids on a twin, else its own."""
+    """The transformers config for a model, read once: the shipped copy for known hub ids when it is only planned for
+    (its weights are never read), else its own."""
     try:
         if model.startswith(CONFIG_PREFIX):
             return memory.load_config(model)
@@ -183,18 +108,18 @@ def gpu_bytes(config: Any, precision: str) -> int:
 
 @dataclass(frozen=True)
 class LoadSpec:
-    """One load, decided once: what computes where, and what the GPU (real or twin) holds for it."""
+    """One load, decided once: what computes where, and what the GPU (real, or planned for) holds for it."""
 
     asked: str  # the model as asked for (a hub id, a path, smollm2-135m, config:…)
-    model: str  # what computes: the same, or SmolLM2 on a twin
+    model: str  # what computes: the same, or the smaller model a placement swaps in
     path: str  # where from_pretrained reads it
     config: Any  # the computing model's transformers config
     precision: str  # of what computes
     compute: str  # activations' dtype, and of every weight bitsandbytes leaves unquantized
-    device: str  # the torch device that computes ("cpu" on a twin)
-    gpu: gpu.GpuProfile | None  # the GPU the decisions are for (None on a CPU)
-    twin: bool
-    target: str  # what the GPU holds (== model unless twin)
+    device: str  # the torch device that computes
+    gpu: GpuProfile | None  # the GPU the decisions are for (None on a CPU)
+    placement: Placement | None  # set when decisions are for a GPU this machine lacks (hooks.placement)
+    target: str  # what the GPU holds (== model unless a placement swapped it)
     target_config: Any
     target_precision: str
     gpu_weights_bytes: int  # predicted: target at target precision, with quantization constants
@@ -227,17 +152,17 @@ class LoadSpec:
         """What `get_memory_footprint()` will report for the computing model (helpers.memory's estimate)."""
         return memory.weight_bytes(self.config, self.precision, rest_dtype=self.compute)
 
-    def ask(self) -> gpu.Ask:
+    def ask(self) -> Ask:
         """What this load asks of the GPU ledger, with cheaper precisions to suggest if it does not fit."""
         alts = tuple((f"{self.target} at {p}", gpu_bytes(self.target_config, p) + self.gpu_kv_bytes)
                      for p in ("int8", "nf4") if memory.BYTES_PER_PARAM[p] < memory.BYTES_PER_PARAM[self.target_precision])
-        return gpu.Ask(f"{self.target} ({self.target_precision})", self.owner, self.gpu_weights_bytes,
-                       self.gpu_kv_bytes, alts, model=self.target)
+        return Ask(f"{self.target} ({self.target_precision})", self.owner, self.gpu_weights_bytes,
+                   self.gpu_kv_bytes, alts, model=self.target)
 
-    def ledger(self) -> gpu.Ledger | None:
-        return gpu.ledger_for(f"{gpu.TWIN_PREFIX}{self.gpu.key}" if self.twin else self.device)
+    def ledger(self) -> Any | None:
+        return hooks.ledger(self.placement.device if self.placement else self.device)
 
-    def hold(self, model: Any) -> gpu.Resident | None:
+    def hold(self, model: Any) -> Any | None:
         """Register the loaded model on the GPU ledger for as long as it lives; refuse (GpuBudgetError) if it cannot fit."""
         book = self.ledger()
         if book is None:
@@ -250,10 +175,10 @@ class LoadSpec:
         """One line: what loads, at what precision, where, and what the GPU holds for it."""
         line = f"{self.model} at {self.precision} on {self.device}"
         if self.gpu is not None:
-            kind = "predicted on a twin" if self.twin else "predicted"
-            line += (f" · on the {self.gpu.name}{' twin' if self.twin else ''}: {self.target} at {self.target_precision}, "
-                     f"{gpu.gib(self.gpu_weights_bytes)} weights + {gpu.gib(self.gpu_kv_bytes)} KV cache for "
-                     f"{self.kv_tokens:,} tokens ({kind}) · {self.why}")
+            where = self.placement.label if self.placement else self.gpu.name
+            line += (f" · on the {where}: {self.target} at {self.target_precision}, "
+                     f"{gib(self.gpu_weights_bytes)} weights + {gib(self.gpu_kv_bytes)} KV cache for "
+                     f"{self.kv_tokens:,} tokens (predicted) · {self.why}")
         return line
 
     def oom_message(self, free: int | None) -> str:
@@ -276,24 +201,24 @@ class LoadSpec:
         return msg
 
 
-def _device(device: str) -> tuple[str, gpu.GpuProfile | None, bool]:
-    """(torch device that computes, GPU profile decided for, twin?) for a DEVICE value."""
+def _device(device: str) -> tuple[str, GpuProfile | None, Placement | None]:
+    """(torch device that computes, GPU profile decided for, placement) for a DEVICE value."""
     try:
-        profile = gpu.twin_profile(device)
+        place = hooks.placement(device)
     except ValueError as exc:
         raise ModelLoadError(str(exc)) from None
-    if profile is not None:
-        return "cpu", profile, True
+    if place is not None:
+        return place.compute_device, place.gpu, place
     try:
         real = resolve_device(device)
     except SettingsError as exc:
         raise ModelLoadError(str(exc)) from None
-    book = gpu.ledger_for(real) if real == "cuda" else None
-    return real, (book.profile if book else None), False
+    book = hooks.ledger(real) if real == "cuda" else None
+    return real, (book.profile if book else None), None
 
 
-def _check_bf16(profile: gpu.GpuProfile | None, twin: bool) -> None:
-    native = profile.native_bf16 if twin else native_bf16()
+def _check_bf16(profile: GpuProfile | None, planned: bool) -> None:
+    native = profile.native_bf16 if planned else native_bf16()
     if not native:
         cc = ".".join(map(str, profile.compute_capability)) if profile else "?"
         raise ModelLoadError(
@@ -302,11 +227,11 @@ def _check_bf16(profile: gpu.GpuProfile | None, twin: bool) -> None:
 
 
 def plan_load(model: Any = SMOLLM, precision: str = "auto", device: str = "auto", *,
-              kv_tokens: int = gpu.DEFAULT_KV_TOKENS, owner: str = "notebook") -> LoadSpec:
-    """Decide one load (model id/path or a resolved Settings, precision, device incl. `twin:<gpu>`) and check it fits.
+              kv_tokens: int = memory.DEFAULT_KV_TOKENS, owner: str = "notebook") -> LoadSpec:
+    """Decide one load (model id/path or a resolved Settings, precision, device) and ask the GPU's books if it fits.
 
-    Raises ModelLoadError (bad name, precision or device; not enough RAM) or GpuBudgetError (would not fit on the
-    GPU, with what is resident and what would fit instead) before a single weight is read.
+    Raises ModelLoadError (bad name, precision or device; not enough RAM), or the ledger's refusal (would not fit on
+    the GPU, with what is resident and what would fit instead), before a single weight is read.
     """
     if hasattr(model, "gpu_model"):  # a helpers.settings.Settings: the model the GPU holds, and its DEVICE
         model, device = model.gpu_model, model.device
@@ -314,14 +239,14 @@ def plan_load(model: Any = SMOLLM, precision: str = "auto", device: str = "auto"
         raise ModelLoadError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}.")
     if kv_tokens < 0:
         raise ModelLoadError(f"kv_tokens={kv_tokens}: the KV cache to reserve is a number of tokens, 0 or more.")
-    torch_device, profile, twin = _device(device)
+    torch_device, profile, place = _device(device)
     _check_model_name(model)
-    compute_model = SMOLLM if twin and model not in (SMOLLM, STANDIN) else model
+    compute_model = hooks.computes(model, place.device) if place else model
     own = model_path(model) if model in (SMOLLM, STANDIN) else None  # built folders: their config is inside
-    target_cfg = _read_config(model, own, offline_ok=twin)
-    book = gpu.ledger_for(f"{gpu.TWIN_PREFIX}{profile.key}" if twin else torch_device) if profile else None
+    target_cfg = _read_config(model, own, offline_ok=place is not None)
+    book = (hooks.ledger(place.device if place else torch_device)) if profile else None
 
-    # the precision, decided as on the GPU (the twin's or the real one)
+    # the precision, decided as on the GPU (the real one, or the one planned for)
     def kv(p: str) -> int:
         return memory.kv_cache_bytes(target_cfg, kv_tokens, "fp32" if p == "fp32" else "bf16" if p == "bf16" else "fp16")
 
@@ -335,10 +260,10 @@ def plan_load(model: Any = SMOLLM, precision: str = "auto", device: str = "auto"
     else:
         target_precision, why = precision, "as asked"
     if target_precision == "bf16" and profile is not None:
-        _check_bf16(profile, twin)
-    if twin:  # SmolLM2 computes on the CPU: quantized when you asked for a quantization (the bitsandbytes path then
-        # runs for real), else in the CPU's own dtype — an `auto` nf4 decision is accounted, not imitated, so the
-        # twin's answers and speed stay those of the plain CPU run
+        _check_bf16(profile, place is not None)
+    if place is not None:  # a smaller model computes on the CPU: quantized when you asked for a quantization (the
+        # bitsandbytes path then runs for real), else in the CPU's own dtype — an `auto` nf4 decision is accounted,
+        # not imitated, so its answers and speed stay those of the plain CPU run
         compute_precision = precision if precision in QUANTIZED else default_precision("cpu")
     else:
         compute_precision = target_precision
@@ -353,27 +278,26 @@ def plan_load(model: Any = SMOLLM, precision: str = "auto", device: str = "auto"
     else:
         path = model_path(compute_model)
         config = _read_config(compute_model, path, offline_ok=False)
-    if not twin:  # RAM / free GPU memory now, for what really loads here
+    if place is None:  # RAM / free GPU memory now, for what really loads here
         need = memory.weight_bytes(config, compute_precision, rest_dtype=compute)
         free = memory.free_memory_bytes(torch_device)
         if free is not None and need > free:
             raise ModelLoadError(_bare(model, compute_precision, compute, config, torch_device).oom_message(free))
     weights = gpu_bytes(target_cfg, target_precision) if profile else 0
     spec = LoadSpec(asked=model, model=compute_model, path=path or "", config=config, precision=compute_precision,
-                    compute=compute, device=torch_device, gpu=profile, twin=twin, target=model,
+                    compute=compute, device=torch_device, gpu=profile, placement=place, target=model,
                     target_config=target_cfg, target_precision=target_precision, gpu_weights_bytes=weights,
                     kv_tokens=kv_tokens, gpu_kv_bytes=kv(target_precision) if profile else 0, why=why, owner=owner)
     if book is not None:  # refused now, with the numbers, rather than halfway through reading 14 GB
         book.check(spec.ask())
     if not spec.path:  # built last: a config: checkpoint is 14 GB, made only once the load is known to fit
-        built = (config_checkpoint(compute_model, cfg=config) if compute_model.startswith(CONFIG_PREFIX)
-                 else model_path(compute_model))
+        built = hooks.offline_model(compute_model, config)
         spec = _with_path(spec, str(built))
     return spec
 
 
 def _bare(model: str, precision: str, compute: str, config: Any, device: str) -> LoadSpec:
-    return LoadSpec(model, model, "", config, precision, compute, device, None, False, model, config, precision,
+    return LoadSpec(model, model, "", config, precision, compute, device, None, None, model, config, precision,
                     0, 0, 0, "")
 
 

@@ -2,10 +2,9 @@
 
 `load_model("smollm2-135m" | "standin" | hub id | path | "config:<name>", precision=..., device=...)` returns the
 tokenizer and model, loaded with `from_pretrained` exactly as for Mistral-7B-Instruct, at fp32/fp16/bf16 or
-quantized by bitsandbytes (int8, nf4). What to load is decided once, by `helpers.loadspec.plan_load` (also for
-`DEVICE='twin:t4'`, where SmolLM2 computes and the GPU ledger counts the real target); this module loads from that
-plan, checks where `accelerate` put the layers, and frees models again (`unload`). Generation lives in
-`helpers.inference`.
+quantized by bitsandbytes (int8, nf4). What to load is decided once, by `helpers.loadspec.plan_load` (with the GPU's
+books, through `helpers.budget`); this module loads from that plan, checks where `accelerate` put the layers, and
+frees models again (`unload`). Generation lives in `helpers.inference`.
 """
 
 from __future__ import annotations
@@ -14,9 +13,10 @@ import gc
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from . import gpu, memory
+from . import hooks, memory
 from .device import default_precision  # noqa: F401  (selfhost.default_precision, used by tests and notebooks)
 from .load_errors import ModelLoadError, _load_error_kind, explain_load_error  # noqa: F401  (selfhost.ModelLoadError)
 from .loadspec import (  # noqa: F401  (the names notebooks and tests know from selfhost)
@@ -24,16 +24,14 @@ from .loadspec import (  # noqa: F401  (the names notebooks and tests know from 
     PRECISIONS,
     LoadSpec,
     bnb_support,
-    config_checkpoint,
-    config_fingerprint,
     model_path,
     plan_load,
     quantization_config,
     torch_dtype,
 )
 from .memory import CONFIG_PREFIX
+from .paths import quiet_progress
 from .settings import SMOLLM, STANDIN
-from .standin import is_standin, quiet_progress
 
 log = logging.getLogger(__name__)
 
@@ -58,18 +56,16 @@ class LoadedModel:
     compute_dtype: str = "fp32"  # dtype of activations and of every weight bitsandbytes leaves unquantized
     load_seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
-    spec: LoadSpec | None = None  # the plan it was loaded from (what the GPU, real or twin, holds for it)
+    spec: LoadSpec | None = None  # the plan it was loaded from (what the GPU, real or planned for, holds for it)
 
     @property
     def is_standin(self) -> bool:
-        return is_standin(self.path) or self.name == STANDIN
+        return self.name == STANDIN
 
     @property
     def is_smollm(self) -> bool:
         """True for the offline model, SmolLM2-135M-Instruct (real weights, tiny, not Mistral)."""
-        from .smollm import is_smollm
-
-        return self.name == SMOLLM or is_smollm(self.path)
+        return self.name == SMOLLM
 
     @property
     def random_weights(self) -> bool:
@@ -99,19 +95,19 @@ class LoadedModel:
         return memory.weight_bytes(self.model.config, self.precision, rest_dtype=self.compute_dtype)
 
     @property
-    def twin_of(self) -> str | None:
-        """On a twin: what the GPU holds in this model's place, e.g. 'mistralai/Mistral-7B-Instruct-v0.3 (nf4) on a
-        Tesla T4 twin'; None otherwise."""
-        if self.spec is None or not self.spec.twin:
+    def stands_in_for(self) -> str | None:
+        """When the load was planned for a GPU this machine lacks: what that GPU holds in this model's place, e.g.
+        'mistralai/Mistral-7B-Instruct-v0.3 (nf4) on a Tesla T4 …'; None otherwise."""
+        if self.spec is None or self.spec.placement is None:
             return None
-        return f"{self.spec.target} ({self.spec.target_precision}) on a {self.spec.gpu.name} twin"
+        return f"{self.spec.target} ({self.spec.target_precision}) on a {self.spec.placement.label}"
 
 
 def announce(cfg) -> dict[str, object]:
     """Print which device and which model this self-hosting notebook uses, and why; return the GPU facts (06–10).
 
-    On a twin (`DEVICE='twin:t4'`) it says so: the decisions are the GPU's, the compute is SmolLM2's on the CPU, and
-    every GPU number is predicted; the returned `name` then reads e.g. 'CPU only (Tesla T4 twin)'.
+    When the course decides for a GPU this machine lacks (`hooks.placement`) it says so, and every GPU number is
+    predicted; the returned `name` then reads e.g. 'CPU only (Tesla T4 …)'.
     """
     from .device import gpu as gpu_facts
     from .settings import model_label, model_note
@@ -122,32 +118,29 @@ def announce(cfg) -> dict[str, object]:
     hf_logging.disable_progress_bar()  # "Loading weights" bars freeze at 0% in a saved notebook: noise, not a lesson
     print(f"device: {cfg.device} ({hw['name']}) · model: {model_label(cfg.local_model)} "
           f"(LOCAL_MODEL from {cfg.sources.get('LOCAL_MODEL', 'a parameter')})")
-    profile = gpu.twin_profile(cfg.device)
-    if profile is not None:
-        hw["name"] = f"{hw['name']} ({profile.name} twin)"
-        hw["twin"] = profile.key
-        print(f"🪞 GPU twin: every decision is made as on a {profile.name} ({gpu.gib(profile.capacity_bytes)}, "
-              f"native bf16: {'yes' if profile.native_bf16 else 'no'}) holding {cfg.gpu_model}; "
-              f"{model_label(cfg.local_model)} computes on the CPU. GPU memory figures are predicted on the twin, "
-              "not measured.")
+    place = hooks.placement(cfg.device)
+    if place is not None:
+        hw["name"] = f"{hw['name']} ({place.label})"
+        hw["planned_for"] = place.gpu.key
+        print(f"{place.note} It holds {cfg.gpu_model}.")
     if model_note(cfg.local_model):
         print("ℹ️  " + model_note(cfg.local_model))
     return hw
 
 
 def pick_precision(precision: str, device: str) -> str:
-    """`auto` → the device's default float dtype (fp16 on a GPU or a twin, fp32 on CPU); an explicit choice is checked.
+    """`auto` → the device's default float dtype (fp16 on a GPU, or one planned for; fp32 on CPU); a choice is checked.
 
-    For a whole load (what fits, what computes on a twin) use `plan_load`, which decides with the GPU ledger.
+    For a whole load (what fits, what computes where) use `plan_load`, which decides with the GPU ledger.
     """
     from .loadspec import _check_bf16, _device
 
     if precision not in PRECISIONS:
         raise ModelLoadError(f"precision={precision!r} is not one of {', '.join(PRECISIONS)}.")
-    real, profile, twin = _device(device)
-    chosen = default_precision("cuda" if twin else real) if precision == "auto" else precision
+    real, profile, place = _device(device)
+    chosen = default_precision("cuda" if place else real) if precision == "auto" else precision
     if chosen == "bf16" and profile is not None:
-        _check_bf16(profile, twin)
+        _check_bf16(profile, place is not None)
     if chosen in memory.QUANTIZED:
         ok, why = bnb_support(real)
         if not ok:
@@ -178,7 +171,7 @@ def placement_warning(model: Any) -> str | None:
 
 # ---------------------------------------------------------------- the loader
 def load_model(model: Any = SMOLLM, precision: str = "auto", device: str = "auto", *,
-               kv_tokens: int = gpu.DEFAULT_KV_TOKENS, owner: str = "notebook") -> LoadedModel:
+               kv_tokens: int = memory.DEFAULT_KV_TOKENS, owner: str = "notebook") -> LoadedModel:
     """Load tokenizer + model (hub id, local path, `smollm2-135m`, `standin`, `config:<name>`, or a resolved Settings).
 
     `kv_tokens` is the KV cache this model's generations need (prompt + new tokens, times the batch): the GPU
@@ -234,10 +227,11 @@ RANDOM_WEIGHTS_BANNER = (
 
 def banner(lm: LoadedModel) -> str | None:
     """Say loudly when a model's text means nothing (stand-in or random-weight `config:` model); `announce` names the rest."""
-    from . import standin
+    from .labels import STANDIN_BANNER
 
     if lm.is_standin:
-        return standin.banner()
+        print(STANDIN_BANNER)
+        return STANDIN_BANNER
     if lm.random_weights:
         print(RANDOM_WEIGHTS_BANNER)
         return RANDOM_WEIGHTS_BANNER
@@ -275,3 +269,12 @@ def memory_report(lm: LoadedModel) -> dict[str, Any]:
         out["cuda_allocated_bytes"] = int(torch.cuda.memory_allocated())
         out["cuda_peak_bytes"] = int(torch.cuda.max_memory_allocated())
     return out
+
+
+def chat_template(name: str = "mistral_v3") -> str:
+    """A Jinja chat template shipped with the course (`mistral_v3`, or `mistral_v1` with its strict alternation)."""
+    path = Path(__file__).parent / "templates" / f"{name}.jinja"
+    if not path.exists():
+        raise FileNotFoundError(f"No chat template named {name!r}; have: "
+                                f"{sorted(p.stem for p in path.parent.glob('*.jinja'))}")
+    return path.read_text()

@@ -79,12 +79,12 @@ def batching(url: str, max_batch: int) -> Iterator[BatchingRun]:
     (1: batching off, one request at a time, as a server without batching would); restored afterwards.
     The `BatchingRun` it yields gets `peak` on exit: the largest batch decoded inside the block.
     Only the course's own in-process endpoint can be switched."""
-    from .endpoint.local import running_worker
+    from .client import endpoint_worker
 
     if int(max_batch) < 1:
         raise ValueError(f"max_batch must be 1 or more, got {max_batch}")
     try:
-        worker = running_worker(url)
+        worker = endpoint_worker(url)
     except LookupError:
         raise ValueError(f"{url} is not the course endpoint started by this process; batching can only be "
                          "switched there (measure other servers as they are)") from None

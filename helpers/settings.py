@@ -9,11 +9,19 @@ from __future__ import annotations
 
 import logging
 import os
-import re
-import sys
 from dataclasses import dataclass, field
 
-from .device import PROFILES, TWIN_PREFIX, cuda_available, twin_profile
+from . import hooks
+from .device import cuda_available
+from .keys import (  # noqa: F401  (re-exported: settings.find_api_key, settings.Secret …)
+    KEY_ENV,
+    Secret,
+    SettingsError,
+    find_api_key,
+    hf_token_available,
+    in_colab,
+    unattended,
+)
 from .labels import SMOLLM, SMOLLM_NOTE, STANDIN, STANDIN_NOTE, model_label, model_note  # noqa: F401  (re-exported)
 from .paths import cache_dir, data_path, repo_root  # noqa: F401  (re-exported: settings.cache_dir …)
 
@@ -42,9 +50,8 @@ KNOBS: dict[str, tuple[str, str | None, str]] = {
         DEFAULT_LOCAL_EMBED_MODEL,
         "sentence-transformers model for local embeddings (all-MiniLM-L6-v2 loads from its packaged copy: no hub needed)",
     ),
-    "DEVICE": ("COURSE_DEVICE", "auto", "`auto` (CUDA if present, else CPU), `cpu`, `cuda`, `mps`, or a GPU twin "
-               "(`twin:t4`, `twin:l4`, `twin:a100-40gb`: decide everything as on that GPU with an HF token, compute "
-               "on the CPU with SmolLM2, count GPU memory at the real model's footprint)"),
+    "DEVICE": ("COURSE_DEVICE", "auto", "`auto` (CUDA if present, else CPU), `cpu`, `cuda`, `mps`, or a GPU the "
+               "course decides for while computing on the CPU"),
     "LOCAL_URL": (
         "COURSE_LOCAL_URL",
         None,
@@ -52,76 +59,7 @@ KNOBS: dict[str, tuple[str, str | None, str]] = {
         "empty = start the course's own endpoint on loopback",
     ),
 }
-KEY_ENV = "MISTRAL_API_KEY"
 LOCAL_KEY_ENV = "COURSE_LOCAL_API_KEY"  # bearer token for an external server started with an API key (vLLM --api-key)
-
-
-class SettingsError(ValueError):
-    """A knob has a value the course cannot use; the message says which and what to do."""
-
-
-# a parameter name that holds a secret (MISTRAL_API_KEY, HF_TOKEN…), but not MAX_TOKENS or NEW_TOKENS
-SECRET_NAME = re.compile(r"API_?KEY|(^|_)KEY$|(^|_)TOKEN$|SECRET|PASSWORD|PASSWD", re.I)
-_KEY_LIKE = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_-]{24,}$"  # 32 alphanumerics; a known prefix from 8 on
-                       r"|^((sk|pk|rk|hf|gh[pos]|glpat|xox[abprs])[-_]|AKIA)(?=.*\d)[A-Za-z0-9_-]{8,}$")
-
-
-def looks_like_key(value: object) -> bool:
-    """True for a string shaped like an API key or token: 24+ letters and digits, or a known key prefix (sk-, hf_…)."""
-    return isinstance(value, str) and bool(_KEY_LIKE.match(value.strip().strip("'\"")))
-
-
-def refuse_injected_secrets() -> None:
-    """Stop a notebook whose papermill parameters carry a key: papermill writes them into the output notebook.
-
-    Papermill injects its parameters as a cell starting with ``# Parameters``; this reads that cell from the
-    kernel's input history (outside a kernel it does nothing) and refuses secret-named or key-shaped values.
-    """
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    for source in (shell.user_ns.get("In", []) if shell is not None else []) or []:
-        if not isinstance(source, str) or not source.lstrip().startswith("# Parameters"):
-            continue
-        for line in source.splitlines():
-            found = re.match(r"\s*([A-Za-z_]\w*)\s*=\s*(.+?)\s*$", line)
-            if found and (SECRET_NAME.search(found.group(1)) or looks_like_key(found.group(2))):
-                raise SettingsError(
-                    f"The notebook parameter {found.group(1)} looks like a secret. Papermill writes every parameter "
-                    "into the executed notebook, so the key would be saved in it: delete that output file, then "
-                    f"pass keys through the environment instead (e.g. {KEY_ENV}=… papermill …, or "
-                    f"{KEY_ENV}=… make course), or through Colab secrets."
-                )
-
-
-class Secret:
-    """An API key that never shows itself: its repr/str are masked, so printing settings is safe."""
-
-    __slots__ = ("_value", "source")
-
-    def __init__(self, value: str, source: str) -> None:
-        self._value = value
-        self.source = source
-
-    def get(self) -> str:
-        """The key itself, for handing to the SDK; never print it."""
-        return self._value
-
-    def __repr__(self) -> str:
-        return f"Secret(****, {len(self._value)} chars, from {self.source})"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-    def __reduce__(self):  # refuse to be pickled into a file by accident
-        raise TypeError("Secret refuses to be pickled: an API key must not be written to disk")
 
 
 @dataclass(frozen=True)
@@ -140,16 +78,16 @@ class Settings:
     local_url: str | None
     local_api_key: Secret | None = None
     sources: dict[str, str] = field(default_factory=dict)
-    twin_target: str | None = None  # on a GPU twin: the model that GPU would hold (local_model computes in its place)
+    gpu_target: str | None = None  # decided for a GPU this machine lacks: the model it would hold (local_model computes)
 
     @property
     def gpu_model(self) -> str:
-        """The model the GPU holds: on a twin the one a real GPU would load (e.g. Mistral-7B), else local_model."""
-        return self.twin_target or self.local_model
+        """The model the GPU holds: the one a real GPU would load (e.g. Mistral-7B) where it differs, else local_model."""
+        return self.gpu_target or self.local_model
 
     @property
     def torch_device(self) -> str:
-        """The device torch computes on: `cpu` on a twin, else `device` (for `SentenceTransformer(device=...)` etc.)."""
+        """The device torch computes on (for `SentenceTransformer(device=...)` etc.)."""
         return resolve_device(self.device)
 
     def table(self) -> list[tuple[str, str, str]]:
@@ -163,8 +101,8 @@ class Settings:
             ("LOCAL_MODEL", self.local_model, self.sources.get("LOCAL_MODEL", "")),
             ("LOCAL_EMBED_MODEL", self.local_embed_model, self.sources.get("LOCAL_EMBED_MODEL", "")),
             ("DEVICE", self.device, self.sources.get("DEVICE", "")),
-            *([("GPU model (twin)", self.gpu_model, "what the twin's GPU holds; the GPU ledger counts it")]
-              if self.twin_target else []),
+            *([("GPU model (planned)", self.gpu_model, "what that GPU holds; the GPU ledger counts it")]
+              if self.gpu_target else []),
             ("LOCAL_URL", self.local_url or "(course endpoint on loopback)", self.sources.get("LOCAL_URL", "")),
         ]
         return rows
@@ -180,10 +118,10 @@ class Settings:
             return "La Plateforme"
         if self.local_url:
             return f"external server at {self.local_url}"
-        profile = twin_profile(self.device)
-        if profile is not None:
+        place = hooks.placement(self.device)
+        if place is not None:
             return (f"{model_label(self.local_model)} on the course endpoint (CPU, in place of {self.gpu_model} on a "
-                    f"{profile.name} twin)")
+                    f"{place.label})")
         return f"{model_label(self.local_model)} on the course endpoint ({self.device.upper()})"
 
     def show(self):
@@ -196,73 +134,6 @@ class Settings:
         import pandas as pd
 
         return pd.DataFrame(self.table(), columns=["knob", "value", "from"]).set_index("knob")
-
-
-# ---------------------------------------------------------------- key discovery
-_colab_cache: dict[str, str | None] = {}
-
-
-def in_colab() -> bool:
-    """True inside Google Colab."""
-    return "google.colab" in sys.modules or bool(os.environ.get("COLAB_RELEASE_TAG"))
-
-
-def unattended() -> bool:
-    """True under CI, papermill runs of the course, or pytest: never ask a question there."""
-    return any(os.environ.get(v) for v in ("CI", "COURSE_UNATTENDED", "PYTEST_CURRENT_TEST"))
-
-
-def _colab_secret(name: str) -> str | None:
-    if name in _colab_cache:
-        return _colab_cache[name]
-    value = None
-    if in_colab():
-        try:
-            from google.colab import userdata  # type: ignore[import-not-found]
-
-            value = userdata.get(name) or None
-        except Exception:  # secret missing or notebook access not granted
-            value = None
-    _colab_cache[name] = value
-    return value
-
-
-def _ask_human(prompt: str) -> str | None:
-    if unattended():
-        return None
-    try:
-        import getpass
-
-        value = getpass.getpass(prompt)
-    except Exception:  # no stdin (papermill/nbval kernels raise StdinNotImplementedError)
-        return None
-    return value.strip() or None
-
-
-def _clean_key(value: str | None) -> str | None:
-    """Strip whitespace and the quotes people paste along with a key; empty → None."""
-    if value is None:
-        return None
-    text = value.strip().strip("'\"").strip()
-    if any(ch.isspace() for ch in text):
-        raise SettingsError("The Mistral API key contains spaces or line breaks: copy it again from the console.")
-    return text or None
-
-
-def find_api_key(explicit: str | None = None, *, ask: bool = False) -> Secret | None:
-    """Find the Mistral API key: argument, then $MISTRAL_API_KEY, then Colab secrets, then (if asked) a prompt."""
-    for value, source in ((explicit, "argument"), (os.environ.get(KEY_ENV), f"${KEY_ENV}")):
-        key = _clean_key(value)
-        if key:
-            return Secret(key, source)
-    colab = _clean_key(_colab_secret(KEY_ENV))
-    if colab:
-        return Secret(colab, "Colab secrets")
-    if ask:
-        typed = _clean_key(_ask_human("Mistral API key (input hidden): "))
-        if typed:
-            return Secret(typed, "typed at the prompt")
-    return None
 
 
 # ---------------------------------------------------------------- resolution
@@ -297,52 +168,43 @@ def check_url(url: str) -> str:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """The torch device to compute on: `auto` → `cuda` when a GPU is present, else `cpu`; a twin computes on `cpu`."""
+    """The torch device to compute on: `auto` → `cuda` when a GPU is present, else `cpu` (see also `hooks.placement`)."""
     device = (device or "auto").strip().lower()
-    if device.startswith(TWIN_PREFIX):
-        check_device(device)
-        return "cpu"
+    place = _placement(device)
+    if place is not None:
+        return place.compute_device
     if device not in DEVICES:
-        raise SettingsError(f"DEVICE={device!r} is not one of {', '.join(DEVICES)}, or a GPU twin "
-                            f"({', '.join(TWIN_PREFIX + k for k in PROFILES)}). Use 'auto' unless you know better.")
+        raise SettingsError(f"DEVICE={device!r} is not one of {', '.join(DEVICES)}, or {hooks.device_help()}. "
+                            "Use 'auto' unless you know better.")
     if device == "auto":
         return "cuda" if cuda_available() else "cpu"
     if device == "cuda" and not cuda_available():
         raise SettingsError(
             "DEVICE='cuda' but torch sees no CUDA GPU. In Colab: Runtime → Change runtime type → T4 GPU; "
-            "otherwise use DEVICE='auto' or 'cpu' (or DEVICE='twin:t4' to decide as on a T4 while computing on the CPU)."
+            f"otherwise use DEVICE='auto' or 'cpu' (or {hooks.device_help()})."
         )
     return device
 
 
 def check_device(device: str) -> str:
-    """The DEVICE as the course keeps it: `cuda` / `cpu` / `mps`, or `twin:<gpu>` (checked), with `auto` resolved."""
+    """The DEVICE as the course keeps it: `cuda` / `cpu` / `mps`, or one `hooks.placement` knows, `auto` resolved."""
     text = (device or "auto").strip().lower()
-    if text.startswith(TWIN_PREFIX):
-        try:
-            twin_profile(text)
-        except ValueError as exc:
-            raise SettingsError(str(exc)) from None
-        return text
-    return resolve_device(text)
+    place = _placement(text)
+    return place.device if place is not None else resolve_device(text)
 
 
-def hf_token_available() -> bool:
-    """True when a Hugging Face token is configured ($HF_TOKEN, `hf auth login`, or Colab's HF_TOKEN secret)."""
-    if os.environ.get("HF_TOKEN"):
-        return True
+def _placement(device: str):
+    """`hooks.placement(device)`, its ValueError for an unknown name turned into a SettingsError."""
     try:
-        from huggingface_hub import get_token
-
-        return bool(get_token())
-    except Exception:
-        return False
+        return hooks.placement(device)
+    except ValueError as exc:
+        raise SettingsError(str(exc)) from None
 
 
 def resolve_local_model(local_model: str, device: str, *, token: bool | None = None) -> tuple[str, str]:
     """`auto` → the real (gated) Mistral-7B on a CUDA GPU with a Hugging Face token, else SmolLM2-135M; (model, why).
 
-    `token=True` decides as if a token were set (a GPU twin decides as on that GPU with one).
+    `token=True` decides as if a token were set (as the course does when it decides for a GPU this machine lacks).
     """
     if local_model.lower() != "auto":
         return local_model, "as asked"
@@ -371,7 +233,6 @@ def resolve(
     announce: bool = False,
 ) -> Settings:
     """Resolve every knob (parameter > env > default) and pick the backend, saying which and why."""
-    refuse_injected_secrets()
     params = dict(
         BACKEND=BACKEND, CHAT_MODEL=CHAT_MODEL, EMBED_MODEL=EMBED_MODEL, LOCAL_MODEL=LOCAL_MODEL,
         LOCAL_EMBED_MODEL=LOCAL_EMBED_MODEL, DEVICE=DEVICE, LOCAL_URL=LOCAL_URL,
@@ -388,16 +249,17 @@ def resolve(
             f"(set by {sources['BACKEND']}). Use 'auto' to let the course choose."
         )
     device = check_device(values["DEVICE"] or "auto")
-    twin_target = None
-    if device.startswith(TWIN_PREFIX):  # decide as on that GPU with a token; SmolLM2 computes in the target's place
-        twin_target, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", "cuda", token=True)
-        local_model = twin_target if twin_target in (SMOLLM, STANDIN) else SMOLLM
-        local_why = f"{local_why}; on the {device} twin, {model_label(local_model)} computes in its place on the CPU"
-        twin_target = None if twin_target == local_model else twin_target
+    gpu_target = None
+    place = _placement(device)
+    if place is not None:  # decide as on that GPU with a token; a smaller model computes in the target's place
+        gpu_target, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", "cuda", token=True)
+        local_model = hooks.computes(gpu_target, device)
+        local_why = f"{local_why}; on the {place.label}, {model_label(local_model)} computes in its place on the CPU"
+        gpu_target = None if gpu_target == local_model else gpu_target
     else:
         local_model, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", device)
     if (values["LOCAL_MODEL"] or "auto").lower() == "auto":
-        sources["LOCAL_MODEL"] += f" (auto → {twin_target or local_model}: {local_why})"
+        sources["LOCAL_MODEL"] += f" (auto → {gpu_target or local_model}: {local_why})"
 
     key = find_api_key(MISTRAL_API_KEY, ask=(requested == "mistral"))
     if requested == "mistral":
@@ -414,7 +276,8 @@ def resolve(
     else:
         backend, reason = "local", (
             f"BACKEND='auto' and no API key was found, so the local endpoint serves {local_model} "
-            f"({local_why}). Set {KEY_ENV} or BACKEND='mistral' to use La Plateforme."
+            f"({local_why}). For La Plateforme, add {KEY_ENV} (environment or Colab secret) before you run, or add it "
+            "and re-run from this cell (or restart)."
         )
     if values["LOCAL_URL"]:
         values["LOCAL_URL"] = check_url(values["LOCAL_URL"])
@@ -435,7 +298,7 @@ def resolve(
         local_url=values["LOCAL_URL"] or None,
         local_api_key=Secret(local_token, f"${LOCAL_KEY_ENV}") if local_token else None,
         sources=sources,
-        twin_target=twin_target,
+        gpu_target=gpu_target,
     )
     log.info("resolved settings: backend=%s (%s)", backend, reason)
     if announce:

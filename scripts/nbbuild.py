@@ -130,11 +130,11 @@ CHECK_HEAD = "# Every parameter above, checked before anything loads: a bad valu
 
 
 def check_cell(declarations: list[str]) -> nbformat.NotebookNode:
-    """The cell after `parameters`: `check(globals(), …)` with these declaration lines (helpers.params), e.g.
+    """The cell after `parameters`: `check(globals(), …)` with these declaration lines (helpers.course.params), e.g.
     ["TOP_K=Int(min=1), METRIC=OneOf(\"cosine\", \"l2\")"]; it imports the kinds it uses."""
     kinds = sorted({k for line in declarations for k in re.findall(r"\b([A-Z][A-Za-z]+)\(", line)})
     body = "\n".join(f"    {line}" for line in declarations)
-    return code(f"{CHECK_HEAD}\nfrom helpers.params import {', '.join([*kinds, 'check'])}\n\n"
+    return code(f"{CHECK_HEAD}\nfrom helpers.course.params import {', '.join([*kinds, 'check'])}\n\n"
                 f"check(\n    globals(),\n{body},\n)")
 
 

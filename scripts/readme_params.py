@@ -9,12 +9,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from helpers.hooks import device_help  # noqa: E402
 from helpers.settings import KEY_ENV, KNOBS, LOCAL_KEY_ENV  # noqa: E402
 
 
 def params_table() -> str:
     rows = ["| parameter | environment variable | default | what it sets |", "|---|---|---|---|"]
     for name, (env, default, what) in KNOBS.items():
+        what = f"{what}: {device_help()}" if name == "DEVICE" else what
         rows.append(f"| `{name}` | `{env}` | {f'`{default}`' if default else '(none)'} | {what} |")
     rows.append(f"| — | `{KEY_ENV}` | (none) | your La Plateforme key (or a Colab secret of that name); never a parameter |")
     rows.append(f"| — | `{LOCAL_KEY_ENV}` | (none) | bearer token for an external `LOCAL_URL` server started with an API key |")

@@ -57,7 +57,7 @@ def pytest_xdist_setupnodes(config, specs):
 @pytest.fixture(autouse=True)
 def _fresh_gpu_ledger():
     """Each test starts with no GPU ledger, as a notebook's kernel does (a faked GPU must not leak into the next test)."""
-    from helpers import gpu
+    from helpers.course import gpu
 
     gpu.reset_ledger()
     yield
@@ -135,13 +135,13 @@ def notebook_runner(tmp_path):
 @pytest.fixture
 def clean_settings_env(monkeypatch):
     """No course env vars, no key, no Colab, unattended: settings resolve from parameters and defaults only."""
-    from helpers import settings
+    from helpers import keys, settings
 
     for env_name, _, _ in settings.KNOBS.values():
         monkeypatch.delenv(env_name, raising=False)
     monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
-    monkeypatch.setattr(settings, "_colab_cache", {})
-    monkeypatch.setattr(settings, "in_colab", lambda: False)
+    monkeypatch.setattr(keys, "_colab_cache", {})
+    monkeypatch.setattr(keys, "in_colab", lambda: False)
     monkeypatch.setenv("COURSE_UNATTENDED", "1")
 
 

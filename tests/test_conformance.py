@@ -1,4 +1,4 @@
-"""helpers.conformance: passes the course endpoint, and FAILS a server that breaks the Mistral API contract."""
+"""helpers.endpoint.conformance: passes the course endpoint, and FAILS a server that breaks the Mistral API contract."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 import uvicorn
 from fastapi import FastAPI, Request
 
-from helpers import conformance
 from helpers import endpoint as srv
+from helpers.endpoint import conformance
 from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
 
 # Checks whose outcome does not depend on how good the model is: the stand-in (random weights) must pass them.

@@ -42,7 +42,7 @@ TREE = {  # recursive: a node has children that are nodes
 def grammars():
     from transformers import AutoTokenizer
 
-    from helpers.standin import standin_path
+    from helpers.course.standin import standin_path
 
     return GrammarCache(AutoTokenizer.from_pretrained(standin_path()), 32768, [2])
 

@@ -7,7 +7,7 @@ import json
 import nbformat
 import pytest
 
-from helpers import course
+from helpers.course import runner as course
 
 
 def test_record_writes_metrics_file_and_returns_table(tmp_path, monkeypatch):
@@ -154,7 +154,7 @@ def test_the_next_kernel_is_warmed_with_the_notebooks_imports_and_outputs_stay_c
 
 
 def test_imports_are_read_from_code_cells(tmp_path):
-    from helpers.warmkernel import imported_modules
+    from helpers.course.warmkernel import imported_modules
 
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("import json, os.path\nfrom helpers.client import get_client\nx = 1"),
@@ -166,7 +166,7 @@ def test_imports_are_read_from_code_cells(tmp_path):
 
 
 def test_a_kernel_that_cannot_be_warmed_leaves_papermill_to_start_one(tmp_path):
-    from helpers.warmkernel import WarmKernel
+    from helpers.course.warmkernel import WarmKernel
 
     _notebook(tmp_path / "00_x.ipynb", "x = 1")
     warm = WarmKernel(tmp_path / "00_x.ipynb", "no-such-kernel", tmp_path, {}, [])

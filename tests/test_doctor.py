@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import doctor, settings
+from helpers import settings
+from helpers.course import doctor
 
 ALL_PRESENT = {"python": "3.11.7", "mistralai": "3.7.0", "transformers": "5.24.0", "torch": "2.13.0"}
 

@@ -11,6 +11,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 from helpers import figures, local_rag, memory  # noqa: E402
+from helpers.course import legible  # noqa: E402
 
 LATENCY = {"embed_ms_p50": 150.0, "embed_ms_p95": 480.0, "search_ms_p50": 0.2, "search_ms_p95": 0.24,
            "generate_ms_p50": 260.0, "generate_ms_p95": 360.0, "total_ms_p50": 420.0, "total_ms_p95": 800.0}
@@ -33,9 +34,9 @@ def test_overlapping_tick_labels_are_found_and_fewer_ticks_fix_them():
     ax = costs.plot.barh(figsize=(6, 2), title="USD for the four tasks")  # 02's cost chart as it was
     ax.set_xlabel("USD")
     plt.tight_layout()
-    assert any("tick labels" in p for p in figures.problems(ax.figure))
+    assert any("tick labels" in p for p in legible.problems(ax.figure))
     ax.xaxis.set_major_locator(plt.MaxNLocator(4))
-    assert figures.problems(ax.figure) == []
+    assert legible.problems(ax.figure) == []
 
 
 def test_a_legend_over_bars_is_found_and_outside_it_is_not():
@@ -45,10 +46,10 @@ def test_a_legend_over_bars_is_found_and_outside_it_is_not():
     ax.set_ylabel("share / MRR")
     ax.legend(title="chunking")
     plt.tight_layout()
-    assert any("legend covers" in p for p in figures.problems(ax.figure))
+    assert any("legend covers" in p for p in legible.problems(ax.figure))
     figures.legend_outside(ax, title="chunking")
     plt.tight_layout()
-    assert figures.problems(ax.figure) == []
+    assert legible.problems(ax.figure) == []
 
 
 def test_log_axes_and_missing_units_and_titles_are_found():
@@ -56,7 +57,7 @@ def test_log_axes_and_missing_units_and_titles_are_found():
     plain.plot([1, 2, 3], [10, 100, 1000])
     logged.plot([1, 2, 3], [10, 100, 1000])
     logged.set_yscale("log")
-    found = figures.problems(fig)
+    found = legible.problems(fig)
     assert any("y axis is log" in p for p in found) and any("no title" in p for p in found)
     assert any("no label with its unit" in p for p in found)
 
@@ -64,7 +65,7 @@ def test_log_axes_and_missing_units_and_titles_are_found():
 def test_t4_budget_chart_keeps_its_margin_labels_clear():
     rows = [memory.fits("mistral-7b-instruct-v0.3", "fp16", n, gpu="T4") for n in (4096, 8192, 32768)]
     fig = memory.plot_budget(rows, title="budget, estimated")
-    assert figures.problems(fig) == []
+    assert legible.problems(fig) == []
     labels = [t.get_text() for t in fig.axes[0].texts]
     assert len(labels) == 3 and all(t.endswith("GiB") for t in labels)
 
@@ -85,7 +86,7 @@ def test_latency_chart_stacks_p50_per_stage_on_a_linear_axis(pipelines):
         LATENCY["embed_ms_p50"] + LATENCY["search_ms_p50"] + LATENCY["generate_ms_p50"])
     whisker_ends = sorted(max(line.get_xdata()) for line in ax.lines)[: 3 * pipelines]
     assert LATENCY["embed_ms_p95"] in whisker_ends  # the embed whisker reaches its p95
-    assert figures.problems(fig) == []
+    assert legible.problems(fig) == []
 
 
 def test_a_figure_jupyter_has_shown_and_closed_can_still_be_checked():
@@ -95,7 +96,7 @@ def test_a_figure_jupyter_has_shown_and_closed_can_still_be_checked():
     ax.plot([1, 2], [1, 2])
     plt.close(fig)
     FigureCanvasBase(fig)  # what the inline backend leaves behind: a canvas that cannot render
-    assert any("no title" in p for p in figures.problems(fig))
+    assert any("no title" in p for p in legible.problems(fig))
 
 
 @pytest.mark.parametrize("generate_ms", [21_822.0, 137_000.0, 950.0])
@@ -107,4 +108,4 @@ def test_latency_chart_ticks_never_touch_with_a_long_title_and_five_digit_millis
     title = figures.caption("RAG latency per question: 20 questions, hybrid k=3, JSON answers with sources, generated "
                             "in batches of 20", "SmolLM2-135M-Instruct", "CPU only", "2026-12-02")
     fig = local_rag.plot_latency({"local (cpu)": summary}, title=title)
-    assert figures.problems(fig) == []
+    assert legible.problems(fig) == []

@@ -1,4 +1,4 @@
-"""helpers.gpu and helpers.loadspec: the GPU ledger, the twins, one load plan, and vLLM commands that fit."""
+"""helpers.course.gpu and helpers.loadspec: the GPU ledger, the twins, one load plan, and vLLM commands that fit."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import gc
 
 import pytest
 
-from helpers import gpu, memory, selfhost, settings
-from helpers.gpu import PROFILES, Ask, GiB, GpuBudgetError, Ledger
+from helpers import memory, selfhost, settings, vllm
+from helpers.course import gpu
+from helpers.course.gpu import PROFILES, Ask, GiB, GpuBudgetError, Ledger
 from helpers.load_errors import ModelLoadError
 
 MISTRAL = "mistralai/Mistral-7B-Instruct-v0.3"
@@ -126,7 +127,7 @@ def test_the_twin_refuses_a_second_copy_of_the_endpoint_model():
     """09 as it was: the endpoint holds the GPU model, then the notebook loads "the same model" again."""
     lm = selfhost.load_model(MISTRAL, "auto", "twin:t4", owner="the course endpoint")
     try:
-        assert lm.name == settings.SMOLLM and "Tesla T4 twin" in lm.twin_of
+        assert lm.name == settings.SMOLLM and "Tesla T4 twin" in lm.stands_in_for
         with pytest.raises(GpuBudgetError, match="already on the Tesla T4 twin"):
             selfhost.load_model(MISTRAL, "auto", "twin:t4")
     finally:
@@ -173,18 +174,18 @@ def test_placement_warning_reads_hf_device_map():
 # ---------------------------------------------------------------- vLLM
 def test_vllm_recipe_fits_each_profile_and_the_plain_command_does_not_fit_a_t4():
     for key, profile in PROFILES.items():
-        plan = gpu.vllm_recipe(V03, profile)
-        assert plan.fits and plan.sequences >= gpu.VLLM_MIN_SEQUENCES, (key, plan.problems())
+        plan = vllm.vllm_recipe(V03, profile)
+        assert plan.fits and plan.sequences >= vllm.VLLM_MIN_SEQUENCES, (key, plan.problems())
         assert f"--max-model-len {plan.max_model_len}" in plan.command()
-    t4_plan = gpu.vllm_recipe(V03, PROFILES["t4"])
+    t4_plan = vllm.vllm_recipe(V03, PROFILES["t4"])
     assert "--dtype half" in t4_plan.command() and "--quantization bitsandbytes" in t4_plan.command()
-    plain = gpu.vllm_plan(V03, PROFILES["t4"], dtype="auto")  # fp16, 32k, no --dtype
+    plain = vllm.vllm_plan(V03, PROFILES["t4"], dtype="auto")  # fp16, 32k, no --dtype
     assert not plain.fits and any("exceed" in p for p in plain.problems()) and any("bf16" in p for p in plain.problems())
-    assert "--quantization" not in gpu.vllm_recipe(V03, PROFILES["l4"]).command()  # fp16 fits an L4
+    assert "--quantization" not in vllm.vllm_recipe(V03, PROFILES["l4"]).command()  # fp16 fits an L4
 
 
 def test_vllm_plan_refuses_a_length_the_kv_cache_cannot_hold():
-    plan = gpu.vllm_plan(V03, PROFILES["l4"], max_model_len=10**6)
+    plan = vllm.vllm_plan(V03, PROFILES["l4"], max_model_len=10**6)
     assert not plan.fits and "lower --max-model-len" in plan.problems()[0]
 
 
@@ -192,5 +193,5 @@ def test_the_readme_quotes_the_t4_vllm_command_the_code_builds():
     from pathlib import Path
 
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    assert gpu.vllm_recipe(V03, PROFILES["t4"]).command() in readme
-    assert gpu.vllm_recipe(V03, PROFILES["l4"]).command() in readme
+    assert vllm.vllm_recipe(V03, PROFILES["t4"]).command() in readme
+    assert vllm.vllm_recipe(V03, PROFILES["l4"]).command() in readme

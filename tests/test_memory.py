@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from helpers import memory
+from helpers.course.standin import standin_path
 from helpers.selfhost import bnb_support, load_model, unload
-from helpers.standin import standin_path
 
 V03 = "mistral-7b-instruct-v0.3"
 V01 = "mistral-7b-instruct-v0.1"

@@ -18,8 +18,8 @@ import pytest
 from mistralai.client import Mistral
 
 from helpers import catalog
+from helpers.course.verdicts import Verdicts
 from helpers.settings import data_path
-from helpers.verdicts import Verdicts
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
 

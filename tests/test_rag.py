@@ -306,7 +306,7 @@ def test_shipped_document_and_eval_set():
     assert len(items) >= 20 and len({i.id for i in items}) == len(items)
     assert all(doc[i.start:i.end] == i.answer for i in items)
     # every question has a key fact, and its own answer passage states it (so a right answer can be recognised)
-    from helpers.verdicts import judge
+    from helpers.course.verdicts import judge
 
     assert all(i.key for i in items)
     assert [i.id for i in items if not judge(i.answer, list(i.key), reject=i.reject).ok] == []
@@ -430,7 +430,7 @@ def test_embedding_progress_bar_only_for_someone_watching(monkeypatch):
 
 
 def test_an_answer_that_hedges_between_amounts_is_wrong():
-    from helpers.verdicts import judge
+    from helpers.course.verdicts import judge
 
     items = {it.id.lower(): it for it in rag.load_eval_set(document=rag.load_document())}
     fee = items["q09"]  # 15 euros

@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from helpers import embeddings, inference, memory, selfhost
+from helpers.course.standin import config_checkpoint
 from helpers.inference import TextScore, top1_agreement
 from helpers.selfhost import ModelLoadError, load_model
 
@@ -184,16 +185,16 @@ def test_config_checkpoint_folder_follows_the_config_contents(tmp_path, monkeypa
     cfg_b = json.loads((b / "config.json").read_text())
     cfg_b["hidden_size"] = 64
     (b / "config.json").write_text(json.dumps(cfg_b))
-    first = selfhost.config_checkpoint(f"config:{a}", device="cpu")
+    first = config_checkpoint(f"config:{a}", device="cpu")
     assert re.fullmatch(r"config-tiny-32768-[0-9a-f]{10}-seed0", first.name)
-    assert selfhost.config_checkpoint(f"config:{a}", device="cpu") == first  # unchanged config: reused
-    other = selfhost.config_checkpoint(f"config:{b}", device="cpu")
+    assert config_checkpoint(f"config:{a}", device="cpu") == first  # unchanged config: reused
+    other = config_checkpoint(f"config:{b}", device="cpu")
     assert other != first and json.loads((other / "config.json").read_text())["hidden_size"] == 64
     # editing a config in place gives a new checkpoint, never the stale one
     cfg_a = json.loads((a / "config.json").read_text())
     cfg_a["num_hidden_layers"] = 2
     (a / "config.json").write_text(json.dumps(cfg_a))
-    edited = selfhost.config_checkpoint(f"config:{a}", device="cpu")
+    edited = config_checkpoint(f"config:{a}", device="cpu")
     assert edited not in (first, other) and json.loads((edited / "config.json").read_text())["num_hidden_layers"] == 2
     assert not [p for p in (tmp_path / "cache").iterdir() if not (p / ".complete").exists()]  # no half-built temps
 
@@ -201,7 +202,7 @@ def test_config_checkpoint_folder_follows_the_config_contents(tmp_path, monkeypa
 def test_config_checkpoint_refuses_an_unknown_vocab_before_building(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_CACHE_DIR", str(tmp_path / "cache"))
     with pytest.raises(ModelLoadError, match=r"32,000 and 32,768"):
-        selfhost.config_checkpoint(f"config:{_tiny_config(tmp_path, 50000)}", device="cpu")
+        config_checkpoint(f"config:{_tiny_config(tmp_path, 50000)}", device="cpu")
     assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").iterdir())
 
 

@@ -352,13 +352,13 @@ def test_ensure_server_reuses_the_running_server(url):
 
 
 def test_one_log_line_per_request_without_prompt_text(client, caplog):
-    with caplog.at_level(logging.INFO, logger="helpers.server"):
+    with caplog.at_level(logging.INFO, logger="helpers.endpoint"):
         r = ask(client, messages=[{"role": "user", "content": "secret-word-xyz " * 7}], max_tokens=3)
         # the gate logs after the body is sent, so the line can land just after the client has its answer
         this = re.compile(rf"POST /v1/chat/completions 200 \d+ms tokens={r.usage.prompt_tokens}\+3$")
         deadline = time.monotonic() + 10
         while True:
-            lines = [rec.getMessage() for rec in caplog.records if rec.name == "helpers.server"]
+            lines = [rec.getMessage() for rec in caplog.records if rec.name == "helpers.endpoint"]
             mine = [line for line in lines if this.match(line)]
             if mine or time.monotonic() > deadline:
                 break
@@ -433,10 +433,10 @@ def test_error_demo_provokes_each_error_and_the_retry_fix(url):
 
 
 def test_cli_help_and_clear_load_error():
-    out = subprocess.run([sys.executable, "-m", "helpers.server", "--help"], capture_output=True, text=True, timeout=60)
+    out = subprocess.run([sys.executable, "-m", "helpers.endpoint", "--help"], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and "--max-rps" in out.stdout and "--api-key" in out.stdout
     assert srv.API_KEY_ENV in " ".join(out.stdout.split())  # --help points to the env var for the token
-    out = subprocess.run([sys.executable, "-m", "helpers.server", "--model", "no-such-model", "--port", "0"],
+    out = subprocess.run([sys.executable, "-m", "helpers.endpoint", "--model", "no-such-model", "--port", "0"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2
     assert "no-such-model" in out.stderr and "Traceback" not in out.stderr
@@ -464,7 +464,7 @@ def test_cli_reads_the_key_from_the_environment_and_never_prints_it(tmp_path):
     env = {**os.environ, srv.API_KEY_ENV: secret, "PYTHONUNBUFFERED": "1"}
     err = tmp_path / "stderr.txt"
     with err.open("w") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "helpers.server", "--model", "standin", "--port", "0"],
+        proc = subprocess.Popen([sys.executable, "-m", "helpers.endpoint", "--model", "standin", "--port", "0"],
                                 stdout=sink, stderr=subprocess.STDOUT, env=env)
         try:
             deadline = time.monotonic() + 120

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import pickle
 
 import pytest
 
-from helpers import settings
+from helpers import keys, settings
 from helpers.settings import Secret, SettingsError, resolve
 
 FAKE_KEY = "sk-test-0123456789abcdefFAKE"
@@ -64,26 +65,29 @@ def test_colab_secret_is_used_when_env_has_none(monkeypatch):
 
     def fake_secret(name):
         calls.append(name)
-        settings._colab_cache[name] = FAKE_KEY
+        keys._colab_cache[name] = FAKE_KEY
         return FAKE_KEY
 
-    monkeypatch.setattr(settings, "_colab_secret", fake_secret)
+    monkeypatch.setattr(keys, "_colab_secret", fake_secret)
     cfg = resolve()
     assert cfg.backend == "mistral" and cfg.api_key.source == "Colab secrets"
 
 
-def test_colab_secret_cache(monkeypatch):
-    monkeypatch.setattr(settings, "in_colab", lambda: True)
-    reads = []
+def _fake_colab(monkeypatch, secrets: dict[str, str]) -> list[str]:
+    """Make `google.colab.userdata` answer from `secrets` (a missing name raises, as Colab's does); return the reads."""
+    import sys
+    import types
+
+    monkeypatch.setattr(keys, "in_colab", lambda: True)
+    reads: list[str] = []
 
     class FakeUserdata:
         @staticmethod
         def get(name):
             reads.append(name)
-            return FAKE_KEY
-
-    import sys
-    import types
+            if name not in secrets:
+                raise KeyError(name)  # Colab's SecretNotFoundError
+            return secrets[name]
 
     colab = types.ModuleType("google.colab")
     colab.userdata = FakeUserdata
@@ -91,9 +95,34 @@ def test_colab_secret_cache(monkeypatch):
     google.colab = colab
     monkeypatch.setitem(sys.modules, "google", google)
     monkeypatch.setitem(sys.modules, "google.colab", colab)
-    assert settings._colab_secret("MISTRAL_API_KEY") == FAKE_KEY
-    assert settings._colab_secret("MISTRAL_API_KEY") == FAKE_KEY
-    assert reads == ["MISTRAL_API_KEY"], "Colab secrets must be read once"
+    return reads
+
+
+def test_colab_secret_cache(monkeypatch):
+    reads = _fake_colab(monkeypatch, {"MISTRAL_API_KEY": FAKE_KEY})
+    assert keys._colab_secret("MISTRAL_API_KEY") == FAKE_KEY
+    assert keys._colab_secret("MISTRAL_API_KEY") == FAKE_KEY
+    assert reads == ["MISTRAL_API_KEY"], "a secret that was found is read once"
+
+
+def test_a_colab_secret_added_after_a_first_run_is_found_without_a_restart(monkeypatch):
+    secrets: dict[str, str] = {}
+    _fake_colab(monkeypatch, secrets)
+    assert resolve().backend == "local"  # the first run: no key yet
+    secrets["MISTRAL_API_KEY"] = FAKE_KEY  # the learner adds the secret, then re-runs the cell
+    cfg = resolve()
+    assert cfg.backend == "mistral" and cfg.api_key.source == "Colab secrets"
+
+
+def test_an_hf_token_secret_added_later_is_found_and_handed_to_the_hub(monkeypatch):
+    monkeypatch.setenv("HF_TOKEN", "")  # recorded, so the token this test sets is removed afterwards
+    monkeypatch.delenv("HF_TOKEN")
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+    secrets: dict[str, str] = {}
+    _fake_colab(monkeypatch, secrets)
+    assert not keys.hf_token_available()
+    secrets["HF_TOKEN"] = "hf_" + "x1" * 10
+    assert keys.hf_token_available() and os.environ["HF_TOKEN"] == secrets["HF_TOKEN"]
 
 
 def test_argument_key_beats_env(monkeypatch):

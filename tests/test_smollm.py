@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from helpers import inference, selfhost, smollm
+from helpers import inference, selfhost
+from helpers.course import smollm
 from helpers.settings import SMOLLM
 
 

@@ -9,7 +9,8 @@ import torch
 from jinja2 import TemplateError
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from helpers import standin
+from helpers import paths, selfhost
+from helpers.course import standin
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +69,7 @@ def test_tokenizer_is_mistral_v3(built):
     # the same ids as mistral-common's own v3 tokenizer
     from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-    reference = MistralTokenizer.from_file(str(standin.tokenizer_source())).instruct_tokenizer.tokenizer
+    reference = MistralTokenizer.from_file(str(paths.tokenizer_source())).instruct_tokenizer.tokenizer
     text = "Which two payment amounts are closest?"
     assert tok(text).input_ids == reference.encode(text, bos=True, eos=False)
 
@@ -88,7 +89,7 @@ def test_chat_template_renders_turns_like_mistral_common(built):
     from mistral_common.protocol.instruct.request import ChatCompletionRequest
     from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-    mt = MistralTokenizer.from_file(str(standin.tokenizer_source()))
+    mt = MistralTokenizer.from_file(str(paths.tokenizer_source()))
     expected = mt.encode_chat_completion(ChatCompletionRequest(messages=[
         UserMessage(content=messages[0]["content"]), AssistantMessage(content="Paris."),
         UserMessage(content=messages[2]["content"]),
@@ -102,14 +103,14 @@ def test_v1_template_reproduces_the_alternation_trap(built):
     tok = AutoTokenizer.from_pretrained(path)
     messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
     with pytest.raises(TemplateError, match="roles must alternate"):
-        tok.apply_chat_template(messages, tokenize=False, chat_template=standin.chat_template("mistral_v1"))
+        tok.apply_chat_template(messages, tokenize=False, chat_template=selfhost.chat_template("mistral_v1"))
     # the v3 template folds the system message into the user turn instead
     assert "Be brief." in tok.apply_chat_template(messages, tokenize=False)
 
 
 def test_unknown_template_is_clear():
     with pytest.raises(FileNotFoundError, match="mistral_v3"):
-        standin.chat_template("nope")
+        selfhost.chat_template("nope")
 
 
 def test_greedy_generation_is_deterministic(built):
@@ -136,14 +137,14 @@ def test_is_standin():
 
 
 def test_minilm_offline_copy_exists():
-    path = standin.minilm_path()
+    path = paths.minilm_path()
     assert (path / "model.safetensors").exists() and (path / "modules.json").exists()
 
 
 def test_atomic_folder_leaves_nothing_on_failure(tmp_path):
     target = tmp_path / "thing"
     with pytest.raises(RuntimeError):
-        with standin.atomic_folder(target) as tmp:
+        with paths.atomic_folder(target) as tmp:
             (tmp / "half.bin").write_text("x")
             raise RuntimeError("interrupted")
     assert not target.exists()
@@ -154,7 +155,7 @@ def test_atomic_folder_keeps_an_existing_target(tmp_path):
     target = tmp_path / "thing"
     target.mkdir()
     (target / "theirs.txt").write_text("first")
-    with standin.atomic_folder(target) as tmp:
+    with paths.atomic_folder(target) as tmp:
         (tmp / "mine.txt").write_text("second")
     assert sorted(p.name for p in target.iterdir()) == ["theirs.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thing"]
@@ -173,8 +174,8 @@ def test_atomic_folder_loses_a_race_gracefully(tmp_path, monkeypatch):
         (Path(dst) / "theirs.txt").write_text("first")
         return real_replace(src, dst)  # a non-empty target: OSError, as on Linux
 
-    monkeypatch.setattr(standin.os, "replace", other_process_wins)
-    with standin.atomic_folder(target) as tmp:
+    monkeypatch.setattr(paths.os, "replace", other_process_wins)
+    with paths.atomic_folder(target) as tmp:
         (tmp / "mine.txt").write_text("second")
     assert sorted(p.name for p in target.iterdir()) == ["theirs.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["thing"]

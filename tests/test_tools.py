@@ -147,8 +147,8 @@ def test_value_shaped_spec_compiles_to_a_grammar_that_only_writes_such_values():
     import torch
     from transformers import AutoTokenizer
 
+    from helpers.course.standin import standin_path
     from helpers.endpoint.constrained import GrammarCache, tool_calls_schema
-    from helpers.standin import standin_path
 
     grammars = GrammarCache(AutoTokenizer.from_pretrained(standin_path()), 32768, [2])
     compiled = grammars.json_schema(tool_calls_schema([tool_spec(lookup_payment)]))

@@ -1,4 +1,4 @@
-"""Every model answer a teaching cell shows carries a verdict computed in the run (helpers.verdicts).
+"""Every model answer a teaching cell shows carries a verdict computed in the run (helpers.course.verdicts).
 
 A code cell that shows a model's answer — it reads `choices[0].message`, decodes `generate` output, or prints a
 reply's `.text` — must judge it (`tally.check(...)`, `judge(...)`, `tally.add(...)`), or carry the cell tag
@@ -44,7 +44,7 @@ def teaching_cells(nb):
 def test_every_shown_answer_gets_a_verdict(path):
     nb = nbformat.read(path, as_version=4)
     bad = [c.source.splitlines()[0] for c in teaching_cells(nb) if shows_unjudged_answer(c)]
-    assert not bad, f"{path.name}: cells show a model answer without a verdict (helpers.verdicts): {bad}"
+    assert not bad, f"{path.name}: cells show a model answer without a verdict (helpers.course.verdicts): {bad}"
 
 
 def test_the_rule_catches_an_unjudged_answer_and_accepts_a_judged_or_excused_one():

@@ -1,12 +1,12 @@
-"""helpers.verdicts: every answer a notebook shows is judged the same way, API or local."""
+"""helpers.course.verdicts: every answer a notebook shows is judged the same way, API or local."""
 
 import re
 from types import SimpleNamespace
 
 import pytest
 
-from helpers import verdicts
-from helpers.verdicts import Verdict, Verdicts, answer_text, judge, versus_chance
+from helpers.course import verdicts
+from helpers.course.verdicts import Verdict, Verdicts, answer_text, judge, versus_chance
 
 
 def response(text, finish="stop"):
@@ -88,7 +88,7 @@ def test_versus_chance_is_computed_from_the_numbers():
 
 
 def test_an_answer_that_filled_its_max_length_is_wrong_and_says_so_not_cut():
-    from helpers.verdicts import judge
+    from helpers.course.verdicts import judge
 
     text = "The Everyday account has no monthly fee as longs"  # 48 characters, the string's maxLength
     v = judge(text, "4 euros", finish_reason="stop", max_chars=48)

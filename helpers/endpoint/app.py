@@ -36,7 +36,7 @@ from .schemas import (
 )
 from .worker import Embedder, ModelWorker
 
-log = logging.getLogger("helpers.server")
+log = logging.getLogger("helpers.endpoint")
 
 
 @dataclass

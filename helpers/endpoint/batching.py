@@ -35,7 +35,7 @@ import torch
 
 from .prompts import Completion, Prompt, SamplingParams
 
-log = logging.getLogger("helpers.server")
+log = logging.getLogger("helpers.endpoint")
 
 MAX_BATCH = 16  # requests decoding together (the worker's default)
 SOLO_TOKENS = 2048  # prompt + max_tokens above this runs alone: padding every row to it would cost memory and time

@@ -1,4 +1,4 @@
-"""`python -m helpers.server` (or `python -m helpers.endpoint.cli`): serve a model with the Mistral API until Ctrl-C.
+"""`python -m helpers.endpoint` (or `python -m helpers.endpoint.cli`): serve a model with the Mistral API until Ctrl-C.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ def is_loopback_host(host: str) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m helpers.server --model standin`: serve a model with the Mistral API until Ctrl-C."""
+    """`python -m helpers.endpoint --model standin`: serve a model with the Mistral API until Ctrl-C."""
     from ..selfhost import PRECISIONS
     from ..settings import DEFAULT_LOCAL_EMBED_MODEL
 
     parser = argparse.ArgumentParser(
-        prog="python -m helpers.server",
+        prog="python -m helpers.endpoint",
         description="Serve a local model with the Mistral chat/embeddings API, for the unmodified mistralai SDK "
                     "(Mistral(api_key=..., server_url='http://127.0.0.1:PORT')).")
     parser.add_argument("--model", required=True,
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     if getattr(engine.loaded, "is_standin", False):
-        from ..standin import BANNER
+        from ..labels import STANDIN_BANNER as BANNER
 
         print(BANNER, file=sys.stderr)
     server = LocalServer(args.model, embed_model=args.embedding_model, device=args.device, host=args.host,

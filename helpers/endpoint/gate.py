@@ -14,7 +14,7 @@ from typing import Any
 
 from .schemas import DRAIN_MAX_BYTES, DRAIN_MAX_SECONDS, BodyError, _json_bytes, check_body, error_body
 
-log = logging.getLogger("helpers.server")
+log = logging.getLogger("helpers.endpoint")
 
 
 

@@ -18,7 +18,7 @@ from .engine import ChatEngine
 from .schemas import DEFAULT_MAX_BODY, DEFAULT_MAX_TOKENS
 from .worker import Embedder
 
-log = logging.getLogger("helpers.server")
+log = logging.getLogger("helpers.endpoint")
 
 
 # KV cache the endpoint reserves on a GPU (and its twin), per request it may decode at once: a typical course

@@ -91,7 +91,7 @@ def find_mistral_tokenizer(loaded: Any):
     from mistral_common.protocol.instruct.validator import ValidationMode
     from mistral_common.tokens.tokenizers.mistral import MistralTokenizer
 
-    from ..standin import tokenizer_source
+    from ..paths import tokenizer_source
 
     candidates: list[Callable[[], Any]] = []
     if getattr(loaded, "is_standin", False):

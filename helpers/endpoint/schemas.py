@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
-log = logging.getLogger("helpers.server")
+log = logging.getLogger("helpers.endpoint")
 
 # ---------------------------------------------------------------- the names the endpoint answers to
 # API model names (La Plateforme aliases) served by the local chat model. One list, used everywhere.

@@ -22,7 +22,7 @@ from .engine import ChatEngine
 from .prompts import Completion, Prompt, SamplingParams
 from .schemas import STREAM_INTERVAL_S, ApiError
 
-log = logging.getLogger("helpers.server")
+log = logging.getLogger("helpers.endpoint")
 
 
 class _Job:

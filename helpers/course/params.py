@@ -20,8 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import settings
-from .settings import SettingsError
+import helpers.settings as settings
+
+from ..settings import SettingsError
+from .secrets import looks_like_key, refuse_injected_secrets
 
 _REF = re.compile(r"^\s*([A-Z_][A-Z0-9_]*)\s*(?:([+-])\s*(\d+))?\s*$")  # a bound naming another parameter: "TURNS - 1"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "gpt2", "mistralai/Mistral-7B-Instruct-v0.3"
@@ -316,7 +318,7 @@ class Priced(Kind):
     """A chat model alias with a dated price row in data/models.csv (notebook 03 prices every answer)."""
 
     def _aliases(self) -> list[str]:
-        from .catalog import load_tiers
+        from ..catalog import load_tiers
 
         return [alias for alias, row in load_tiers().items() if row.tier_rank > 0]
 
@@ -358,12 +360,12 @@ class _Values(dict):
 
 
 def key_shaped(value: Any) -> bool:
-    """True if a value, or any element of a list/dict value, looks like an API key (settings.looks_like_key)."""
+    """True if a value, or any element of a list/dict value, looks like an API key (secrets.looks_like_key)."""
     if isinstance(value, dict):
         return any(key_shaped(k) or key_shaped(v) for k, v in value.items())
     if isinstance(value, (list, tuple, set)):
         return any(key_shaped(v) for v in value)
-    return settings.looks_like_key(value)
+    return looks_like_key(value)
 
 
 def problems(values: dict[str, Any], declared: dict[str, Kind], defaults: dict[str, Any] | None = None,
@@ -395,7 +397,7 @@ def problems(values: dict[str, Any], declared: dict[str, Kind], defaults: dict[s
 def check(namespace: dict[str, Any], /, **declared: Kind) -> None:
     """Check this notebook's parameters (`check(globals(), TOP_K=Int(min=1), …)`); one error names every bad one."""
     __tracebackhide__ = True  # IPython shows the message, not this function's frames
-    settings.refuse_injected_secrets()
+    refuse_injected_secrets()
     missing = sorted(set(declared) - set(namespace))
     if missing:
         raise NameError(f"check() declares {', '.join(missing)}, which the parameters cell does not set")
