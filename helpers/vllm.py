@@ -206,11 +206,17 @@ def vllm_recipe(config: Any, gpu: Any, model: str | Checkpoint = "ministral-3-3b
 
 def colab_install(version: str = VLLM_VERSION, cuda: str = "128") -> list[str]:
     """Shell lines that install vLLM on Colab in its own venv, from the CUDA 12.x build matching Colab's torch
-    (2.11.0+cu128), leaving the course's environment alone; start the server from that venv's `vllm`."""
+    (2.11.0+cu128), leaving the course's environment alone; start the server from that venv's `vllm`.
+
+    `uv venv`, not `python -m venv`: Colab's Python has no `ensurepip` (public reports: microsoft/bioemu#120,
+    2025-05-06; passagemath#1627, 2025-10-08). The empty UV_CONSTRAINT/UV_BUILD_CONSTRAINT drop the constraints Colab
+    sets for its own packages (googlecolab/colabtools#5237), which would hold the venv to Colab's torch.
+    """
     wheel = (f"https://github.com/vllm-project/vllm/releases/download/v{version}/"
              f"vllm-{version}+cu{cuda}-cp38-abi3-manylinux_2_28_x86_64.whl")
-    return ["python -m venv /content/vllm-env",
-            f"/content/vllm-env/bin/pip install {wheel} --extra-index-url https://download.pytorch.org/whl/cu{cuda}",
+    return ["uv venv /content/vllm-env",
+            f"UV_CONSTRAINT= UV_BUILD_CONSTRAINT= uv pip install --python /content/vllm-env/bin/python {wheel} "
+            f"--extra-index-url https://download.pytorch.org/whl/cu{cuda}",
             "# then: /content/vllm-env/bin/vllm serve ... (in a terminal, or with subprocess.Popen from the notebook)"]
 
 

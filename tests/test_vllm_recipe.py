@@ -110,9 +110,11 @@ def test_to_vllm_request_renames_what_vllm_reads_differently():
 
 def test_colab_install_uses_its_own_venv_and_a_cuda12_build():
     lines = vllm.colab_install()
-    pip = [line for line in lines if " install " in line]
-    assert pip and all(line.startswith("/content/vllm-env/bin/pip") for line in pip)
-    assert "vllm-0.34.0+cu128-" in pip[0] and "download.pytorch.org/whl/cu128" in pip[0]
+    install = [line for line in lines if " install " in line]
+    assert lines[0] == "uv venv /content/vllm-env"  # Colab's python has no ensurepip for `python -m venv`
+    assert install and all("--python /content/vllm-env/bin/python" in line for line in install)
+    assert "vllm-0.34.0+cu128-" in install[0] and "download.pytorch.org/whl/cu128" in install[0]
+    assert "UV_CONSTRAINT= " in install[0]  # Colab's own constraints would pin the venv to Colab's torch
 
 
 def test_lesson_module_says_nothing_of_the_twin():
