@@ -17,7 +17,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # sleeping; a batched matrix product 24 ms against 0.4 ms). See benchmarks/bench_decode.py.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install course test lint unit clean bench help publish twin gpu-check
+.PHONY: install course test lint unit clean bench help publish twin gpu-check vllm-check
 
 help:
 	@echo "make course [PARAMS='-p BACKEND mistral'] [ONLY='00 05']  run the notebooks, write runs/latest/"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench                                                 benchmark scripts (results go in the README)"
 	@echo "make twin [TWIN=t4]                                        06–10 as on a T4 (or l4, a100-40gb): README twin table"
 	@echo "make gpu-check                                             on a CUDA GPU: peak memory vs the ledger, tokens/s"
+	@echo "make vllm-check                                            vLLM's own parser and request models on 10's recipe"
 	@echo "make publish REPO=github.com/<owner>/<name>                point badges, Colab setup cells and README at REPO"
 
 install: $(STAMP)
@@ -83,6 +84,29 @@ twin: $(STAMP)
 # peak memory beside the GPU ledger's prediction and decode tokens/s, in at most 8 minutes → runs/gpu/summary.json.
 gpu-check: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python benchmarks/gpu_check.py --budget-s 480
+
+# vLLM's own code on what the course says about vLLM, without a GPU: its `vllm serve` parser on the printed commands
+# and its OpenAI request model on the course's vLLM-bound requests; fails if `--quantization bitsandbytes` or
+# tool_choice="any" stop being rejected. vLLM gets its own venv (.venv-vllm, ~3 GB): 0.34.0 pins torch 2.14.0 and
+# transformers < 5.23, so it is installed --no-deps beside the CPU torch 2.13.0 and only what its parser and protocol
+# modules import. VLLM_TARGET_DEVICE=cpu: vLLM's parser asks the platform for defaults and finds none without a GPU.
+# The check unsets HF_HUB_OFFLINE: with it, vLLM's engine arguments swap the model id for a local snapshot (and fail
+# without one); without it, nothing here touches the hub (the check passes under `unshare -n`, no network at all).
+# Measured 2026-12-06 on this project's shared 2-core machine (load average 4-5): from scratch 2 min 6 s without pip's
+# cache (vLLM's wheel is 239 MB; torch 2.13.0 CPU comes from local disk), 1 min 21 s to 1 min 57 s with it; warm (venv
+# built) 16-20 s, of which vLLM's own checks take 6-9 s (importing vLLM most of it).
+VLLM_VENV := .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+$(VLLM_STAMP): scripts/vllm-check-requirements.txt
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install --quiet torch==2.13.0
+	$(VLLM_VENV)/bin/python -m pip install --quiet --no-deps vllm==0.34.0
+	$(VLLM_VENV)/bin/python -m pip install --quiet -r scripts/vllm-check-requirements.txt
+	touch $(VLLM_STAMP)
+
+vllm-check: $(STAMP) $(VLLM_STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python scripts/vllm_requests.py runs/vllm
+	VLLM_TARGET_DEVICE=cpu VLLM_NO_USAGE_STATS=1 $(VLLM_VENV)/bin/python scripts/vllm_check.py runs/vllm
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache
