@@ -31,7 +31,7 @@ def served_by(cfg: Any) -> tuple[str, str]:
     from .device import gpu
     from .labels import model_label
 
-    return model_label(cfg.local_model), (gpu()["name"] if cfg.device == "cuda" else "CPU")  # "SmolLM2-135M-Instruct"
+    return model_label(cfg.computes), (gpu()["name"] if cfg.device == "cuda" else "CPU")  # "SmolLM2-135M-Instruct"
 
 
 def legend_outside(ax: Any, **kwargs: Any):

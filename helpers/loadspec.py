@@ -133,8 +133,10 @@ class LoadSpec:
         return torch_dtype(self.compute)
 
     @property
-    def device_map(self) -> str | None:
-        return "auto" if self.device == "cuda" else None
+    def device_map(self) -> dict | None:
+        """`{"": 0}` on a GPU: every layer on GPU 0 (the plan checked it fits). Plain "auto" would let accelerate keep
+        10% of the card free and move a model that nearly fills it (Mistral-7B fp16 on a T4) partly to the CPU."""
+        return {"": 0} if self.device == "cuda" else None
 
     def quantization_config(self):
         return quantization_config(self.precision, self.compute)
@@ -240,6 +242,10 @@ def plan_load(model: Any = SMOLLM, precision: str = "auto", device: str = "auto"
     if kv_tokens < 0:
         raise ModelLoadError(f"kv_tokens={kv_tokens}: the KV cache to reserve is a number of tokens, 0 or more.")
     torch_device, profile, place = _device(device)
+    if model.strip().lower() == "auto":  # as settings resolves LOCAL_MODEL='auto' for this device
+        from .settings import resolve_local_model
+
+        model = resolve_local_model("auto", "cuda" if place else torch_device, token=True if place else None)[0]
     _check_model_name(model)
     compute_model = hooks.computes(model, place.device) if place else model
     own = model_path(model) if model in (SMOLLM, STANDIN) else None  # built folders: their config is inside
@@ -290,6 +296,8 @@ def plan_load(model: Any = SMOLLM, precision: str = "auto", device: str = "auto"
                     kv_tokens=kv_tokens, gpu_kv_bytes=kv(target_precision) if profile else 0, why=why, owner=owner)
     if book is not None:  # refused now, with the numbers, rather than halfway through reading 14 GB
         book.check(spec.ask())
+        if target_precision in FLOAT_PRECISIONS:  # where accelerate itself would put each layer, given the card now
+            book.check_placement(target_cfg, target_precision, {"": 0}, spec.ask())
     if not spec.path:  # built last: a config: checkpoint is 14 GB, made only once the load is known to fit
         built = hooks.offline_model(compute_model, config)
         spec = _with_path(spec, str(built))

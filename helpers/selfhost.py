@@ -116,15 +116,15 @@ def announce(cfg) -> dict[str, object]:
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # "Loading weights" bars freeze at 0% in a saved notebook: noise, not a lesson
-    print(f"device: {cfg.device} ({hw['name']}) · model: {model_label(cfg.local_model)} "
+    print(f"device: {cfg.device} ({hw['name']}) · model: {model_label(cfg.computes)} "
           f"(LOCAL_MODEL from {cfg.sources.get('LOCAL_MODEL', 'a parameter')})")
     place = hooks.placement(cfg.device)
     if place is not None:
         hw["name"] = f"{hw['name']} ({place.label})"
         hw["planned_for"] = place.gpu.key
         print(f"{place.note} It holds {cfg.gpu_model}.")
-    if model_note(cfg.local_model):
-        print("ℹ️  " + model_note(cfg.local_model))
+    if model_note(cfg.computes):
+        print("ℹ️  " + model_note(cfg.computes))
     return hw
 
 

@@ -78,12 +78,17 @@ class Settings:
     local_url: str | None
     local_api_key: Secret | None = None
     sources: dict[str, str] = field(default_factory=dict)
-    gpu_target: str | None = None  # decided for a GPU this machine lacks: the model it would hold (local_model computes)
 
     @property
     def gpu_model(self) -> str:
-        """The model the GPU holds: the one a real GPU would load (e.g. Mistral-7B) where it differs, else local_model."""
-        return self.gpu_target or self.local_model
+        """The model the GPU holds: `local_model`, whatever computes in its place."""
+        return self.local_model
+
+    @property
+    def computes(self) -> str:
+        """The model that really computes: `local_model`, unless DEVICE decides for a GPU this machine lacks (then a
+        smaller one computes on the CPU while every load is counted at `local_model`'s size)."""
+        return hooks.computes(self.local_model, self.device)
 
     @property
     def torch_device(self) -> str:
@@ -101,8 +106,8 @@ class Settings:
             ("LOCAL_MODEL", self.local_model, self.sources.get("LOCAL_MODEL", "")),
             ("LOCAL_EMBED_MODEL", self.local_embed_model, self.sources.get("LOCAL_EMBED_MODEL", "")),
             ("DEVICE", self.device, self.sources.get("DEVICE", "")),
-            *([("GPU model (planned)", self.gpu_model, "what that GPU holds; the GPU ledger counts it")]
-              if self.gpu_target else []),
+            *([("computes", self.computes, f"on the CPU, in place of {self.local_model}; the GPU ledger counts "
+                 "the latter")] if self.computes != self.local_model else []),
             ("LOCAL_URL", self.local_url or "(course endpoint on loopback)", self.sources.get("LOCAL_URL", "")),
         ]
         return rows
@@ -120,15 +125,15 @@ class Settings:
             return f"external server at {self.local_url}"
         place = hooks.placement(self.device)
         if place is not None:
-            return (f"{model_label(self.local_model)} on the course endpoint (CPU, in place of {self.gpu_model} on a "
+            return (f"{model_label(self.computes)} on the course endpoint (CPU, in place of {self.local_model} on a "
                     f"{place.label})")
-        return f"{model_label(self.local_model)} on the course endpoint ({self.device.upper()})"
+        return f"{model_label(self.computes)} on the course endpoint ({self.device.upper()})"
 
     def show(self):
         """Print which backend answers and why (with what that model's answers mean); return the knob table."""
         print(self.describe())
         if self.backend == "local" and not self.local_url:
-            note = model_note(self.local_model)
+            note = model_note(self.computes)
             if note:
                 print("Answers come from " + note)
         import pandas as pd
@@ -249,17 +254,16 @@ def resolve(
             f"(set by {sources['BACKEND']}). Use 'auto' to let the course choose."
         )
     device = check_device(values["DEVICE"] or "auto")
-    gpu_target = None
     place = _placement(device)
-    if place is not None:  # decide as on that GPU with a token; a smaller model computes in the target's place
-        gpu_target, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", "cuda", token=True)
-        local_model = hooks.computes(gpu_target, device)
-        local_why = f"{local_why}; on the {place.label}, {model_label(local_model)} computes in its place on the CPU"
-        gpu_target = None if gpu_target == local_model else gpu_target
+    if place is not None:  # decide as on that GPU with a token; the loader swaps in what computes
+        local_model, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", "cuda", token=True)
+        computing = hooks.computes(local_model, device)
+        if computing != local_model:
+            local_why = f"{local_why}; on the {place.label}, {model_label(computing)} computes in its place on the CPU"
     else:
         local_model, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", device)
     if (values["LOCAL_MODEL"] or "auto").lower() == "auto":
-        sources["LOCAL_MODEL"] += f" (auto → {gpu_target or local_model}: {local_why})"
+        sources["LOCAL_MODEL"] += f" (auto → {local_model}: {local_why})"
 
     key = find_api_key(MISTRAL_API_KEY, ask=(requested == "mistral"))
     if requested == "mistral":
@@ -298,7 +302,6 @@ def resolve(
         local_url=values["LOCAL_URL"] or None,
         local_api_key=Secret(local_token, f"${LOCAL_KEY_ENV}") if local_token else None,
         sources=sources,
-        gpu_target=gpu_target,
     )
     log.info("resolved settings: backend=%s (%s)", backend, reason)
     if announce:

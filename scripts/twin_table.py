@@ -16,19 +16,28 @@ GiB = 2**30
 
 
 def table(summary: dict, profile: str) -> str:
-    """One row per notebook of the run: what was resident at the peak, the predicted peak and the headroom."""
-    rows = [f"| notebook | resident on the {profile.upper()} at the peak | predicted peak | capacity | headroom |",
-            "|---|---|---|---|---|"]
+    """One row per notebook of the run: what was resident at the peak (model, precision), the predicted peak, the
+    headroom, and where accelerate's own device-map inference put each float load (all on GPU 0, or not)."""
+    rows = [f"| notebook | resident on the {profile.upper()} at the peak | predicted peak | capacity | headroom | "
+            "placement (accelerate) |", "|---|---|---|---|---|---|"]
     for name, entry in sorted(summary.items()):
         twin = (entry.get("metrics") or {}).get("gpu_twin")
         if entry.get("status") != "ok" or not twin or twin.get("profile") != profile:
-            rows.append(f"| {name} | {entry.get('status')}: {str(entry.get('reason') or 'no twin metrics')[:80]} | | | |")
+            rows.append(f"| {name} | {entry.get('status')}: {str(entry.get('reason') or 'no twin metrics')[:80]} | | | | |")
             continue
         held = "; ".join(twin["resident_at_peak"]) or "nothing"
         rows.append(f"| {name} | {held} + CUDA context {twin['cuda_context_bytes'] / GiB:.2f} GiB | "
                     f"{twin['peak_bytes'] / GiB:.2f} GiB | {twin['capacity_bytes'] / GiB:.2f} GiB | "
-                    f"{(twin['capacity_bytes'] - twin['peak_bytes']) / GiB:.2f} GiB |")
+                    f"{(twin['capacity_bytes'] - twin['peak_bytes']) / GiB:.2f} GiB | {_placement(twin)} |")
     return "\n".join(rows)
+
+
+def _placement(twin: dict) -> str:
+    """'all on GPU 0' when accelerate placed every float load whole; the offending load otherwise."""
+    placements = twin.get("placements") or []
+    if not placements:
+        return "no float load (quantized loads: bitsandbytes on GPU 0)"
+    return "all on GPU 0" if twin.get("all_on_gpu0") else "; ".join(p for p in placements if "all on GPU 0" not in p)
 
 
 def main(run: str, profile: str) -> None:

@@ -16,7 +16,7 @@ from helpers.endpoint import conformance
 from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
 
 # Checks whose outcome does not depend on how good the model is: the stand-in (random weights) must pass them.
-STRUCTURAL = ["max_tokens honoured", "random_seed reproducible", "tool_choice any", "tool_choice none",
+STRUCTURAL = ["max_tokens honoured", "random_seed reproducible", "tool_choice required", "tool_choice none",
               "tool_choice named", "json_object", "json_schema", "chat.parse", "embeddings",
               "4xx: unknown model", "4xx: temperature out of range", "4xx: no messages",
               "parallel_tool_calls off", "parallel_tool_calls on", "strict function", "logprobs", "prompt caching",
@@ -133,14 +133,14 @@ def by_name(results):
 def test_a_broken_server_fails_the_contract_checks(broken_url):
     results = by_name(conformance.run_checks(broken_url, model="m", embed_model="e"))
     assert len(results) == len(conformance.CHECKS) >= 15
-    must_fail = ["max_tokens honoured", "random_seed reproducible", "tool_choice any", "tool_choice named",
+    must_fail = ["max_tokens honoured", "random_seed reproducible", "tool_choice required", "tool_choice named",
                  "json_object", "json_schema", "chat.parse", "embeddings", "4xx: unknown model",
                  "4xx: temperature out of range", "4xx: no messages"]
     wrongly_passed = [name for name in must_fail if results[name].passed]
     assert not wrongly_passed, {n: results[n].detail for n in wrongly_passed}
     # plain chat and streaming-free checks it does honour are not failed for nothing
     assert results["chat"].passed and results["tool_choice none"].passed, results["chat"].detail
-    assert "no tool call" in results["tool_choice any"].detail
+    assert "no tool call" in results["tool_choice required"].detail
     assert "answered 200" in results["4xx: unknown model"].detail
 
 
@@ -204,11 +204,11 @@ def junk_app() -> FastAPI:
 def test_well_formed_junk_passes_the_contract_but_not_the_content():
     server, thread, url = _serve(junk_app())
     try:
-        shaped = ["tool_choice any", "tool_choice named", "json_object", "json_schema", "chat.parse"]
+        shaped = ["tool_choice required", "tool_choice named", "json_object", "json_schema", "chat.parse"]
         results = by_name(conformance.run_checks(url, model="m", embed_model="e", only=shaped))
         assert all(results[n].passed for n in shaped), {n: results[n].detail for n in shaped}  # well-formed
         assert all(results[n].right is False and results[n].verdict == "well-formed only" for n in shaped)
-        assert results["tool_choice any"].detail.startswith("well-formed only")
+        assert results["tool_choice required"].detail.startswith("well-formed only")
     finally:
         server.should_exit = True
         thread.join(timeout=5)
@@ -216,6 +216,6 @@ def test_well_formed_junk_passes_the_contract_but_not_the_content():
 
 def test_the_course_endpoint_reports_content_beside_the_contract(course_url):
     results = by_name(conformance.run_checks(course_url, model="mistral-small-latest", embed_model="mistral-embed",
-                                             only=["tool_choice any", "json_schema", "chat"]))
+                                             only=["tool_choice required", "json_schema", "chat"]))
     assert results["chat"].right is None and results["chat"].verdict == ""  # free text: not judged
-    assert results["tool_choice any"].right in (True, False) and results["json_schema"].right in (True, False)
+    assert results["tool_choice required"].right in (True, False) and results["json_schema"].right in (True, False)

@@ -20,6 +20,7 @@ def twin_report(m: dict, profile: str = "t4") -> dict:
     assert twin["profile"] == profile and twin["capacity_bytes"] == PROFILES[profile].capacity_bytes
     assert 0 < twin["peak_bytes"] <= twin["capacity_bytes"], twin
     assert "predicted" in twin["kind"] and "twin" in m["measured_on"]
+    assert twin["all_on_gpu0"], twin["placements"]  # accelerate's own device-map inference kept every load whole
     return twin
 
 

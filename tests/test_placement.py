@@ -1,4 +1,4 @@
-"""helpers._placement: transformers' own device-map inference on the meta-device model, given a T4's free memory."""
+"""helpers.course.placement: transformers' own device-map inference on the meta-device model, given a T4's free memory."""
 
 from __future__ import annotations
 
@@ -34,7 +34,7 @@ def test_t4_free_memory_is_the_figure_the_issue_reproduced():
 
 
 def test_plain_auto_spills_mistral7b_fp16_off_a_t4(mistral7b):
-    from helpers._placement import accelerate_placement
+    from helpers.course.placement import accelerate_placement
 
     r = accelerate_placement(mistral7b, T4_FREE, "fp16")
     # accelerate keeps 90% of a single GPU's free memory for weights: 12.75 GiB < 13.50 GiB of fp16 weights
@@ -48,7 +48,7 @@ def test_plain_auto_spills_mistral7b_fp16_off_a_t4(mistral7b):
 
 
 def test_explicit_max_memory_keeps_mistral7b_whole(mistral7b):
-    from helpers._placement import accelerate_placement
+    from helpers.course.placement import accelerate_placement
 
     r = accelerate_placement(mistral7b, T4_FREE, "fp16", max_memory={0: T4_FREE})
     assert r["off_gpu"] == [] and r["all_on_gpu0"]
@@ -56,14 +56,14 @@ def test_explicit_max_memory_keeps_mistral7b_whole(mistral7b):
 
 
 def test_device_map_on_gpu0_keeps_mistral7b_whole(mistral7b):
-    from helpers._placement import accelerate_placement
+    from helpers.course.placement import accelerate_placement
 
     r = accelerate_placement(mistral7b, T4_FREE, "fp16", device_map={"": 0})
     assert r["device_map"] == {"": 0} and r["all_on_gpu0"] and r["weights_fit_free"]
 
 
 def test_ministral3_3b_fp16_stays_whole_on_a_t4(ministral3b):
-    from helpers._placement import accelerate_placement
+    from helpers.course.placement import accelerate_placement
 
     r = accelerate_placement(ministral3b, T4_FREE, "fp16")
     assert r["all_on_gpu0"], r["off_gpu"]
@@ -71,7 +71,7 @@ def test_ministral3_3b_fp16_stays_whole_on_a_t4(ministral3b):
 
 
 def test_a_smaller_card_spills_ministral3_too(ministral3b):
-    from helpers._placement import accelerate_placement
+    from helpers.course.placement import accelerate_placement
 
     r = accelerate_placement(ministral3b, 7 * GiB, "fp16")  # 90% of 7 GiB < 7.17 GiB of weights
     assert not r["all_on_gpu0"] and not r["weights_fit_free"]
@@ -81,7 +81,7 @@ def test_a_smaller_card_spills_ministral3_too(ministral3b):
 def test_the_probe_is_restored_after_the_call(mistral7b):
     from transformers.integrations import accelerate as hf_accelerate
 
-    from helpers._placement import accelerate_placement
+    from helpers.course.placement import accelerate_placement
 
     before = hf_accelerate.accelerate_max_memory
     accelerate_placement(mistral7b, T4_FREE, "fp16")
@@ -90,7 +90,36 @@ def test_the_probe_is_restored_after_the_call(mistral7b):
 
 @pytest.mark.parametrize("free, dtype", [(0, "fp16"), (T4_FREE, "int3")])
 def test_bad_arguments_say_what_to_pass(mistral7b, free, dtype):
-    from helpers._placement import accelerate_placement
+    from helpers.course.placement import accelerate_placement
 
     with pytest.raises(ValueError, match="free_bytes|dtype"):
         accelerate_placement(mistral7b, free, dtype)
+
+
+def test_the_twin_ledger_refuses_a_plain_auto_load_that_accelerate_would_spill_and_admits_the_explicit_map():
+    from helpers.course.gpu import GpuBudgetError, Ledger
+    from helpers.device import Ask
+    from helpers.memory import load_config
+
+    v03 = load_config("mistral-7b-instruct-v0.3")
+    ask = Ask("mistralai/Mistral-7B-Instruct-v0.3 (fp16)", "notebook", 13_500_000_000, 0)
+    book = Ledger(PROFILES["t4"], twin=True)
+    with pytest.raises(GpuBudgetError, match=r"model\.layers\.(29|30|31)|lm_head"):
+        book.check_placement(v03, "fp16", "auto", ask)
+    placed = book.check_placement(v03, "fp16", {"": 0}, ask)
+    assert placed["all_on_gpu0"] and book.report()["all_on_gpu0"] and "all on GPU 0" in book.report()["placements"][0]
+
+
+def test_a_load_planned_for_the_t4_twin_is_checked_by_accelerate_and_reported_all_on_gpu0():
+    from helpers import selfhost
+    from helpers.course import gpu
+
+    gpu.reset_ledger()
+    try:
+        spec = selfhost.plan_load("mistralai/Mistral-7B-Instruct-v0.3", "nf4", "twin:t4", kv_tokens=512)
+        assert spec.device_map is None  # what computes here is on the CPU; on the card the plan passes {"": 0}
+        spec16 = selfhost.plan_load("mistralai/Mistral-7B-Instruct-v0.3", "fp16", "twin:t4", kv_tokens=512)
+        assert spec16.target_precision == "fp16"
+        assert gpu.current_ledger().report()["all_on_gpu0"] and gpu.current_ledger().report()["placements"]
+    finally:
+        gpu.reset_ledger()

@@ -107,6 +107,7 @@ class Ledger:
     peak_bytes: int = 0
     peak_residents: list[str] = field(default_factory=list)
     loads: int = 0
+    placements: list[str] = field(default_factory=list)  # what accelerate's own device-map inference said, per load
     _ids: Any = field(default_factory=itertools.count, repr=False)
     _lock: Any = field(default_factory=threading.RLock, repr=False)
 
@@ -202,6 +203,26 @@ class Ledger:
         """Keep `resident` on the ledger exactly as long as `obj` (a model) is alive, as its GPU memory would be."""
         weakref.finalize(obj, self.release, resident.id)
 
+    def check_placement(self, config: Any, precision: str, device_map: Any, ask: Ask) -> dict[str, Any]:
+        """Ask transformers/accelerate's own device-map inference (course.placement, on the meta-device model) where
+        this load's layers would go on the card as it is now; refuse, with the layers named, if any would leave GPU 0."""
+        from .placement import accelerate_placement
+
+        with self._lock:
+            free = self.capacity_bytes - self.used_bytes() - (0 if self.residents else self.context_bytes)
+        placed = accelerate_placement(config, free, precision, device_map=device_map)
+        if placed["off_gpu"] or not placed["weights_fit_free"]:
+            off = placed["off_gpu"] or ["(its weights exceed the free memory)"]
+            raise GpuBudgetError(
+                f"Refused before loading: with device_map={device_map!r}, accelerate would place {len(off)} part(s) "
+                f"of {ask.name} off GPU 0 of the {self.profile.name}{' twin' if self.twin else ''} "
+                f"({', '.join(off[:5])}{'…' if len(off) > 5 else ''}; {gib(free)} free): generation would crawl. "
+                "Load it with device_map={'': 0} (the course's loader does), a smaller precision, or free the GPU.")
+        with self._lock:
+            self.placements.append(f"{ask.name}: all on GPU 0 (accelerate, device_map={device_map!r}, "
+                                   f"{gib(placed['model_bytes'])} of {gib(free)} free)")
+        return placed
+
     def report(self) -> dict[str, Any]:
         """For `record(gpu_twin=...)`: the GPU, its capacity, the peak and what was resident at the peak."""
         with self._lock:
@@ -215,6 +236,8 @@ class Ledger:
                 "resident_at_peak": list(self.peak_residents),
                 "resident_now": [r.describe() for r in self.residents.values()],
                 "loads": self.loads,
+                "placements": list(self.placements),
+                "all_on_gpu0": all("all on GPU 0" in p for p in self.placements),
                 "cuda_context_bytes": self.context_bytes,
                 "headroom_allowance_bytes": self.headroom_bytes,
             }

@@ -1,6 +1,6 @@
 """Where transformers + accelerate would put each part of a model on a GPU, asked of the libraries themselves.
 
-Course machinery (temporary name; it moves into the course sub-package): the GPU twin asks this before it admits a
+Course machinery: the GPU twin asks this before it admits a
 load with `device_map="auto"`. Nothing is allocated: the model is built on PyTorch's meta device, and transformers'
 own device-map inference (`transformers.integrations.accelerate._get_device_map`, the function `from_pretrained`
 calls) decides the placement. The only thing replaced is the question "how much memory is free on each device",

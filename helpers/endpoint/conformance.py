@@ -171,11 +171,11 @@ def check_tool_auto(t: Target) -> str:
     return f"answered in text: {m.content[:40]!r}"
 
 
-def check_tool_any(t: Target) -> str:
-    r = t.client.chat.complete(model=t.model, messages=ASK_TOOL, tools=TOOLS, tool_choice="any",
+def check_tool_required(t: Target) -> str:
+    r = t.client.chat.complete(model=t.model, messages=ASK_TOOL, tools=TOOLS, tool_choice="required",
                                max_tokens=t.max_tokens, temperature=0.0)
     calls = _calls(r.choices[0].message)
-    _require(bool(calls), f"tool_choice='any' but no tool call; content {r.choices[0].message.content!r:.80}")
+    _require(bool(calls), f"tool_choice='required' but no tool call; content {r.choices[0].message.content!r:.80}")
     _require(r.choices[0].finish_reason == "tool_calls", f"finish_reason {r.choices[0].finish_reason!r}")
     return _valid_call(calls[0]), _asked_id(calls[0])
 
@@ -289,10 +289,10 @@ ASK_TWO = [{"role": "system", "content": "Call one function per transaction: sev
 
 
 def _two_calls(t: Target, parallel: bool) -> list:
-    r = t.client.chat.complete(model=t.model, messages=ASK_TWO, tools=TOOLS, tool_choice="any",
+    r = t.client.chat.complete(model=t.model, messages=ASK_TWO, tools=TOOLS, tool_choice="required",
                                parallel_tool_calls=parallel, max_tokens=2 * t.max_tokens, temperature=0.0)
     calls = _calls(r.choices[0].message)
-    _require(bool(calls), "tool_choice='any' but no tool call")
+    _require(bool(calls), "tool_choice='required' but no tool call")
     return calls
 
 
@@ -311,9 +311,9 @@ def check_parallel_on(t: Target) -> str:
 
 def check_strict(t: Target) -> str:
     strict = [{"type": "function", "function": {**tool["function"], "strict": True}} for tool in TOOLS]
-    calls = _calls(t.client.chat.complete(model=t.model, messages=ASK_TOOL, tools=strict, tool_choice="any",
+    calls = _calls(t.client.chat.complete(model=t.model, messages=ASK_TOOL, tools=strict, tool_choice="required",
                                           max_tokens=t.max_tokens, temperature=0.0).choices[0].message)
-    _require(bool(calls), "strict tools with tool_choice='any' but no tool call")
+    _require(bool(calls), "strict tools with tool_choice='required' but no tool call")
     return ", ".join(_valid_call(c) for c in calls), all(_asked_id(c) for c in calls)
 
 
@@ -360,7 +360,7 @@ CHECKS: dict[str, Callable[[Target], Any]] = {  # each returns what it saw, or (
     "random_seed reproducible": check_seed,
     "streaming": check_stream,
     "tool_choice auto": check_tool_auto,
-    "tool_choice any": check_tool_any,
+    "tool_choice required": check_tool_required,
     "tool_choice none": check_tool_none,
     "tool_choice named": check_tool_named,
     "tool result round trip": check_tool_round_trip,
