@@ -20,6 +20,8 @@ from .keys import (  # noqa: F401  (re-exported: settings.find_api_key, settings
     find_api_key,
     hf_token_available,
     in_colab,
+    looks_like_key,
+    refuse_injected_secrets,
     unattended,
 )
 from .labels import SMOLLM, SMOLLM_NOTE, STANDIN, STANDIN_NOTE, model_label, model_note  # noqa: F401  (re-exported)
@@ -238,6 +240,7 @@ def resolve(
     announce: bool = False,
 ) -> Settings:
     """Resolve every knob (parameter > env > default) and pick the backend, saying which and why."""
+    refuse_injected_secrets()
     params = dict(
         BACKEND=BACKEND, CHAT_MODEL=CHAT_MODEL, EMBED_MODEL=EMBED_MODEL, LOCAL_MODEL=LOCAL_MODEL,
         LOCAL_EMBED_MODEL=LOCAL_EMBED_MODEL, DEVICE=DEVICE, LOCAL_URL=LOCAL_URL,

