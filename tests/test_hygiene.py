@@ -127,6 +127,33 @@ def test_no_legacy_sdk_calls_in_code(path):
             assert not pattern.search(cell.source), f"{path.name} cell {i}: legacy API {why}"
 
 
+# a reply's text read straight off `.content` (`choices[0].message.content`, a stream's `delta.content`, a loop's
+# `msg.content`): a reasoning model sends a list of chunks there, so the course reads it through content_text
+RAW_CONTENT = re.compile(r"\b(?:message|delta|msg)\.content\b")
+_CONTENT_TEXT_CALL = re.compile(r"content_text\((?:[^()]|\((?:[^()]|\([^()]*\))*\))*\)")
+
+
+def raw_content_reads(source: str) -> list[str]:
+    """Lines that read a reply's `.content` other than inside a `content_text(...)` call."""
+    return [line.strip() for line in source.splitlines()
+            if RAW_CONTENT.search(_CONTENT_TEXT_CALL.sub("", line.split("#")[0]))]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
+def test_reply_text_is_read_through_content_text(path):
+    for i, cell in enumerate(code_cells(load(path))):
+        raw = [line for line in raw_content_reads(cell.source) if '"content": msg.content' not in line]
+        assert not raw, (f"{path.name} cell {i} reads a reply's .content directly ({raw[0]!r}): a reasoning model "
+                         "returns a list of chunks there; read the text with helpers.tools.content_text(message)")
+
+
+def test_raw_content_check_can_fail():
+    assert raw_content_reads("print(r.choices[0].message.content)")
+    assert raw_content_reads("text = msg.content.strip()")
+    assert not raw_content_reads("print(content_text(r.choices[0].message))")
+    assert not raw_content_reads("delta = content_text(chunk.data.choices[0].delta.content)  # msg.content")
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
 def test_records_for_the_course_summary(path):
     sources = "\n".join(c.source for c in code_cells(load(path)))

@@ -92,7 +92,10 @@ def test_template_renders_tools_tool_calls_and_tool_results(lm):
     assert text.startswith("<|im_start|>system\nBe brief.")
     assert '<tools>\n{"name": "get_status"' in text
     assert '<tool_call>\n{"name": "get_status", "arguments": {"id": "T1001"}}\n</tool_call>' in text
-    assert '<|im_start|>user\n<tool_response>\n{"status": "Paid"}\n</tool_response><|im_end|>' in text
+    # the result in a `tool` turn, as SmolLM2's ChatML renders any role (a user turn with <tool_response> markup made
+    # the 135M model echo the markup instead of answering)
+    assert '<|im_start|>tool\n{"status": "Paid"}<|im_end|>\n<|im_start|>assistant\n' in text
+    assert "<tool_response>" not in text
     assert text.endswith("<|im_start|>assistant\n")
     plain = lm.tokenizer.apply_chat_template([{"role": "user", "content": "hi"}], tokenize=False)
     assert "You are a helpful AI assistant named SmolLM" in plain  # the model's own default system prompt

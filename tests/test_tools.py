@@ -376,3 +376,30 @@ def test_content_text_reads_strings_chunks_thinking_and_messages():
                                                           {"type": "text", "text": "b"}]}) == "ab"
     assert content_text("plain") == "plain"
     assert content_text(None) == "" and content_text(AssistantMessage(role="assistant")) == ""
+
+
+def test_a_reasoning_models_chunked_reply_reads_as_its_answer_everywhere_the_course_reads_text():
+    """A whole ChatCompletionResponse as a reasoning model sends it (thinking, then text chunks, SDK types): the one
+    function the notebooks read replies through gives the answer; str operations on `.content` itself would fail."""
+    import json as _json
+
+    from helpers.citations import parse_cited
+    from helpers.course.verdicts import judge
+
+    cited = '{"answer": "Within 120 days.", "sources": ["c004"]}'
+    reply = ChatCompletionResponse(
+        id="r1", object="chat.completion", model="magistral-small-latest", created=0,
+        usage=UsageInfo(prompt_tokens=9, completion_tokens=7, total_tokens=16),
+        choices=[ChatCompletionChoice(index=0, finish_reason="stop", message=AssistantMessage(role="assistant", content=[
+            ThinkChunk(thinking=[TextChunk(text="The handbook says 120 days; cite c004.")]),
+            TextChunk(text=cited[:20]), TextChunk(text=cited[20:])]))])
+    content = reply.choices[0].message.content
+    assert isinstance(content, list) and isinstance(content[0], ThinkChunk)
+    with pytest.raises(AttributeError):
+        content.strip()  # what a notebook's `message.content.strip()` would meet
+    text = content_text(reply.choices[0].message)
+    assert text == cited and "120 days; cite" not in text  # the thinking is not the answer
+    assert _json.loads(text)["sources"] == ["c004"]
+    assert parse_cited(text) == ("Within 120 days.", ["c004"], True)
+    assert judge(reply, "120 days").kind == "right"
+    assert content_text(reply.choices[0].message, thinking=True).startswith("The handbook says 120 days")

