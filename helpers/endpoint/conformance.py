@@ -25,6 +25,7 @@ from mistralai.client.errors import MistralError
 from pydantic import BaseModel, ValidationError
 
 from ..catalog import cached_tokens
+from ..tools import content_text  # a reply's text: a str, or a reasoning model's chunks
 
 
 class PaymentArgs(BaseModel):  # both tools take the same argument
@@ -117,18 +118,11 @@ def _asked_id(call: Any) -> bool:
         return False
 
 
-def _text(message) -> str:
-    """A reply's text, whether a str or a reasoning model's thinking + text chunks (tools.content_text)."""
-    from ..tools import content_text
-
-    return content_text(message)
-
-
 # ---------------------------------------------------------------- the checks
 def check_chat(t: Target) -> str:
     r = t.client.chat.complete(model=t.model, messages=ASK_TEXT, max_tokens=t.text_tokens, temperature=0.0)
     choice = r.choices[0]
-    _require(_text(choice.message).strip() != "", f"empty content: {choice.message.content!r}")
+    _require(content_text(choice.message).strip() != "", f"empty content: {choice.message.content!r}")
     _require(choice.finish_reason in ("stop", "length"), f"finish_reason {choice.finish_reason!r}")
     _require(r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0, f"usage {r.usage}")
     return f"{r.usage.completion_tokens} tokens, finish_reason {choice.finish_reason}"
@@ -147,21 +141,20 @@ def check_seed(t: Target) -> str:
     def once() -> str:
         reply = t.client.chat.complete(model=t.model, messages=[{"role": "user", "content": "Invent a word."}],
                                        max_tokens=8, temperature=1.0, random_seed=1234).choices[0].message
-        return _text(reply)
+        return content_text(reply)
     first, second = once(), once()
     _require(first == second, f"same random_seed, different answers: {first!r} vs {second!r}")
     return f"same answer twice at temperature 1.0: {first!r}"
 
 
 def check_stream(t: Target) -> str:
-    from ..tools import content_text
 
     pieces, finish = [], None
     for event in t.client.chat.stream(model=t.model, messages=ASK_TEXT, max_tokens=t.text_tokens,
                                       temperature=0.0):
         choice = event.data.choices[0]
         if choice.delta.content:  # text, or a list of chunks (a reasoning model's thinking, then text)
-            pieces.append(content_text(choice.delta.content))
+            pieces.append(contentcontent_text(choice.delta.content))
         finish = choice.finish_reason or finish
     _require("".join(pieces).strip() != "", f"no text streamed ({len(pieces)} chunks)")
     _require(finish in ("stop", "length"), f"the stream never said why it ended (finish_reason {finish!r})")
@@ -175,7 +168,7 @@ def check_tool_auto(t: Target) -> str:
     if calls:
         return "called " + ", ".join(_valid_call(c) for c in calls)
     _require(isinstance(m.content, (str, list)), f"neither a tool call nor text: {m}")
-    return f"answered in text: {_text(m)[:40]!r}"
+    return f"answered in text: {content_text(m)[:40]!r}"
 
 
 def check_tool_required(t: Target) -> str:
