@@ -148,13 +148,12 @@ def check_seed(t: Target) -> str:
 
 
 def check_stream(t: Target) -> str:
-
     pieces, finish = [], None
     for event in t.client.chat.stream(model=t.model, messages=ASK_TEXT, max_tokens=t.text_tokens,
                                       temperature=0.0):
         choice = event.data.choices[0]
         if choice.delta.content:  # text, or a list of chunks (a reasoning model's thinking, then text)
-            pieces.append(contentcontent_text(choice.delta.content))
+            pieces.append(content_text(choice.delta.content))
         finish = choice.finish_reason or finish
     _require("".join(pieces).strip() != "", f"no text streamed ({len(pieces)} chunks)")
     _require(finish in ("stop", "length"), f"the stream never said why it ended (finish_reason {finish!r})")
