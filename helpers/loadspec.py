@@ -25,7 +25,8 @@ MIN_BNB_CPU = Version("0.46")  # bitsandbytes runs 8-bit and 4-bit layers on CPU
 # Hub ids whose config.json the course ships (data/configs): a load planned for a GPU this machine lacks reads them
 # with no network.
 HUB_CONFIGS = {"mistralai/Mistral-7B-Instruct-v0.3": "mistral-7b-instruct-v0.3",
-               "mistralai/Mistral-7B-Instruct-v0.1": "mistral-7b-instruct-v0.1"}
+               "mistralai/Mistral-7B-Instruct-v0.1": "mistral-7b-instruct-v0.1",
+               "mistralai/Ministral-3-3B-Instruct-2512-BF16": "ministral-3-3b-instruct-2512"}
 # `auto` on a GPU: fp16 when it fits with its KV cache and the headroom, else NF4 — smaller than LLM.int8 and, on a
 # T4, faster (≈11.6 vs FP16's ≈16 tokens/s for Mistral-7B; int8 is typically 2–5× slower than FP16: ANCHORS).
 AUTO_GPU_ORDER = ("fp16", "nf4")
@@ -299,7 +300,8 @@ def plan_load(model: Any = SMOLLM, precision: str = "auto", device: str = "auto"
         if target_precision in FLOAT_PRECISIONS:  # where accelerate itself would put each layer, given the card now
             book.check_placement(target_cfg, target_precision, {"": 0}, spec.ask())
     if not spec.path:  # built last: a config: checkpoint is 14 GB, made only once the load is known to fit
-        built = hooks.offline_model(compute_model, config)
+        built = (hooks.offline_model(compute_model, config) if compute_model.startswith(CONFIG_PREFIX)
+                 else model_path(compute_model))
         spec = _with_path(spec, str(built))
     return spec
 

@@ -104,16 +104,26 @@ def _skipped(name: str, keys: list[str]) -> bool:
     return any(name == k or name.startswith(k + ".") or name.endswith("." + k) for k in keys)
 
 
+def model_class(config: Any):
+    """The transformers auto class that loads a config: AutoModelForCausalLM for a language model, and
+    AutoModelForImageTextToText for one with a vision encoder (Ministral 3: `Mistral3ForConditionalGeneration`,
+    which `AutoModelForCausalLM` refuses). Both answer text-only prompts with the same `generate`."""
+    import transformers
+
+    vision = getattr(config, "vision_config", None) is not None
+    return transformers.AutoModelForImageTextToText if vision else transformers.AutoModelForCausalLM
+
+
 @lru_cache(maxsize=32)
 def _count_cached(config_json: str) -> ParamCounts:
     import torch
     from torch import nn
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
 
     data = json.loads(config_json)
     config = AutoConfig.for_model(**data)
     with torch.device("meta"):  # shapes only: a 7B model "built" in about a second, with no memory
-        model = AutoModelForCausalLM.from_config(config)
+        model = model_class(config).from_config(config)
     keys = _skip_keys(model)
     quantizable = rows = 0
     for name, module in model.named_modules():
@@ -169,7 +179,7 @@ def quant_constants_bytes(config: Any, precision: str, double_quant: bool = True
 
 def kv_bytes_per_token(config: Any, dtype: str = "fp16") -> int:
     """KV-cache bytes one token adds: layers × KV heads × head dim × 2 (K and V) × bytes per value."""
-    cfg = load_config(config)
+    cfg = load_config(config).get_text_config()  # a vision-language model's cache is its language model's
     head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
     kv_heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
     if dtype not in KV_DTYPES:

@@ -83,7 +83,7 @@ class LoadedModel:
 
     @property
     def context_length(self) -> int:
-        return int(getattr(self.model.config, "max_position_embeddings", 0) or 0)
+        return int(getattr(self.model.config.get_text_config(), "max_position_embeddings", 0) or 0)
 
     @property
     def footprint_bytes(self) -> int:
@@ -183,13 +183,14 @@ def load_model(model: Any = SMOLLM, precision: str = "auto", device: str = "auto
 def load(spec: LoadSpec) -> LoadedModel:
     """Load what a `LoadSpec` decided: tokenizer, model at its precision, pad token, placement check, GPU ledger."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     started = time.perf_counter()
     try:
         tokenizer = AutoTokenizer.from_pretrained(spec.path, config=spec.config)  # the config read once, by plan_load
-        with quiet_progress():
-            lm = AutoModelForCausalLM.from_pretrained(spec.path, config=spec.config, **spec.from_pretrained_kwargs())
+        with quiet_progress():  # AutoModelForCausalLM, or the image-text class for Ministral 3 (memory.model_class)
+            lm = memory.model_class(spec.config).from_pretrained(spec.path, config=spec.config,
+                                                                 **spec.from_pretrained_kwargs())
     except ModelLoadError:
         raise
     except (torch.OutOfMemoryError, RuntimeError) as exc:

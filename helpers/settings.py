@@ -31,7 +31,11 @@ log = logging.getLogger(__name__)
 
 BACKENDS = ("auto", "mistral", "local")
 DEVICES = ("auto", "cpu", "cuda", "mps")
-DEFAULT_HUB_MODEL = "mistralai/Mistral-7B-Instruct-v0.3"
+# `auto` on a CUDA GPU with a Hugging Face token: Ministral 3 3B, the model La Plateforme serves as ministral-3b-latest
+# (Apache-2.0; its 16-bit weights, 7.7 GB, fit a T4 whole with room for a KV cache), so one model runs both ways.
+DEFAULT_HUB_MODEL = "mistralai/Ministral-3-3B-Instruct-2512-BF16"
+# Notebooks 06 and 07 tell the seed post's memory story (FP16 → INT8 → NF4 on a T4) with Mistral-7B.
+MISTRAL_7B = "mistralai/Mistral-7B-Instruct-v0.3"
 DEFAULT_LOCAL_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 # name: (environment variable, default, what it sets). The README's parameter table mirrors this.
@@ -43,7 +47,8 @@ KNOBS: dict[str, tuple[str, str | None, str]] = {
         "COURSE_LOCAL_MODEL",
         "auto",
         f"what the local backend / self-host notebooks load: `auto` ({DEFAULT_HUB_MODEL} on a CUDA GPU "
-        f"with `HF_TOKEN` set, else `{SMOLLM}`, the real but tiny SmolLM2-135M-Instruct), `{SMOLLM}`, "
+        f"with `HF_TOKEN` set — {MISTRAL_7B} in 06 and 07 — else `{SMOLLM}`, the real but tiny "
+        f"SmolLM2-135M-Instruct), `{SMOLLM}`, "
         f"`{STANDIN}` (random weights, Mistral tokenizer), `config:<name>` (real shape, random weights), "
         "a hub id or a local path",
     ),
@@ -208,8 +213,10 @@ def _placement(device: str):
         raise SettingsError(str(exc)) from None
 
 
-def resolve_local_model(local_model: str, device: str, *, token: bool | None = None) -> tuple[str, str]:
-    """`auto` → the real (gated) Mistral-7B on a CUDA GPU with a Hugging Face token, else SmolLM2-135M; (model, why).
+def resolve_local_model(local_model: str, device: str, *, token: bool | None = None,
+                        auto_model: str = DEFAULT_HUB_MODEL) -> tuple[str, str]:
+    """`auto` → `auto_model` (Ministral 3 3B; gated on the hub) on a CUDA GPU with a Hugging Face token, else
+    SmolLM2-135M; (model, why).
 
     `token=True` decides as if a token were set (as the course does when it decides for a GPU this machine lacks).
     """
@@ -220,10 +227,10 @@ def resolve_local_model(local_model: str, device: str, *, token: bool | None = N
         return SMOLLM, f"no CUDA GPU, so {tiny}"
     if not (hf_token_available() if token is None else token):
         return SMOLLM, (
-            f"a CUDA GPU is present but no Hugging Face token, and {DEFAULT_HUB_MODEL} is gated: "
+            f"a CUDA GPU is present but no Hugging Face token, and {auto_model} is gated: "
             f"accept its licence on the hub and set HF_TOKEN (or a Colab secret) to load it; until then {tiny}"
         )
-    return DEFAULT_HUB_MODEL, ("a CUDA GPU and a Hugging Face token are present" if token is None else
+    return auto_model, ("a CUDA GPU and a Hugging Face token are present" if token is None else
                                "as on a CUDA GPU with a Hugging Face token")
 
 
@@ -238,8 +245,11 @@ def resolve(
     MISTRAL_API_KEY: str | None = None,
     *,
     announce: bool = False,
+    auto_model: str = DEFAULT_HUB_MODEL,
 ) -> Settings:
-    """Resolve every knob (parameter > env > default) and pick the backend, saying which and why."""
+    """Resolve every knob (parameter > env > default) and pick the backend, saying which and why.
+
+    `auto_model` is what LOCAL_MODEL='auto' loads on a CUDA GPU with a token (06 and 07 pass MISTRAL_7B)."""
     refuse_injected_secrets()
     params = dict(
         BACKEND=BACKEND, CHAT_MODEL=CHAT_MODEL, EMBED_MODEL=EMBED_MODEL, LOCAL_MODEL=LOCAL_MODEL,
@@ -259,12 +269,13 @@ def resolve(
     device = check_device(values["DEVICE"] or "auto")
     place = _placement(device)
     if place is not None:  # decide as on that GPU with a token; the loader swaps in what computes
-        local_model, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", "cuda", token=True)
+        local_model, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", "cuda", token=True,
+                                                    auto_model=auto_model)
         computing = hooks.computes(local_model, device)
         if computing != local_model:
             local_why = f"{local_why}; on the {place.label}, {model_label(computing)} computes in its place on the CPU"
     else:
-        local_model, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", device)
+        local_model, local_why = resolve_local_model(values["LOCAL_MODEL"] or "auto", device, auto_model=auto_model)
     if (values["LOCAL_MODEL"] or "auto").lower() == "auto":
         sources["LOCAL_MODEL"] += f" (auto → {local_model}: {local_why})"
 

@@ -90,7 +90,10 @@ def test_twin_decides_as_that_gpu_with_a_token(clean_settings_env):
     cfg = settings.resolve(DEVICE="twin:t4", BACKEND="local")
     assert cfg.device == "twin:t4" and cfg.torch_device == "cpu"
     # every name a notebook sees means what it means on the card; only the loader swaps in what computes
-    assert cfg.gpu_model == cfg.local_model == MISTRAL and cfg.computes == settings.SMOLLM
+    assert cfg.gpu_model == cfg.local_model == settings.DEFAULT_HUB_MODEL and cfg.computes == settings.SMOLLM
+    assert "Ministral-3-3B" in settings.DEFAULT_HUB_MODEL  # the model La Plateforme serves as ministral-3b-latest
+    story = settings.resolve(DEVICE="twin:t4", BACKEND="local", auto_model=settings.MISTRAL_7B)  # 06 and 07
+    assert story.local_model == MISTRAL and story.computes == settings.SMOLLM
     assert "SmolLM2-135M-Instruct" in cfg.answered_by and "Tesla T4 twin" in cfg.answered_by
     explicit = settings.resolve(DEVICE="twin:t4", BACKEND="local", LOCAL_MODEL="smollm2-135m")
     assert explicit.gpu_model == explicit.local_model == explicit.computes == settings.SMOLLM
@@ -104,16 +107,16 @@ def test_under_the_twin_every_name_for_the_endpoint_model_is_refused_as_a_second
     gpu.reset_ledger()
     cfg = settings.resolve(DEVICE="twin:t4", BACKEND="local")
     get_client(cfg)  # starts the course endpoint, which loads the GPU model
-    for name in (cfg, cfg.local_model, MISTRAL, "auto"):
+    for name in (cfg, cfg.local_model, settings.DEFAULT_HUB_MODEL, "auto"):
         args = (name, "auto") if name is cfg else (name, "auto", cfg.device)
         with pytest.raises(GpuBudgetError, match="already on the Tesla T4 twin"):
             selfhost.load_model(*args)
     resident = gpu.current_ledger().report()["resident_now"]
-    assert sum(MISTRAL in r for r in resident) == 1  # one copy: the endpoint's
+    assert sum(settings.DEFAULT_HUB_MODEL in r for r in resident) == 1  # one copy: the endpoint's
 
 
 def test_auto_precision_is_fp16_when_it_fits_and_nf4_when_not(clean_settings_env):
-    cfg = settings.resolve(DEVICE="twin:t4", BACKEND="local")
+    cfg = settings.resolve(DEVICE="twin:t4", BACKEND="local", auto_model=settings.MISTRAL_7B)
     short = selfhost.plan_load(cfg, "auto", kv_tokens=512)
     assert short.target_precision == "fp16" and short.precision == "fp32"  # the CPU computes in its own dtype
     long = selfhost.plan_load(cfg, "auto", kv_tokens=4096)

@@ -76,9 +76,9 @@ class ChatEngine:
             self.renderer = "Hugging Face chat template"
             tid = self.hf_tokenizer.convert_tokens_to_ids("[TOOL_CALLS]")
             self.tool_calls_id = tid if isinstance(tid, int) and tid != self.hf_tokenizer.unk_token_id else None
-        self.vocab_size = int(self.model.config.vocab_size)
+        self.vocab_size = int(self.model.config.get_text_config().vocab_size)
         self.context_length = int(getattr(loaded, "context_length", 0) or
-                                  getattr(self.model.config, "max_position_embeddings", 0) or 4096)
+                                  getattr(self.model.config.get_text_config(), "max_position_embeddings", 0) or 4096)
         # transformers renamed forward(past_key_values=) to forward(cache=) in 5.x; use whichever this one has
         params = inspect.signature(self.model.forward).parameters
         self._cache_kw = "cache" if "cache" in params else "past_key_values"
