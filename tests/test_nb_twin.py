@@ -86,6 +86,8 @@ def test_10_on_t4_twin_prints_a_vllm_command_that_fits(notebook_runner):
     vllm = m["vllm_recipe"]
     assert vllm["gpu"] == "Tesla T4" and vllm["fits"] and vllm["full_length_sequences"] >= 1
     assert "--dtype half" in vllm["command"] and "--max-model-len" in vllm["command"]
+    assert "--gpu-memory-utilization" in vllm["command"] and "bitsandbytes" not in vllm["command"]
+    assert vllm["model"] == MINISTRAL  # the model the API serves as ministral-3b-latest, whole on a T4 in fp16
 
 
 def test_09_as_it_was_fails_on_the_t4_twin_with_the_ledgers_message(tmp_path):
