@@ -19,12 +19,16 @@ ITEM = EvalItem("q", "What does an express card cost?", "Express cards cost 20 e
                 DOC.index("Express"), DOC.index("Express") + 28, key=("20 euros",))
 
 
-def test_schema_admits_only_retrieved_ids_and_at_least_one():
+def test_schema_admits_only_retrieved_ids_each_once_and_lets_the_model_abstain():
     ids = [h.chunk.id for h in HITS]
     schema = citations.citation_schema(ids, answer_chars=50)
-    jsonschema.validate({"answer": "20 euros", "sources": [ids[0]]}, schema)
-    for bad in ({"answer": "x", "sources": ["c999"]}, {"answer": "x", "sources": []}, {"answer": "x" * 51,
-                "sources": [ids[0]]}, {"answer": "x", "sources": [ids[0]], "extra": 1}, {"sources": [ids[0]]}):
+    jsonschema.validate({"answerable": True, "answer": "20 euros", "sources": [ids[0]]}, schema)
+    jsonschema.validate({"answerable": False, "answer": "I don't know", "sources": []}, schema)  # abstaining
+    for bad in ({"answerable": True, "answer": "x", "sources": ["c999"]},
+                {"answerable": True, "answer": "x", "sources": [ids[0], ids[0]]},  # uniqueItems
+                {"answerable": True, "answer": "x" * 51, "sources": [ids[0]]},
+                {"answerable": True, "answer": "x", "sources": [ids[0]], "extra": 1},
+                {"answer": "x", "sources": [ids[0]]}, {"answerable": "no", "answer": "x", "sources": []}):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, schema)
     fmt = citations.citation_format(ids + ids[:1])
@@ -35,9 +39,23 @@ def test_schema_admits_only_retrieved_ids_and_at_least_one():
 
 
 def test_parse_cited_accepts_the_shape_and_refuses_the_rest():
-    assert citations.parse_cited('{"answer": "20 euros", "sources": ["c002"]}') == ("20 euros", ["c002"], True)
+    assert citations.parse_cited('{"answer": "20 euros", "sources": ["c002"]}') == ("20 euros", ["c002"], True, None)
+    got = citations.parse_cited('{"answerable": false, "answer": "I don\'t know", "sources": []}')
+    assert got.answerable is False and got.parsed and got.sources == []
+    repeated = citations.parse_cited('{"answerable": true, "answer": "x", "sources": ["c004", "c004", "c004"]}')
+    assert repeated.sources == ["c004"] * 3  # as written: the checking code flags the repeat
     for bad in ("20 euros [c002]", '{"answer": 3, "sources": []}', '["c002"]', None, '{"answer": "x"}'):
-        assert citations.parse_cited(bad) == ("", [], False)
+        assert citations.parse_cited(bad) == ("", [], False, None)
+
+
+def test_check_keeps_each_cited_id_once_and_flags_repeats():
+    ids = [h.chunk.id for h in HITS]
+    row = citations.check(ITEM, HITS, "json_schema", "x", [ids[1], ids[1], ids[0], ids[1]], "wrong", answerable=True)
+    assert row.cited == [ids[1], ids[0]] and row.repeated == [ids[1]] and row.answerable is True
+    assert citations.repeated_ids(["a", "b", "a"]) == ["a"] and citations.repeated_ids(["a", "b"]) == []
+    assert citations.shares([row])["answers_repeating_an_id"] == 1
+    abstaining = citations.check(ITEM, HITS, "json_schema", "I don't know", [], "wrong", answerable=False)
+    assert citations.shares([row, abstaining])["answers_saying_unanswerable"] == 0.5
 
 
 def test_shares_count_retrieved_answer_chunk_and_right():
@@ -49,7 +67,9 @@ def test_shares_count_retrieved_answer_chunk_and_right():
             citations.check(ITEM, HITS, "prompt-only", "I don't know", [], "wrong")]
     assert rows[0].answer_chunks == [answer_chunk]
     assert citations.shares(rows) == {"answers_checked": 4, "answers_citing_retrieved_chunk": 0.5,
-                                      "answers_citing_answer_chunk": 0.25, "answers_right": 0.5}
+                                      "answers_with_no_invented_source": 0.75,  # c999 was never retrieved
+                                      "answers_citing_answer_chunk": 0.25, "answers_right": 0.5,
+                                      "answers_repeating_an_id": 0, "answers_saying_unanswerable": 0.0}
     assert citations.prompt_only_citations("It costs 20 euros [c002], see [c001].") == ["c002", "c001"]
     with pytest.raises(rag.RagError):
         citations.shares([])
@@ -64,7 +84,24 @@ def test_prompt_lists_the_chunks_with_their_ids():
 
 def test_worst_case_tokens_bounds_the_schema():
     schema = citations.citation_schema(["c001", "c002"], answer_chars=30)
-    assert citations.worst_case_tokens(schema) == 4 * 30 + 2 * 7 + 16
+    assert citations.worst_case_tokens(schema) == 4 * 30 + 2 * 7 + 16 + 8  # 8: the answerable flag
+
+
+def test_unanswerable_questions_are_not_answered_by_the_document_and_abstention_is_judged():
+    document = rag.load_document()
+    items = citations.load_unanswerable()
+    assert len(items) >= 3 and len({i.id for i in items}) == len(items)
+    assert not {i.question for i in items} & {q.question for q in rag.load_eval_set()}
+    for needle in ("share price", "chief executive", "founded", "cryptocurrency"):
+        assert needle not in document.lower()  # what the questions ask is not in the handbook
+    item = items[0]
+    assert item.abstains("A share costs 12 euros.", answerable=False)[0]  # the flag says it
+    assert item.abstains("I don't know.", answerable=None)[0]  # prompt-only: the words say it
+    ok, how = item.abstains("A share costs 12 euros.", answerable=True)
+    assert not ok and "answerable true" in how
+    assert citations.abstention_rate([True, False, False, True]) == 0.5
+    with pytest.raises(rag.RagError):
+        citations.abstention_rate([])
 
 
 def test_constrained_generate_cites_only_retrieved_chunks_even_from_random_weights():
@@ -77,9 +114,9 @@ def test_constrained_generate_cites_only_retrieved_chunks_even_from_random_weigh
     for question in ("What does it cost?", "How long?"):
         text, tokens = citations.constrained_generate(lm, citations.cited_prompt(question, hits), schema,
                                                       citations.worst_case_tokens(schema))
-        answer, sources, parsed = citations.parse_cited(text)
-        assert parsed, text
-        assert sources and set(sources) <= set(ids) and len(answer) <= 12
+        answer, sources, parsed, answerable = citations.parse_cited(text)
+        assert parsed and isinstance(answerable, bool), text
+        assert set(sources) <= set(ids) and len(answer) <= 12
         assert tokens <= citations.worst_case_tokens(schema)
 
 
@@ -97,5 +134,7 @@ def test_the_local_endpoint_enforces_the_citation_schema():
                                      messages=[{"role": "user", "content": citations.cited_prompt(ITEM.question, HITS)}],
                                      response_format=citations.citation_format(ids))
         data = json.loads(reply.choices[0].message.content)
-        jsonschema.validate(data, citations.citation_schema(ids))
-        assert set(data["sources"]) <= set(ids)
+        # xgrammar does not enforce uniqueItems: the checking code keeps each id once (citations.check), so validate
+        # what it keeps
+        jsonschema.validate({**data, "sources": list(dict.fromkeys(data["sources"]))}, citations.citation_schema(ids))
+        assert set(data["sources"]) <= set(ids) and isinstance(data["answerable"], bool)

@@ -85,8 +85,17 @@ def test_05_with_fixed_chunks_of_another_size(notebook_runner, figures_drawn, tm
     assert m["hit_rate_at_1"] == m["retrievers"]["hybrid"]["hit_rate_at_1"]  # the recorded pipeline is the hybrid one
     assert m["rerank"].startswith("skipped")  # offline: no cross-encoder can load
     # constrained decoding on the local endpoint: every JSON answer cites a chunk it was given
-    assert m["answers_citing_retrieved_chunk"] == 1.0 and m["answers_checked"] == 4
+    # (an answer may abstain with no source, so citing a retrieved chunk is measured, not guaranteed)
+    assert m["answers_with_no_invented_source"] == 1.0 and m["answers_checked"] == 4
+    assert 0 <= m["answers_citing_retrieved_chunk"] <= 1
     assert 0 <= m["answers_citing_answer_chunk"] <= 1 and 0 <= m["answers_right"] <= 1
     assert set(m["prompt_only"]) == {"answers_checked", "answers_citing_retrieved_chunk", "answers_citing_answer_chunk",
-                                     "answers_right"}
-    assert m["verdicts"]["total"] == 2 * 4 + 3 and m["cited_completion_tokens_max"] <= m["cited_max_tokens"]
+                                     "answers_right", "answers_repeating_an_id", "answers_with_no_invented_source",
+                                     "answers_saying_unanswerable"}
+    # 4 eval questions and each unanswerable one, both ways, plus the by-hand and showcase answers
+    u = m["unanswerable_questions"]
+    assert u >= 3 and m["verdicts"]["total"] == 2 * 4 + 2 + 2 * u
+    assert m["cited_completion_tokens_max"] <= m["cited_max_tokens"]
+    assert 0 <= m["abstention_rate"] <= 1 and 0 <= m["abstention_rate_prompt_only"] <= 1
+    assert m["cited_answers_repeating_a_source"] == 0  # the checking code keeps each cited id once
+    assert 0 <= m["cited_replies_that_repeated_an_id"] <= 4

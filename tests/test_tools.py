@@ -386,7 +386,7 @@ def test_a_reasoning_models_chunked_reply_reads_as_its_answer_everywhere_the_cou
     from helpers.citations import parse_cited
     from helpers.course.verdicts import judge
 
-    cited = '{"answer": "Within 120 days.", "sources": ["c004"]}'
+    cited = '{"answerable": true, "answer": "Within 120 days.", "sources": ["c004"]}'
     reply = ChatCompletionResponse(
         id="r1", object="chat.completion", model="magistral-small-latest", created=0,
         usage=UsageInfo(prompt_tokens=9, completion_tokens=7, total_tokens=16),
@@ -400,6 +400,6 @@ def test_a_reasoning_models_chunked_reply_reads_as_its_answer_everywhere_the_cou
     text = content_text(reply.choices[0].message)
     assert text == cited and "120 days; cite" not in text  # the thinking is not the answer
     assert _json.loads(text)["sources"] == ["c004"]
-    assert parse_cited(text) == ("Within 120 days.", ["c004"], True)
+    assert parse_cited(text) == ("Within 120 days.", ["c004"], True, True)
     assert judge(reply, "120 days").kind == "right"
     assert content_text(reply.choices[0].message, thinking=True).startswith("The handbook says 120 days")
