@@ -12,7 +12,7 @@ exact terms (fees, day counts, product names) an embedding blurs. Fusion: `conve
 normalised scores, weight `alpha` on dense; Bruch, Gai & Ingber, ACM TOIS 2023, find it beats RRF in and out of domain
 and its one weight is sample-efficient to set) with `alpha` chosen on a development set by `choose_alpha`, never on the
 eval set; or `reciprocal_rank_fusion` (Cormack, Clarke & Büttcher, SIGIR 2009: k = 60), which needs no weight.
-`rerank` re-orders the fused top-k with a sentence-transformers CrossEncoder where one can load.
+Reranking the fused top-k with a cross-encoder lives in `rerank.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -48,7 +48,6 @@ ALPHA_GRID = (0.5, 0.6, 0.7, 0.8, 0.9)  # the weights `choose_alpha` tries on a 
 ALPHA = 0.8  # choose_alpha's pick for all-MiniLM-L6-v2 + bm25s on data/handbook_dev.json (05 and 08 rerun the choice)
 STOPWORDS = "en"
 STEMMER = "english"
-RERANK_MODEL = "cross-encoder/ms-marco-MiniLM-L6-v2"  # sentence-transformers' retrieve & re-rank docs use this one
 
 
 def _stemmer() -> Any:
@@ -348,41 +347,3 @@ def choose_alpha(index: HybridIndex, dev_set: Sequence[Any], grid: Sequence[floa
 
 
 # ---------------------------------------------------------------- reranking (needs the model from the hub)
-def reranker_available(model_id: str = RERANK_MODEL) -> tuple[bool, str]:
-    """Whether `load_reranker` can work here, decided without touching the network: in Colab (the hub is reachable),
-    or when the model is already in the Hugging Face cache. Offline CI and keyless machines get False and why."""
-    import sys
-
-    if "google.colab" in sys.modules:
-        return True, "in Colab: the Hugging Face hub is reachable"
-    from huggingface_hub import try_to_load_from_cache
-
-    if isinstance(try_to_load_from_cache(model_id, "config.json"), str):
-        return True, f"{model_id} is in the Hugging Face cache"
-    return False, (f"{model_id} is not in the Hugging Face cache and no package on PyPI ships a cross-encoder for "
-                   "offline use; run in Colab (or anywhere the hub is reachable, after one download) to rerank")
-
-
-def load_reranker(model_id: str = RERANK_MODEL, device: str = "cpu") -> Any:
-    """A sentence-transformers CrossEncoder; offline (no hub, not cached) it raises RerankUnavailable, saying so."""
-    from sentence_transformers import CrossEncoder
-
-    try:
-        return CrossEncoder(model_id, device=device)
-    except (OSError, ValueError) as exc:  # the hub's errors are OSErrors
-        raise RerankUnavailable(
-            f"Cannot load the cross-encoder {model_id!r} ({type(exc).__name__}): it comes from the Hugging Face hub "
-            "and no package ships one for offline use. Run where the hub is reachable (e.g. Colab) to rerank; "
-            "retrieval works without it.") from exc
-
-
-class RerankUnavailable(RuntimeError):
-    """No cross-encoder could be loaded (offline, no cached copy)."""
-
-
-def rerank(model: Any, query: str, hits: Sequence[Hit], k: int | None = None) -> list[Hit]:
-    """Re-order retrieved hits by a cross-encoder's relevance score for (query, chunk); score = that relevance."""
-    if not hits:
-        return []
-    ranked = model.rank(query, [h.chunk.search_text for h in hits], top_k=k or len(hits))
-    return [replace(hits[r["corpus_id"]], rank=i + 1, score=float(r["score"])) for i, r in enumerate(ranked)]

@@ -10,7 +10,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from helpers import hybrid, rag
+from helpers import hybrid, rag, rerank
 from helpers.hybrid import HybridIndex, KeywordIndex, convex_fusion, reciprocal_rank_fusion
 
 DOC = """# Bank
@@ -218,10 +218,10 @@ class FakeCrossEncoder:
 
 def test_rerank_reorders_by_the_cross_encoder(index):
     hits = index.using("dense").search("recalling a standard transfer costs", k=len(index))
-    reranked = hybrid.rerank(FakeCrossEncoder(), "recalling a standard transfer costs", hits, k=2)
+    reranked = rerank.rerank(FakeCrossEncoder(), "recalling a standard transfer costs", hits, k=2)
     assert len(reranked) == 2 and [h.rank for h in reranked] == [1, 2]
     assert "Recalling" in reranked[0].chunk.text and reranked[0].score >= reranked[1].score
-    assert hybrid.rerank(FakeCrossEncoder(), "q", []) == []
+    assert rerank.rerank(FakeCrossEncoder(), "q", []) == []
 
 
 def test_loading_the_cross_encoder_offline_says_why(monkeypatch):
@@ -229,20 +229,50 @@ def test_loading_the_cross_encoder_offline_says_why(monkeypatch):
     import sentence_transformers
 
     def refuse(model_id, device=None):
-        assert model_id == hybrid.RERANK_MODEL
+        assert model_id == rerank.RERANK_MODEL
         raise OSError("We couldn't connect to 'https://huggingface.co' (offline)")
 
     monkeypatch.setattr(sentence_transformers, "CrossEncoder", refuse)
-    with pytest.raises(hybrid.RerankUnavailable, match="no package ships one"):
-        hybrid.load_reranker()
+    with pytest.raises(rerank.RerankUnavailable, match="no package ships one"):
+        rerank.load_reranker()
 
 
-def test_reranker_availability_is_decided_without_the_network(monkeypatch, tmp_path):
-    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))  # an empty cache
+def test_reranker_availability_asks_the_cache_then_the_hub_once_briefly(monkeypatch, tmp_path):
     import huggingface_hub
 
+    asked = []
+
+    def hub_down(repo, timeout=None):
+        asked.append(timeout)
+        raise OSError("503 Service Unavailable")
+
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: None)
-    ok, why = hybrid.reranker_available("cross-encoder/some-model")
-    assert not ok and "not in the Hugging Face cache" in why
+    monkeypatch.setattr(huggingface_hub, "model_info", hub_down)
+    ok, why = rerank.reranker_available("cross-encoder/some-model")
+    assert not ok and "did not answer within 3 s" in why and asked == [3.0]  # one question, three seconds
     monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: str(tmp_path / name))
-    assert hybrid.reranker_available("cross-encoder/some-model")[0]
+    assert rerank.reranker_available("cross-encoder/some-model")[0]
+
+
+def test_rerank_auto_degrades_in_colab_with_the_hub_down_and_true_still_fails_loudly(monkeypatch):
+    """Colab as it was: 'in Colab' counted as 'the hub is reachable', so RERANK='auto' raised after ~46 s of retries."""
+    import sys
+    import types
+
+    import huggingface_hub
+    import sentence_transformers
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda repo, name: None)
+    monkeypatch.setattr(huggingface_hub, "model_info", lambda repo, timeout=None: (_ for _ in ()).throw(
+        OSError("We couldn't connect to 'https://huggingface.co'")))
+
+    def refuse(model_id, device=None):
+        raise OSError("We couldn't connect to 'https://huggingface.co'")
+
+    monkeypatch.setattr(sentence_transformers, "CrossEncoder", refuse)
+    model, status = rerank.reranker_for("auto")
+    assert model is None and status.startswith("skipped:") and "did not answer" in status
+    assert rerank.reranker_for(False) == (None, "skipped: RERANK=False")
+    with pytest.raises(rerank.RerankUnavailable, match="RERANK='auto' to skip it"):
+        rerank.reranker_for(True)
