@@ -93,3 +93,24 @@ def test_packaging_metadata_builds_without_setuptools_warnings():
         files = [f for f in (ROOT / folder.replace(".", "/")).iterdir() if f.is_file() and f.suffix != ".py"]
         if files:
             assert folder in package_data, f"{folder} ships {files[0].name}: declare it in package-data"
+
+
+# What Colab's runtime already has, imported or importable before the setup cell runs (googlecolab/backend-info,
+# commit a724079 of 2026-08-19, "Upgrade to Python 3.13"; live per googlecolab/colabtools#6081 on 2026-08-25).
+COLAB_PREINSTALLED = {"torch": "2.11.0", "transformers": "5.15.0", "numpy": "2.1.3", "pandas": "2.2.3",
+                      "sentence-transformers": "5.7.0", "accelerate": "1.14.0", "huggingface-hub": "1.27",
+                      "ipywidgets": "7.7.1", "ipykernel": "6.17.1"}
+
+
+def test_the_setup_cell_leaves_colabs_own_packages_in_place():
+    """pip keeps an installed version that the requirement admits, so Colab's packages (ipywidgets, imported by the
+    kernel at start) are not replaced under a running kernel — which Colab would not announce, pip's output being
+    captured. The playgrounds run on ipywidgets 7.7.1 (checked 2026-12-06: tests/test_playground.py and the chat and
+    local playground tests pass with ipywidgets 7.7.1 on the path)."""
+    from packaging.requirements import Requirement
+
+    deps = {Requirement(d).name.lower(): Requirement(d) for d in tomllib.loads(
+        (ROOT / "pyproject.toml").read_text())["project"]["dependencies"]}
+    swapped = {name: f"{deps[name].specifier} excludes Colab's {version}" for name, version in COLAB_PREINSTALLED.items()
+               if name in deps and not deps[name].specifier.contains(version, prereleases=True)}
+    assert not swapped, swapped
