@@ -20,6 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Any
 
+from .device import gib  # noqa: F401  (vllm.gib: the GiB figures notebook 10 prints)
+
 GiB = 2**30
 VLLM_VERSION = "0.34.0"  # the release `make vllm-check` checks against (2026-11-16; read 2026-12-06)
 # Our choice, set explicitly: 0.9 leaves ~1.5 GiB of a T4 outside vLLM's share for the notebook's own process (the

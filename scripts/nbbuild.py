@@ -60,7 +60,7 @@ COLAB_SETUP = '''# Colab only: fetch the course, install it and check both worke
 # The course's repository (`make publish` writes it). Working from a fork or a copy? Put its URL here.
 COURSE_REPO = "https://github.com/{REPO}"  # @param {type:"string"}
 # True: keep the Hugging Face cache (downloaded models) on Google Drive, so a new runtime need not download them
-# again. Drive is slower to read than the runtime's disk, and Mistral-7B takes ≈14.5 GB of your Drive quota.
+# again. Drive is slower to read than the runtime's disk, and a GPU model takes 7.7–14.5 GB of your Drive quota.
 HF_HOME_ON_DRIVE = False  # @param {type:"boolean"}
 import sys
 

@@ -231,11 +231,13 @@ def test_setup_cell_does_nothing_outside_colab(monkeypatch, tmp_path):
     assert Path.cwd() == tmp_path and "COURSE_DIR" not in namespace and namespace["HF_HOME_ON_DRIVE"] is False
 
 
-@pytest.mark.parametrize("name", ["06_selfhost_fp16", "07_quantization_int8", "08_local_rag"])
-def test_self_hosting_notebooks_say_what_they_download_by_the_course_estimator(name):
+@pytest.mark.parametrize("name, config", [("06_selfhost_fp16", "mistral-7b-instruct-v0.3"),
+                                          ("07_quantization_int8", "mistral-7b-instruct-v0.3"),
+                                          ("08_local_rag", "ministral-3-3b-instruct-2512")])
+def test_self_hosting_notebooks_say_what_they_download_by_the_course_estimator(name, config):
     from helpers import memory
 
-    gb = memory.weight_bytes(memory.load_config("mistral-7b-instruct-v0.3"), "fp16") / 1e9
+    gb = memory.weight_bytes(memory.load_config(config), "fp16") / 1e9
     first = next(c for c in nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4).cells
                  if c.cell_type == "markdown")
     assert f"about **{gb:.1f} GB** — an estimate" in first.source
