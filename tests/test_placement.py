@@ -5,28 +5,21 @@ from __future__ import annotations
 import pytest
 
 from helpers.device import PROFILES, MiB
+from helpers.memory import load_config
 
 GiB = 2**30
 # A T4 as torch reports it (14.56 GiB) less the CUDA context (~400 MiB): ≈14.17 GiB free before the first weight.
 T4_FREE = PROFILES["t4"].capacity_bytes - 400 * MiB
 
 
-def _config(name: str):
-    from transformers import AutoConfig
-
-    from helpers.memory import configs_dir
-
-    return AutoConfig.from_pretrained(configs_dir() / name)
-
-
 @pytest.fixture(scope="module")
 def mistral7b():
-    return _config("mistral-7b-instruct-v0.3")
+    return load_config("mistral-7b-instruct-v0.3")
 
 
 @pytest.fixture(scope="module")
 def ministral3b():
-    return _config("ministral-3-3b-instruct-2512")
+    return load_config("ministral-3-3b-instruct-2512")
 
 
 def test_t4_free_memory_is_the_figure_the_issue_reproduced():
@@ -99,7 +92,6 @@ def test_bad_arguments_say_what_to_pass(mistral7b, free, dtype):
 def test_the_twin_ledger_refuses_a_plain_auto_load_that_accelerate_would_spill_and_admits_the_explicit_map():
     from helpers.course.gpu import GpuBudgetError, Ledger
     from helpers.device import Ask
-    from helpers.memory import load_config
 
     v03 = load_config("mistral-7b-instruct-v0.3")
     ask = Ask("mistralai/Mistral-7B-Instruct-v0.3 (fp16)", "notebook", 13_500_000_000, 0)

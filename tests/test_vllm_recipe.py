@@ -8,27 +8,20 @@ import pytest
 
 from helpers import vllm
 from helpers.device import PROFILES
+from helpers.memory import load_config
 
 GiB = 2**30
 T4, A100 = PROFILES["t4"], PROFILES["a100-40gb"]
 
 
-def _config(name: str):
-    from transformers import AutoConfig
-
-    from helpers.memory import configs_dir
-
-    return AutoConfig.from_pretrained(configs_dir() / name)
+@pytest.fixture(scope="module")
+def mistral7b():
+    return load_config("mistral-7b-instruct-v0.3")
 
 
 @pytest.fixture(scope="module")
 def ministral3b():
-    return _config("ministral-3-3b-instruct-2512")
-
-
-@pytest.fixture(scope="module")
-def mistral7b():
-    return _config("mistral-7b-instruct-v0.3")
+    return load_config("ministral-3-3b-instruct-2512")
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +47,7 @@ def test_t4_recipe_arithmetic(t4_recipe):
     # 0.9 × 14.56 GiB − 7.17 GiB − 1 GiB ≈ 4.93 GiB of KV cache: 16k × 4 sequences do not fit, 8k × 4 do
     assert 4.9 * GiB < t4_recipe.kv_budget_bytes < 4.95 * GiB
     assert t4_recipe.max_model_len == 8192 and t4_recipe.sequences >= vllm.MIN_SEQUENCES
-    longer = vllm.vllm_plan(_config("ministral-3-3b-instruct-2512"), T4, max_model_len=16384)
+    longer = vllm.vllm_plan(load_config("ministral-3-3b-instruct-2512"), T4, max_model_len=16384)
     assert longer.fits and longer.sequences < vllm.MIN_SEQUENCES
 
 
