@@ -74,7 +74,9 @@ def main() -> None:
     started = time.perf_counter()
     index = hybrid.HybridIndex.build(chunks, embedder, metric="cosine")
     build_s = time.perf_counter() - started
-    questions = [q.question for q in rag.load_eval_set()]
+    from helpers.course.evals import retrieval
+
+    questions = [q.question for q in retrieval.load_eval_set()]
     queries = [questions[i % len(questions)] for i in range(args.queries)]
     for q in questions:  # warm-up: every question once, each way
         for mode in hybrid.MODES:

@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from helpers import inference, memory, selfhost  # noqa: E402
 from helpers.course import today  # noqa: E402
 from helpers.course.doctor import gpu  # noqa: E402
+from helpers.course.evals import quality
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         load_s = time.perf_counter() - started
         report = selfhost.memory_report(lm)
-        score = inference.score_text(lm, text)
+        score = quality.score_text(lm, text)
         base = base or score
         rows.append({
             "precision": precision,
@@ -70,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
             "tokens_per_s": round(inference.tokens_per_second(lm, new_tokens=args.new_tokens, repeats=args.repeats), 2),
             "new_tokens": args.new_tokens,
             "repeats (median)": args.repeats,
-            "top1_agreement": round(inference.top1_agreement(base, score), 4),
+            "top1_agreement": round(quality.top1_agreement(base, score), 4),
         })
         print(json.dumps(rows[-1]), flush=True)
         selfhost.unload(lm)

@@ -1,7 +1,7 @@
 """Figures you can read at a glance: a title that says what was measured, on which model, device and date; the
 legend beside the data, never over it (`helpers.course.legible` checks that in CI).
 
-Used by notebooks 02, 03, 05, 06, 07 and 08 (and by `memory.plot_budget`, `local_rag.plot_latency`).
+Used by notebooks 02, 03, 05, 06, 07 and 08 (and by `charts.plot_budget`, `charts.plot_latency`).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
            → VectorIndex (FAISS, helpers.rag) + SentenceIndex (FAISS over each chunk's sentences) ┴→ fusion → top-k Hits
 
 Used by notebooks 05 (API embedder) and 08 (local embedder): `HybridIndex` has the same `search` / `search_many` /
-`save` / `load` as `rag.VectorIndex`, so `rag.evaluate` and the grounded prompt work on it unchanged, and
+`save` / `load` as `rag.VectorIndex`, so `retrieval.evaluate` and the grounded prompt work on it unchanged, and
 `index.using("dense" | "bm25" | "hybrid")` gives each retriever alone for the side-by-side measurement.
 Dense score of a chunk = its own similarity to the question + that of its best sentence (heading path in front): a
 question usually matches one sentence, and one vector pooled over a whole chunk dilutes it. Keyword search catches the
@@ -44,7 +44,6 @@ RRF_K = 60  # Cormack, Clarke & Büttcher (2009): ranks below ~60 matter little,
 CANDIDATES = 100  # each retriever's top-N that enters the fusion (TREC runs fuse 1,000; ≥ 10× any k asked for here)
 MODES = ("hybrid", "dense", "bm25")
 FUSIONS = ("convex", "rrf")
-ALPHA_GRID = (0.5, 0.6, 0.7, 0.8, 0.9)  # the weights `choose_alpha` tries on a dev set: dense at least as strong as BM25
 ALPHA = 0.8  # choose_alpha's pick for all-MiniLM-L6-v2 + bm25s on data/handbook_dev.json (05 and 08 rerun the choice)
 STOPWORDS = "en"
 STEMMER = "english"
@@ -212,7 +211,7 @@ class HybridIndex:
         view.upgraded_from = self.upgraded_from
         return view
 
-    # what rag.evaluate and the prompts read, as on a VectorIndex
+    # what retrieval.evaluate and the prompts read, as on a VectorIndex
     @property
     def chunks(self) -> list[Chunk]:
         return self.dense.chunks
@@ -332,18 +331,6 @@ class HybridIndex:
         index = cls(dense, keyword, sentences, **kwargs)
         index.upgraded_from = meta["format"] if meta["format"] < HYBRID_FORMAT else None
         return index
-
-
-def choose_alpha(index: HybridIndex, dev_set: Sequence[Any], grid: Sequence[float] = ALPHA_GRID) -> tuple[float, dict]:
-    """The fusion weight for `index`, chosen on a development set — never on the set you report: the alpha in `grid`
-    with the best MRR there (ties: the higher hit rate @1, then the smaller alpha). Returns it and every alpha's
-    metrics, so the choice can be shown."""
-    from .rag import evaluate
-
-    tried = {float(a): evaluate(index.using("hybrid", fusion="convex", alpha=float(a)), dev_set, ks=(1, 3, 5))
-             for a in grid}
-    best = max(tried, key=lambda a: (round(tried[a]["mrr"], 9), round(tried[a]["hit_rate_at_1"], 9), -a))
-    return best, tried
 
 
 # ---------------------------------------------------------------- reranking (needs the model from the hub)

@@ -2,14 +2,12 @@
 Hugging Face token — found when they arrive, never printed (00, 01 and every notebook through `settings.resolve`).
 
 A key added to Colab's secrets after a first run is found on the next run of the cell that reads it: only keys
-that were found are remembered. A key passed as a papermill parameter stops the run (papermill writes parameters into
-the executed notebook).
+that were found are remembered. (A key passed as a papermill parameter is refused by each notebook's parameter check.)
 """
 
 from __future__ import annotations
 
 import os
-import re
 import sys
 
 KEY_ENV = "MISTRAL_API_KEY"
@@ -17,42 +15,6 @@ KEY_ENV = "MISTRAL_API_KEY"
 
 class SettingsError(ValueError):
     """A knob has a value the course cannot use; the message says which and what to do."""
-
-
-# a parameter name that holds a secret (MISTRAL_API_KEY, HF_TOKEN…), but not MAX_TOKENS or NEW_TOKENS
-SECRET_NAME = re.compile(r"API_?KEY|(^|_)KEY$|(^|_)TOKEN$|SECRET|PASSWORD|PASSWD", re.I)
-_KEY_LIKE = re.compile(r"^(?=.*\d)(?=.*[A-Za-z])[A-Za-z0-9_-]{24,}$"  # 32 alphanumerics; a known prefix from 8 on
-                       r"|^((sk|pk|rk|hf|gh[pos]|glpat|xox[abprs])[-_]|AKIA)(?=.*\d)[A-Za-z0-9_-]{8,}$")
-
-
-def looks_like_key(value: object) -> bool:
-    """True for a string shaped like an API key or token: 24+ letters and digits, or a known key prefix (sk-, hf_…)."""
-    return isinstance(value, str) and bool(_KEY_LIKE.match(value.strip().strip("'\"")))
-
-
-def refuse_injected_secrets() -> None:
-    """Stop a notebook whose papermill parameters carry a key: papermill writes them into the output notebook.
-
-    Papermill injects its parameters as a cell starting with ``# Parameters``; this reads that cell from the
-    kernel's input history (outside a kernel it does nothing) and refuses secret-named or key-shaped values.
-    """
-    try:
-        from IPython import get_ipython
-    except ImportError:
-        return
-    shell = get_ipython()
-    for source in (shell.user_ns.get("In", []) if shell is not None else []) or []:
-        if not isinstance(source, str) or not source.lstrip().startswith("# Parameters"):
-            continue
-        for line in source.splitlines():
-            found = re.match(r"\s*([A-Za-z_]\w*)\s*=\s*(.+?)\s*$", line)
-            if found and (SECRET_NAME.search(found.group(1)) or looks_like_key(found.group(2))):
-                raise SettingsError(
-                    f"The notebook parameter {found.group(1)} looks like a secret. Papermill writes every parameter "
-                    "into the executed notebook, so the key would be saved in it: delete that output file, then "
-                    f"pass keys through the environment instead (e.g. {KEY_ENV}=… papermill …, or "
-                    f"{KEY_ENV}=… make course), or through Colab secrets."
-                )
 
 
 class Secret:

@@ -88,53 +88,6 @@ def latency_summary(answers: Sequence[TimedAnswer]) -> dict[str, float]:
     return out
 
 
-def _ms(value: float) -> str:
-    """Milliseconds as a reader wants them: 1,234 / 56 / 2.4 / 0.21."""
-    return f"{value:,.0f}" if value >= 10 else f"{value:.2g}"
-
-
-def plot_latency(summaries: dict[str, dict[str, float]], title: str = "RAG latency per question"):
-    """One bar per pipeline (e.g. local, API), its stages stacked at their p50 in ms on a linear axis; a whisker per
-    stage runs on to that stage's p95, and the end of the bar says the whole question's p50 and p95."""
-    import matplotlib.pyplot as plt
-    from matplotlib.lines import Line2D
-    from matplotlib.ticker import MaxNLocator, StrMethodFormatter
-
-    from .figures import legend_outside
-
-    stages = (("embed_ms", "embed the question", "#2563eb"), ("search_ms", "search the index", "#f59e0b"),
-              ("generate_ms", "generate the answer", "#16a34a"))
-    names = list(summaries)
-    fig, ax = plt.subplots(figsize=(10, 1.6 + 0.9 * len(names)))
-    widest = max(max(sum(summaries[n][f"{st}_p50"] for st, _, _ in stages[:i]) + summaries[n][f"{stage}_p95"]
-                     for i, (stage, _, _) in enumerate(stages)) for n in names)
-    for y, name in enumerate(names):
-        s, left = summaries[name], 0.0
-        for i, (stage, label, colour) in enumerate(stages):
-            p50, p95 = s[f"{stage}_p50"], s[f"{stage}_p95"]
-            if len(names) == 1:  # one pipeline: the legend can carry the numbers, even for a stage too thin to see
-                label = f"{label}: p50 {_ms(p50)} ms, p95 {_ms(p95)} ms"
-            ax.barh(y, p50, left=left, height=0.5, color=colour, label=label if y == 0 else None)
-            whisker_y = y + 0.3 + 0.07 * i  # above the bar, one row per stage, so whiskers never hide each other
-            ax.plot([left + p50, left + p95], [whisker_y] * 2, color=colour, linewidth=1.5, marker="|", markersize=6)
-            left += p50
-    ax.set_yticks(range(len(names)), [f"{n}\nquestion: p50 {_ms(summaries[n]['total_ms_p50'])} ms,\n"
-                                      f"p95 {_ms(summaries[n]['total_ms_p95'])} ms" for n in names])
-    ax.set_ylim(-0.5, len(names) - 0.2)
-    ax.set_xlim(0, widest * 1.05)
-    # few ticks: the legend beside the axes leaves it narrow, and five-digit millisecond labels must not touch
-    ax.xaxis.set_major_locator(MaxNLocator(nbins=4))
-    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-    ax.set_xlabel("milliseconds per question (bars: each stage's p50, stacked)")
-    ax.set_title(title)
-    handles, labels = ax.get_legend_handles_labels()
-    handles.append(Line2D([], [], color="#374151", marker="|", markersize=6, linewidth=1.5))
-    labels.append("whisker: from a stage's p50 to its p95")
-    legend_outside(ax, handles=handles, labels=labels, fontsize=8)
-    fig.tight_layout()
-    return fig
-
-
 def api_generate(client: Any, model: str, max_tokens: int) -> Callable[[str], str]:
     """A `generate(prompt)` that answers through the SDK's `chat.complete` (notebook 05's path)."""
 

@@ -331,30 +331,3 @@ def free_memory_bytes(device: str) -> int | None:
     return None
 
 
-def plot_budget(rows: list[Fit], title: str = "Mistral-7B on a T4"):
-    """Stacked bars per context length: weights, KV cache, overhead, and what is left (or missing) of the GPU."""
-    import matplotlib.pyplot as plt
-
-    from .figures import legend_outside
-
-    fig, ax = plt.subplots(figsize=(10, 1.0 + 0.7 * len(rows)))
-    labels = [f"{r.precision}, {r.context_tokens // 1024}k tokens" for r in rows]
-    for y, r in enumerate(rows):
-        left = 0.0
-        for part, value, colour in (("weights", r.weights_bytes, "#2563eb"), ("KV cache", r.kv_cache_bytes, "#f59e0b"),
-                                    ("overhead", r.overhead_bytes, "#9ca3af")):
-            ax.barh(y, value / GiB, left=left, color=colour, label=part if y == 0 else None)
-            left += value / GiB
-        if r.fits:
-            ax.barh(y, r.headroom_bytes / GiB, left=left, color="#86efac", label="left free" if y == 0 else None)
-        ax.text(max(left, r.budget_bytes / GiB) + 0.2, y,
-                f"{r.headroom_bytes / GiB:+.2f} GiB", va="center", color="#15803d" if r.fits else "#b91c1c")
-    budget = rows[0].budget_bytes / GiB
-    ax.axvline(budget, color="black", linestyle="--", label=f"usable memory {budget:.2f} GiB")
-    ax.set_yticks(range(len(rows)), labels)
-    ax.set_xlabel("GiB of GPU memory")
-    ax.set_title(title)
-    legend_outside(ax, fontsize=8)  # beside the bars: the margin labels at their ends are what the chart is for
-    ax.set_xlim(0, max(r.total_bytes for r in rows) / GiB * 1.18)
-    fig.tight_layout()
-    return fig

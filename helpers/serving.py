@@ -99,36 +99,6 @@ def batching(url: str, max_batch: int) -> Iterator[BatchingRun]:
         worker.scheduler.peak = max(earlier, run.peak)
 
 
-def plot_load(curves: dict[str, list[LoadResult]], title: str, labels: dict[str, str] | None = None):
-    """Two panels against concurrency: throughput (requests/s) and latency (p50 solid, p95 dashed), per server.
-
-    `labels` gives a curve a shorter legend entry (say what they share in `title`): a long one squeezes the axes."""
-    import matplotlib.pyplot as plt
-
-    from .figures import legend_outside
-
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10.5, 3.8))
-    for key, results in curves.items():
-        name = (labels or {}).get(key, key)
-        xs = [r.concurrency for r in results]
-        line, = left.plot(xs, [r.requests_per_s for r in results], marker="o", label=name)
-        right.plot(xs, [r.p50_s for r in results], marker="o", color=line.get_color(), label=f"{name}: p50")
-        right.plot(xs, [r.p95_s for r in results], marker="s", linestyle="--", color=line.get_color(),
-                   label=f"{name}: p95")
-    levels = sorted({r.concurrency for results in curves.values() for r in results})
-    for ax, ylabel in ((left, "throughput (requests/s)"), (right, "latency per request (s)")):
-        ax.set_xticks(levels)
-        ax.set_xlabel("concurrent requests")
-        ax.set_ylabel(ylabel)
-        ax.set_ylim(bottom=0)
-    left.set_title("throughput", fontsize=10)
-    right.set_title("latency", fontsize=10)
-    legend_outside(right, fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    return fig
-
-
 # ---------------------------------------------------------------- cost
 def api_cost_per_1000(model: str, prompt_tokens: float, completion_tokens: float) -> float:
     """USD for 1,000 requests of this size on La Plateforme, at the dated prices in data/models.csv."""

@@ -20,8 +20,6 @@ from .keys import (  # noqa: F401  (re-exported: settings.find_api_key, settings
     find_api_key,
     hf_token_available,
     in_colab,
-    looks_like_key,
-    refuse_injected_secrets,
     unattended,
 )
 from .labels import SMOLLM, SMOLLM_NOTE, STANDIN, STANDIN_NOTE, model_label, model_note  # noqa: F401  (re-exported)
@@ -250,7 +248,6 @@ def resolve(
     """Resolve every knob (parameter > env > default) and pick the backend, saying which and why.
 
     `auto_model` is what LOCAL_MODEL='auto' loads on a CUDA GPU with a token (06 and 07 pass MISTRAL_7B)."""
-    refuse_injected_secrets()
     params = dict(
         BACKEND=BACKEND, CHAT_MODEL=CHAT_MODEL, EMBED_MODEL=EMBED_MODEL, LOCAL_MODEL=LOCAL_MODEL,
         LOCAL_EMBED_MODEL=LOCAL_EMBED_MODEL, DEVICE=DEVICE, LOCAL_URL=LOCAL_URL,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from .device import gib  # noqa: F401  (vllm.gib: the GiB figures notebook 10 prints)
+from .memory import count_parameters, kv_bytes_per_token
 
 GiB = 2**30
 VLLM_VERSION = "0.34.0"  # the release `make vllm-check` checks against (2026-11-16; read 2026-12-06)
@@ -65,41 +66,15 @@ CHECKPOINTS: dict[str, Checkpoint] = {
 }
 
 
-def _meta_model(config: Any):
-    """The model a config describes, on the meta device: shapes and dtypes only, no memory."""
-    import torch
-    import transformers
-
-    arch = (getattr(config, "architectures", None) or [None])[0]
-    cls = getattr(transformers, arch, None) if arch else None
-    with torch.device("meta"):
-        if cls is None:
-            return transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float16)
-        return cls._from_config(config, dtype=torch.float16)
-
-
 def weights_bytes(config: Any, quantization: str | None = None) -> int:
     """GPU bytes of the weights as vLLM loads them: fp16, or AWQ 4-bit (linear layers only) with its scales."""
-    from torch import nn
-
-    model = _meta_model(config)
-    total = sum(p.numel() * 2 for p in model.parameters())
+    counts = count_parameters(config)  # built on the meta device: shapes only
     if quantization is None:
-        return total
+        return counts.total * 2
     if quantization != "awq":
         raise ValueError(f"quantization={quantization!r}: this recipe knows fp16 (None) and 'awq'")
-    out = model.get_output_embeddings()
-    linear = sum(m.weight.numel() for m in model.modules() if type(m) is nn.Linear and m is not out)
     # AWQ keeps 4 bits per weight plus, per group of 128, one fp16 scale and one 4-bit zero point
-    return int(total - linear * 2 + linear * (0.5 + 2.5 / 128))
-
-
-def kv_bytes_per_token(config: Any) -> int:
-    """KV-cache bytes one token adds in fp16: layers × KV heads × head dim × 2 (K and V) × 2 bytes."""
-    text = getattr(config, "text_config", None) or config  # a vision-language config keeps the decoder apart
-    head_dim = getattr(text, "head_dim", None) or text.hidden_size // text.num_attention_heads
-    kv_heads = getattr(text, "num_key_value_heads", None) or text.num_attention_heads
-    return int(text.num_hidden_layers * kv_heads * head_dim * 2 * 2)
+    return int(counts.total * 2 - counts.quantizable * 2 + counts.quantizable * (0.5 + 2.5 / 128))
 
 
 def max_positions(config: Any) -> int:
@@ -191,7 +166,7 @@ def vllm_plan(config: Any, gpu: Any, model: str | Checkpoint = "ministral-3-3b",
     """The arithmetic for one `vllm serve` command (any flags) on a GPU; `.problems()` says why it would fail."""
     ckpt = _checkpoint(model)
     return VllmPlan(ckpt, gpu, dtype or ("auto" if gpu.native_bf16 else "half"), max_model_len, utilization,
-                    weights_bytes(config, ckpt.quantization), kv_bytes_per_token(config), max_positions(config))
+                    weights_bytes(config, ckpt.quantization), kv_bytes_per_token(config, "fp16"), max_positions(config))
 
 
 def vllm_recipe(config: Any, gpu: Any, model: str | Checkpoint = "ministral-3-3b") -> VllmPlan:

@@ -10,6 +10,7 @@ from mistralai.client.models import AssistantMessage, ChatCompletionChoice, Chat
 
 from helpers import catalog
 from helpers.catalog import Attempt, UnknownModelError, cost_usd, escalate, escalation_ladder
+from helpers.course.evals import selection
 from helpers.settings import data_path
 
 SMALL, MEDIUM, LARGE = catalog.DEFAULT_TIERS
@@ -140,8 +141,8 @@ def test_escalation_climbs_on_failure_and_reports_total_cost():
 
 
 def test_numbers_in_text():
-    assert catalog.numbers_in("T1001 paid 1,125.50 on 2021-10-16; 11 days") == [1125.5, 2021, 10, 16, 11]
-    assert catalog.numbers_in("no digits") == []
+    assert selection.numbers_in("T1001 paid 1,125.50 on 2021-10-16; 11 days") == [1125.5, 2021, 10, 16, 11]
+    assert selection.numbers_in("no digits") == []
 
 
 @pytest.fixture
@@ -157,36 +158,36 @@ def test_shipped_payments_table(payments):
 
 
 def test_closest_payments_ground_truth(payments):
-    truth = catalog.closest_payments(payments)
+    truth = selection.closest_payments(payments)
     assert truth == {"ids": ("T1001", "T1012"), "amounts": (125.5, 128.95), "gap": 3.45, "days_apart": 11}
 
 
 def test_closest_answer_checker(payments):
-    truth = catalog.closest_payments(payments)
+    truth = selection.closest_payments(payments)
     amounts = payments["payment_amount"].tolist()
     ok = "The closest amounts are 125.50 (T1001) and 128.95 (T1012); they were paid 11 days apart."
-    assert catalog.check_closest_answer(ok, truth, amounts)
-    assert not catalog.check_closest_answer(ok.replace("11 days", "10 days"), truth, amounts)
-    assert not catalog.check_closest_answer("120.00 and 125.50, 2 days apart", truth, amounts)
+    assert selection.check_closest_answer(ok, truth, amounts)
+    assert not selection.check_closest_answer(ok.replace("11 days", "10 days"), truth, amounts)
+    assert not selection.check_closest_answer("120.00 and 125.50, 2 days apart", truth, amounts)
     echo = payments.to_csv(index=False) + " 11"
-    assert not catalog.check_closest_answer(echo, truth, amounts), "echoing the table is not an answer"
+    assert not selection.check_closest_answer(echo, truth, amounts), "echoing the table is not an answer"
 
 
 def test_json_fields_match():
     want = {"customer_id": "C042", "amount": 49.9}
-    assert catalog.json_fields_match(json.dumps({"customer_id": "c042", "amount": "49.90", "x": 1}), want)
-    assert not catalog.json_fields_match(json.dumps({"customer_id": "C042", "amount": 49.0}), want)
-    assert not catalog.json_fields_match("not json", want)
-    assert not catalog.json_fields_match("[1, 2]", want)
+    assert selection.json_fields_match(json.dumps({"customer_id": "c042", "amount": "49.90", "x": 1}), want)
+    assert not selection.json_fields_match(json.dumps({"customer_id": "C042", "amount": 49.0}), want)
+    assert not selection.json_fields_match("not json", want)
+    assert not selection.json_fields_match("[1, 2]", want)
 
 
 def test_tasks_and_run_task_with_a_fake_client(payments):
-    tasks = {t.name: t for t in catalog.model_selection_tasks(payments)}
+    tasks = {t.name: t for t in selection.model_selection_tasks(payments)}
     assert list(tasks) == ["classification", "extraction", "composition", "reasoning"]
     assert tasks["extraction"].options["response_format"] == {"type": "json_object"}
     client = FakeClient({SMALL: "fraud", LARGE: "Payments."})
-    a = catalog.run_task(client, tasks["classification"], SMALL)
-    b = catalog.run_task(client, tasks["classification"], LARGE)
+    a = selection.run_task(client, tasks["classification"], SMALL)
+    b = selection.run_task(client, tasks["classification"], LARGE)
     assert a.correct and not b.correct
     assert a.cost_usd == pytest.approx(cost_usd(SMALL, prompt_tokens=1000, completion_tokens=100))
     reply = catalog.complete(client, LARGE, [{"role": "user", "content": "hi"}])

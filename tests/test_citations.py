@@ -10,7 +10,9 @@ import jsonschema
 import pytest
 
 from helpers import citations, rag
-from helpers.rag import Chunk, EvalItem, Hit
+from helpers.course.evals import grounding, retrieval
+from helpers.course.evals.retrieval import EvalItem
+from helpers.rag import Chunk, Hit
 
 DOC = "Cards cost nothing. A replacement card costs 5 euros. Express cards cost 20 euros. Disputes take 120 days."
 CHUNKS = rag.chunk_sentences(DOC, max_chars=40, overlap=0)
@@ -50,29 +52,29 @@ def test_parse_cited_accepts_the_shape_and_refuses_the_rest():
 
 def test_check_keeps_each_cited_id_once_and_flags_repeats():
     ids = [h.chunk.id for h in HITS]
-    row = citations.check(ITEM, HITS, "json_schema", "x", [ids[1], ids[1], ids[0], ids[1]], "wrong", answerable=True)
+    row = grounding.check(ITEM, HITS, "json_schema", "x", [ids[1], ids[1], ids[0], ids[1]], "wrong", answerable=True)
     assert row.cited == [ids[1], ids[0]] and row.repeated == [ids[1]] and row.answerable is True
-    assert citations.repeated_ids(["a", "b", "a"]) == ["a"] and citations.repeated_ids(["a", "b"]) == []
-    assert citations.shares([row])["answers_repeating_an_id"] == 1
-    abstaining = citations.check(ITEM, HITS, "json_schema", "I don't know", [], "wrong", answerable=False)
-    assert citations.shares([row, abstaining])["answers_saying_unanswerable"] == 0.5
+    assert grounding.repeated_ids(["a", "b", "a"]) == ["a"] and grounding.repeated_ids(["a", "b"]) == []
+    assert grounding.shares([row])["answers_repeating_an_id"] == 1
+    abstaining = grounding.check(ITEM, HITS, "json_schema", "I don't know", [], "wrong", answerable=False)
+    assert grounding.shares([row, abstaining])["answers_saying_unanswerable"] == 0.5
 
 
 def test_shares_count_retrieved_answer_chunk_and_right():
-    answer_chunk = next(h.chunk.id for h in HITS if rag.is_relevant(h.chunk, ITEM))
+    answer_chunk = next(h.chunk.id for h in HITS if retrieval.is_relevant(h.chunk, ITEM))
     other = next(h.chunk.id for h in HITS if h.chunk.id != answer_chunk)
-    rows = [citations.check(ITEM, HITS, "json_schema", "20 euros", [answer_chunk], "right"),
-            citations.check(ITEM, HITS, "json_schema", "5 euros", [other], "wrong"),
-            citations.check(ITEM, HITS, "prompt-only", "20 euros", ["c999"], "right"),
-            citations.check(ITEM, HITS, "prompt-only", "I don't know", [], "wrong")]
+    rows = [grounding.check(ITEM, HITS, "json_schema", "20 euros", [answer_chunk], "right"),
+            grounding.check(ITEM, HITS, "json_schema", "5 euros", [other], "wrong"),
+            grounding.check(ITEM, HITS, "prompt-only", "20 euros", ["c999"], "right"),
+            grounding.check(ITEM, HITS, "prompt-only", "I don't know", [], "wrong")]
     assert rows[0].answer_chunks == [answer_chunk]
-    assert citations.shares(rows) == {"answers_checked": 4, "answers_citing_retrieved_chunk": 0.5,
+    assert grounding.shares(rows) == {"answers_checked": 4, "answers_citing_retrieved_chunk": 0.5,
                                       "answers_with_no_invented_source": 0.75,  # c999 was never retrieved
                                       "answers_citing_answer_chunk": 0.25, "answers_right": 0.5,
                                       "answers_repeating_an_id": 0, "answers_saying_unanswerable": 0.0}
-    assert citations.prompt_only_citations("It costs 20 euros [c002], see [c001].") == ["c002", "c001"]
+    assert grounding.prompt_only_citations("It costs 20 euros [c002], see [c001].") == ["c002", "c001"]
     with pytest.raises(rag.RagError):
-        citations.shares([])
+        grounding.shares([])
 
 
 def test_prompt_lists_the_chunks_with_their_ids():
@@ -89,9 +91,9 @@ def test_worst_case_tokens_bounds_the_schema():
 
 def test_unanswerable_questions_are_not_answered_by_the_document_and_abstention_is_judged():
     document = rag.load_document()
-    items = citations.load_unanswerable()
+    items = grounding.load_unanswerable()
     assert len(items) >= 3 and len({i.id for i in items}) == len(items)
-    assert not {i.question for i in items} & {q.question for q in rag.load_eval_set()}
+    assert not {i.question for i in items} & {q.question for q in retrieval.load_eval_set()}
     for needle in ("share price", "chief executive", "founded", "cryptocurrency"):
         assert needle not in document.lower()  # what the questions ask is not in the handbook
     item = items[0]
@@ -99,9 +101,9 @@ def test_unanswerable_questions_are_not_answered_by_the_document_and_abstention_
     assert item.abstains("I don't know.", answerable=None)[0]  # prompt-only: the words say it
     ok, how = item.abstains("A share costs 12 euros.", answerable=True)
     assert not ok and "answerable true" in how
-    assert citations.abstention_rate([True, False, False, True]) == 0.5
+    assert grounding.abstention_rate([True, False, False, True]) == 0.5
     with pytest.raises(rag.RagError):
-        citations.abstention_rate([])
+        grounding.abstention_rate([])
 
 
 def test_constrained_generate_cites_only_retrieved_chunks_even_from_random_weights():
@@ -134,7 +136,7 @@ def test_the_local_endpoint_enforces_the_citation_schema():
                                      messages=[{"role": "user", "content": citations.cited_prompt(ITEM.question, HITS)}],
                                      response_format=citations.citation_format(ids))
         data = json.loads(reply.choices[0].message.content)
-        # xgrammar does not enforce uniqueItems: the checking code keeps each id once (citations.check), so validate
+        # xgrammar does not enforce uniqueItems: the checking code keeps each id once (grounding.check), so validate
         # what it keeps
         jsonschema.validate({**data, "sources": list(dict.fromkeys(data["sources"]))}, citations.citation_schema(ids))
         assert set(data["sources"]) <= set(ids) and isinstance(data["answerable"], bool)

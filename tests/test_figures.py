@@ -10,8 +10,11 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from helpers import figures, local_rag, memory  # noqa: E402
-from helpers.course import legible  # noqa: E402
+from helpers import figures, memory  # noqa: E402
+from helpers.course import (
+    charts,
+    legible,  # noqa: E402
+)
 
 LATENCY = {"embed_ms_p50": 150.0, "embed_ms_p95": 480.0, "search_ms_p50": 0.2, "search_ms_p95": 0.24,
            "generate_ms_p50": 260.0, "generate_ms_p95": 360.0, "total_ms_p50": 420.0, "total_ms_p95": 800.0}
@@ -64,7 +67,7 @@ def test_log_axes_and_missing_units_and_titles_are_found():
 
 def test_t4_budget_chart_keeps_its_margin_labels_clear():
     rows = [memory.fits("mistral-7b-instruct-v0.3", "fp16", n, gpu="T4") for n in (4096, 8192, 32768)]
-    fig = memory.plot_budget(rows, title="budget, estimated")
+    fig = charts.plot_budget(rows, title="budget, estimated")
     assert legible.problems(fig) == []
     labels = [t.get_text() for t in fig.axes[0].texts]
     assert len(labels) == 3 and all(t.endswith("GiB") for t in labels)
@@ -74,7 +77,7 @@ def test_t4_budget_chart_keeps_its_margin_labels_clear():
 def test_latency_chart_stacks_p50_per_stage_on_a_linear_axis(pipelines):
     summaries = {"local (cpu)": LATENCY, "API (mistral-small-latest)": {k: v * 1.5 for k, v in LATENCY.items()}}
     summaries = dict(list(summaries.items())[:pipelines])
-    fig = local_rag.plot_latency(summaries, title=figures.caption("RAG latency", "m", "CPU", "2026-11-25"))
+    fig = charts.plot_latency(summaries, title=figures.caption("RAG latency", "m", "CPU", "2026-11-25"))
     ax = fig.axes[0]
     assert len(fig.axes) == 1 and ax.get_xscale() == "linear"  # one panel: the stages compare on one axis
     bars = [p for p in ax.patches if p.get_height() > 0]
@@ -107,5 +110,5 @@ def test_latency_chart_ticks_never_touch_with_a_long_title_and_five_digit_millis
                "total_ms_p50": generate_ms + 8, "total_ms_p95": generate_ms + 12}
     title = figures.caption("RAG latency per question: 20 questions, hybrid k=3, JSON answers with sources, generated "
                             "in batches of 20", "SmolLM2-135M-Instruct", "CPU only", "2026-12-02")
-    fig = local_rag.plot_latency({"local (cpu)": summary}, title=title)
+    fig = charts.plot_latency({"local (cpu)": summary}, title=title)
     assert legible.problems(fig) == []

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from helpers import hybrid, rag, rerank
+from helpers.course.evals import retrieval
 from helpers.hybrid import HybridIndex, KeywordIndex, convex_fusion, reciprocal_rank_fusion
 
 DOC = """# Bank
@@ -96,11 +97,11 @@ def test_a_chunk_is_scored_by_its_best_sentence_as_well_as_its_whole_text():
 
 
 def test_choose_alpha_takes_the_best_dev_mrr_and_reports_every_weight(index):
-    dev = [rag.EvalItem("a", "largest instant transfer", "The largest instant transfer is 15,000 euros.",
+    dev = [retrieval.EvalItem("a", "largest instant transfer", "The largest instant transfer is 15,000 euros.",
                         DOC.index("The largest"), DOC.index("The largest") + 45),
-           rag.EvalItem("b", "recall costs", "Recalling a standard transfer costs 15 euros",
+           retrieval.EvalItem("b", "recall costs", "Recalling a standard transfer costs 15 euros",
                         DOC.index("Recalling"), DOC.index("Recalling") + 44)]
-    alpha, tried = hybrid.choose_alpha(index, dev, grid=(0.3, 0.8))
+    alpha, tried = retrieval.choose_alpha(index, dev, grid=(0.3, 0.8))
     assert set(tried) == {0.3, 0.8} and alpha in tried
     assert tried[alpha]["mrr"] == max(t["mrr"] for t in tried.values())
     assert index.using(alpha=alpha).alpha == alpha and index.alpha == hybrid.ALPHA  # a view; the index is unchanged
@@ -127,10 +128,10 @@ def test_modes_differ_and_hybrid_ranks_every_chunk_once(index):
 
 
 def test_evaluate_works_on_every_mode(index):
-    item = rag.EvalItem("x", "largest instant transfer", "The largest instant transfer is 15,000 euros.",
+    item = retrieval.EvalItem("x", "largest instant transfer", "The largest instant transfer is 15,000 euros.",
                         DOC.index("The largest"), DOC.index("The largest") + 45)
     for mode in hybrid.MODES:
-        m = rag.evaluate(index.using(mode), [item], ks=(1, 3))
+        m = retrieval.evaluate(index.using(mode), [item], ks=(1, 3))
         assert m["ranks"]["x"] is not None and 0 < m["mrr"] <= 1
 
 

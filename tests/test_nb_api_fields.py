@@ -18,6 +18,7 @@ import pytest
 from mistralai.client import Mistral
 
 from helpers import catalog
+from helpers.course.evals import selection
 from helpers.course.verdicts import Verdicts
 from helpers.settings import data_path
 
@@ -45,9 +46,9 @@ def chat_answer(content, completion_tokens, prompt_tokens=77):
 @pytest.fixture
 def reasoning_namespace():
     payments = pd.read_csv(data_path("payments.csv"))
-    tasks = catalog.model_selection_tasks(payments)
+    tasks = selection.model_selection_tasks(payments)
     reasoning = next(t for t in tasks if t.name == "reasoning")
-    truth = catalog.closest_payments(payments)
+    truth = selection.closest_payments(payments)
     right = (f"The two closest amounts are {truth['amounts'][0]} and {truth['amounts'][1]}, paid "
              f"{truth['days_apart']} days apart.")
     assert reasoning.check(right)

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from helpers import keys as secrets
 from helpers import settings
-from helpers.course import params
+from helpers.course import keyguard, params
 from helpers.course import runner as course
+from helpers.course.evals import patterns
 from helpers.course.params import (
     Float,
     Int,
@@ -96,9 +96,9 @@ def test_the_comment_check_can_fail():
 
 def test_bounds_follow_the_data_they_count():
     """Counts capped by the data: a declaration that outgrew (or outlived) its data would cap a count silently."""
-    from helpers import catalog, prompting
+    from helpers import catalog
 
-    data = prompting.load_messages()
+    data = patterns.load_messages()
     test = data[data.split == "test"]
     decl = {nb.stem[:2]: course._declaration(nb)[1] for nb in BOOKS}
     assert decl["02"]["N_MESSAGES"].max == len(test)
@@ -195,12 +195,12 @@ def test_local_model_paths_are_checked_before_transformers(tmp_path):
 
 def test_key_shaped_values_are_refused_and_never_shown():
     for key in ("sk-" + "a1" * 10, "hf_" + "Ab3" * 4, "Zx9" + "q" * 29):  # 23 chars with sk-, short hf_, 32 plain
-        assert secrets.looks_like_key(key), key
+        assert keyguard.looks_like_key(key), key
         for value in (key, [key], {"a": key}):
             found = _one(Text(), value, name="CHAT_MODEL")
             assert found and "CHAT_MODEL" in found and "API key" in found and key not in found
     for fine in ("mistral-small-2506", "smollm2-135m", "sk-abc", "hf_transfer", "skip-1234567890", "api-rag"):
-        assert not secrets.looks_like_key(fine), fine
+        assert not keyguard.looks_like_key(fine), fine
 
 
 def test_check_raises_one_error_naming_every_bad_parameter():

@@ -1,4 +1,4 @@
-"""helpers.prompting: the labelled set, answer parsers and scores (no network; a fake client for run_pattern)."""
+"""helpers.course.evals.patterns: the labelled set, answer parsers and scores (no network; a fake client for run_pattern)."""
 
 from __future__ import annotations
 
@@ -6,17 +6,17 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from helpers import prompting
+from helpers.course.evals import patterns
 
 
 @pytest.fixture(scope="module")
 def data():
-    return prompting.load_messages()
+    return patterns.load_messages()
 
 
 def test_labelled_set_meets_the_brief(data):
     test = data[data.split == "test"]
-    assert len(test) >= 40 and set(test.intent) == set(prompting.INTENTS)
+    assert len(test) >= 40 and set(test.intent) == set(patterns.INTENTS)
     assert (data.split == "example").sum() >= 6 and not set(data[data.split == "example"].id) & set(test.id)
     assert test.ambiguous.sum() >= 5 and (test.language != "en").sum() >= 5
     injected = test[test.injected_label.notna()]
@@ -33,34 +33,34 @@ def test_labelled_set_meets_the_brief(data):
 
 def test_pick_keeps_every_injected_message_and_is_seeded(data):
     test = data[data.split == "test"]
-    a, b = prompting.pick(test, 40, seed=3), prompting.pick(test, 40, seed=3)
+    a, b = patterns.pick(test, 40, seed=3), patterns.pick(test, 40, seed=3)
     assert len(a) == 40 and list(a.id) == list(b.id)
     assert set(test[test.injected_label.notna()].id) <= set(a.id)
     with pytest.raises(ValueError, match="injected"):
-        prompting.pick(test, 3)
+        patterns.pick(test, 3)
 
 
 @pytest.mark.parametrize("text,label", [
     ("fraud", "fraud"), ("The answer is: Refund.", "refund"), ('{"intent": "login"}', "login"),
     ("card or fees? card", "card"), ("The customer's message", None), ("", None), (None, None)])
 def test_parse_label(text, label):
-    assert prompting.parse_label(text) == label
+    assert patterns.parse_label(text) == label
 
 
 def test_parse_json_finds_the_object_in_prose():
-    assert prompting.parse_json('Sure! ```json\n{"amount": 5.0, "date": null}\n```') == {"amount": 5.0, "date": None}
-    assert prompting.parse_json("{broken {\"a\": 1}") == {"a": 1} and prompting.parse_json("no json") is None
+    assert patterns.parse_json('Sure! ```json\n{"amount": 5.0, "date": null}\n```') == {"amount": 5.0, "date": None}
+    assert patterns.parse_json("{broken {\"a\": 1}") == {"a": 1} and patterns.parse_json("no json") is None
 
 
 def test_field_scores():
     gold = {"amount": 1200.0, "date": None, "transaction_id": "T1201"}
-    assert prompting.field_counts({"amount": "1,200.00", "date": None, "transaction_id": "t1201"}, gold) == (2, 2, 2)
-    assert prompting.all_fields_right({"amount": 1200, "date": "null", "transaction_id": "T1201"}, gold)
-    assert not prompting.all_fields_right({"amount": 1200, "date": "2026-01-01", "transaction_id": "T1201"}, gold)
-    assert prompting.field_counts({"amount": 12, "date": "2026-01-01"}, gold) == (0, 2, 2)
-    assert prompting.field_counts("not a dict", gold) == (0, 0, 2)
-    assert prompting.f1(2, 2, 2) == 1.0 and prompting.f1(0, 3, 2) == 0.0
-    assert prompting.f1(1, 2, 1) == pytest.approx(2 / 3)
+    assert patterns.field_counts({"amount": "1,200.00", "date": None, "transaction_id": "t1201"}, gold) == (2, 2, 2)
+    assert patterns.all_fields_right({"amount": 1200, "date": "null", "transaction_id": "T1201"}, gold)
+    assert not patterns.all_fields_right({"amount": 1200, "date": "2026-01-01", "transaction_id": "T1201"}, gold)
+    assert patterns.field_counts({"amount": 12, "date": "2026-01-01"}, gold) == (0, 2, 2)
+    assert patterns.field_counts("not a dict", gold) == (0, 0, 2)
+    assert patterns.f1(2, 2, 2) == 1.0 and patterns.f1(0, 3, 2) == 0.0
+    assert patterns.f1(1, 2, 1) == pytest.approx(2 / 3)
 
 
 def test_run_pattern_and_summary_with_a_fake_client(data):
@@ -74,10 +74,10 @@ def test_run_pattern_and_summary_with_a_fake_client(data):
 
     client = NS(chat=NS(complete=complete))
     rows = data[data.id.isin(["M08", "M09"])]
-    answers = prompting.run_pattern(client, "mistral-small-latest", lambda t: [{"role": "user", "content": t}], rows,
-                                    read=prompting.parse_label, check=lambda p, row: p == row["intent"], max_tokens=3)
+    answers = patterns.run_pattern(client, "mistral-small-latest", lambda t: [{"role": "user", "content": t}], rows,
+                                    read=patterns.parse_label, check=lambda p, row: p == row["intent"], max_tokens=3)
     assert [a.correct for a in answers] == [True, False] and sent[0][1] == {"max_tokens": 3}
-    s = prompting.summary(answers)
+    s = patterns.summary(answers)
     assert s["accuracy"] == 0.5 and s["prompt_tokens_per_message"] == 10 and s["usd_per_message"] > 0
 
 
@@ -107,13 +107,13 @@ class _LogprobChat:
 
 
 def test_labels_of_reads_a_tokens_start_case_and_space_insensitively():
-    assert prompting.labels_of(" card") == ["card"] and prompting.labels_of("Cards") == ["card"]
-    assert prompting.labels_of("F") == ["fraud", "fees"] and prompting.labels_of("Ref") == ["refund"]
-    assert prompting.labels_of("The") == [] and prompting.labels_of(" ") == [] and prompting.labels_of("<") == []
+    assert patterns.labels_of(" card") == ["card"] and patterns.labels_of("Cards") == ["card"]
+    assert patterns.labels_of("F") == ["fraud", "fees"] and patterns.labels_of("Ref") == ["refund"]
+    assert patterns.labels_of("The") == [] and patterns.labels_of(" ") == [] and patterns.labels_of("<") == []
 
 
 def test_label_probabilities_keep_shared_tokens_apart():
-    scores, shared = prompting.label_probabilities(_lp_reply([(" card", 0.3), ("Card", 0.1), ("F", 0.2),
+    scores, shared = patterns.label_probabilities(_lp_reply([(" card", 0.3), ("Card", 0.1), ("F", 0.2),
                                                               ("The", 0.3)]).choices[0].logprobs.content[0]
                                                    .top_logprobs)
     assert scores["card"] == pytest.approx(0.4) and scores["fraud"] == 0.0 and shared == {"F": pytest.approx(0.2)}
@@ -133,7 +133,7 @@ def test_classify_by_logprobs_resolves_a_shared_first_token_only_when_it_could_w
     def build(text):
         return [{"role": "user", "content": text}, {"role": "assistant", "content": "Cat:", "prefix": True}]
 
-    out = prompting.classify_by_logprobs(client, "m", build, rows.iloc[:1], top_logprobs=5)
+    out = patterns.classify_by_logprobs(client, "m", build, rows.iloc[:1], top_logprobs=5)
     assert chat.calls == ["Cat:", "Cat: F"]  # the prefix was extended, not a second assistant message
     a = out[0]
     assert a.label == "fees" and a.correct and a.requests == 2
@@ -141,7 +141,7 @@ def test_classify_by_logprobs_resolves_a_shared_first_token_only_when_it_could_w
     assert a.probability == pytest.approx(0.5 * 0.6) and a.label_mass == pytest.approx(0.25 + 0.5 * 0.8)
     # B: card at 0.6 cannot be overtaken by 'F' at 0.1: no second call
     chat2 = _LogprobChat({"Cat:": [(" card", 0.6), (" F", 0.1)]})
-    out = prompting.classify_by_logprobs(SimpleNamespace(chat=chat2), "m", build, rows.iloc[1:], top_logprobs=5)
+    out = patterns.classify_by_logprobs(SimpleNamespace(chat=chat2), "m", build, rows.iloc[1:], top_logprobs=5)
     assert chat2.calls == ["Cat:"] and out[0].label == "card" and out[0].correct
 
 
@@ -156,4 +156,4 @@ def test_classify_by_logprobs_says_so_when_the_server_gives_no_logprobs():
 
     rows = pd.DataFrame([{"id": "A", "text": "x", "intent": "fees"}])
     with pytest.raises(ValueError, match="no logprobs"):
-        prompting.classify_by_logprobs(SimpleNamespace(chat=NoLogprobs()), "m", lambda t: [], rows)
+        patterns.classify_by_logprobs(SimpleNamespace(chat=NoLogprobs()), "m", lambda t: [], rows)

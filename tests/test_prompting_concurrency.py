@@ -1,4 +1,4 @@
-"""`prompting.run_pattern(concurrency=N)`: N requests in flight from a thread pool, answers in the rows' order."""
+"""`patterns.run_pattern(concurrency=N)`: N requests in flight from a thread pool, answers in the rows' order."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from types import SimpleNamespace as NS
 
 import pytest
 
-from helpers import prompting
+from helpers.course.evals import patterns
 
 
 def test_concurrent_run_keeps_the_rows_order_and_has_several_requests_in_flight():
-    data = prompting.load_messages()
+    data = patterns.load_messages()
     rows = data[data.split == "test"].head(8)
     lock, state = threading.Lock(), {"now": 0, "most": 0}
 
@@ -27,13 +27,13 @@ def test_concurrent_run_keeps_the_rows_order_and_has_several_requests_in_flight(
                               finish_reason="stop")], usage=NS(prompt_tokens=10, completion_tokens=1))
 
     client = NS(chat=NS(complete=complete))
-    answers = prompting.run_pattern(client, "mistral-small-latest", lambda t: [{"role": "user", "content": t}], rows,
+    answers = patterns.run_pattern(client, "mistral-small-latest", lambda t: [{"role": "user", "content": t}], rows,
                                     read=str, check=lambda p, row: p == row["text"][:40], concurrency=4)
     assert [a.id for a in answers] == list(rows["id"]) and all(a.correct for a in answers)
     assert state["most"] == 4
-    assert prompting.summary(answers)["latency_at_concurrency"] == 4
-    alone = prompting.run_pattern(client, "mistral-small-latest", lambda t: [{"role": "user", "content": t}], rows,
+    assert patterns.summary(answers)["latency_at_concurrency"] == 4
+    alone = patterns.run_pattern(client, "mistral-small-latest", lambda t: [{"role": "user", "content": t}], rows,
                                   read=str, check=lambda p, row: True)
-    assert prompting.summary(alone)["latency_at_concurrency"] == 1
+    assert patterns.summary(alone)["latency_at_concurrency"] == 1
     with pytest.raises(ValueError, match="concurrency must be 1 or more"):
-        prompting.run_pattern(client, "m", lambda t: [], rows, read=str, check=lambda p, r: True, concurrency=0)
+        patterns.run_pattern(client, "m", lambda t: [], rows, read=str, check=lambda p, r: True, concurrency=0)

@@ -14,9 +14,10 @@ from hypothesis import strategies as st
 from mistralai.client.models import EmbeddingResponse, EmbeddingResponseData, UsageInfo
 
 from helpers import embeddings, rag
+from helpers.course.evals import retrieval
+from helpers.course.evals.retrieval import EvalItem, retrieval_metrics
 from helpers.rag import (
     Chunk,
-    EvalItem,
     Hit,
     IndexFileError,
     IndexMismatchError,
@@ -25,7 +26,6 @@ from helpers.rag import (
     chunk_fixed,
     chunk_sentences,
     plan_batches,
-    retrieval_metrics,
 )
 
 TEXT = (
@@ -275,9 +275,9 @@ def test_metrics_on_a_known_toy_case():
 
 def test_relevance_needs_most_of_the_answer_passage():
     item = EvalItem("q", "?", "x" * 10, start=100, end=110)
-    assert rag.is_relevant(Chunk("a", "", 95, 106), item)       # 6 of 10 chars
-    assert not rag.is_relevant(Chunk("b", "", 106, 200), item)  # 4 of 10 chars
-    assert not rag.is_relevant(Chunk("c", "", 0, 100), item)
+    assert retrieval.is_relevant(Chunk("a", "", 95, 106), item)       # 6 of 10 chars
+    assert not retrieval.is_relevant(Chunk("b", "", 106, 200), item)  # 4 of 10 chars
+    assert not retrieval.is_relevant(Chunk("c", "", 0, 100), item)
 
 
 def test_evaluate_end_to_end_on_a_toy_index():
@@ -285,7 +285,7 @@ def test_evaluate_end_to_end_on_a_toy_index():
     items = [EvalItem("q1", "cherries red", "Beta cherries are red.", *(lambda s: (s, s + 22))(doc.find("Beta"))),
              EvalItem("q2", "plums purple", "Delta plums are purple.", *(lambda s: (s, s + 23))(doc.find("Delta")))]
     ix = VectorIndex.build(chunk_sentences(doc, 30, 0), HashEmbedder(dim=256), metric="cosine")
-    result = rag.evaluate(ix, items)
+    result = retrieval.evaluate(ix, items)
     assert result["hit_rate_at_1"] == 1.0 and result["mrr"] == 1.0 and result["ranks"] == {"q1": 1, "q2": 1}
 
 
@@ -301,7 +301,7 @@ def test_grounded_prompt_cites_ids_and_allows_i_dont_know():
 
 def test_shipped_document_and_eval_set():
     doc = rag.load_document()
-    items = rag.load_eval_set()
+    items = retrieval.load_eval_set()
     assert len(doc.split()) > 3000
     assert len(items) >= 20 and len({i.id for i in items}) == len(items)
     assert all(doc[i.start:i.end] == i.answer for i in items)
@@ -410,13 +410,13 @@ def test_loading_an_npz_that_is_not_an_index_or_is_damaged(index, tmp_path):
 def test_evaluate_rejects_an_empty_eval_set_and_empty_ks(index):
     item = EvalItem("q1", "replacement card", "A replacement card costs 5 euros?", 0, 10)
     with pytest.raises(RagError, match="eval set is empty"):
-        rag.evaluate(index, [])
+        retrieval.evaluate(index, [])
     for ks in [(), (0, 3), "135"]:
         with pytest.raises(RagError, match="ks="):
-            rag.evaluate(index, [item], ks=ks)
+            retrieval.evaluate(index, [item], ks=ks)
     with pytest.raises(RagError, match="ks="):
         retrieval_metrics([1], ks=())
-    assert set(rag.evaluate(index, [item], ks=(2,))) >= {"hit_rate_at_2", "mrr"}
+    assert set(retrieval.evaluate(index, [item], ks=(2,))) >= {"hit_rate_at_2", "mrr"}
 
 
 def test_embedding_progress_bar_only_for_someone_watching(monkeypatch):
@@ -432,7 +432,7 @@ def test_embedding_progress_bar_only_for_someone_watching(monkeypatch):
 def test_an_answer_that_hedges_between_amounts_is_wrong():
     from helpers.course.verdicts import judge
 
-    items = {it.id.lower(): it for it in rag.load_eval_set(document=rag.load_document())}
+    items = {it.id.lower(): it for it in retrieval.load_eval_set(document=rag.load_document())}
     fee = items["q09"]  # 15 euros
     hedged = "15 euros per day, 20 euros per month, 20 euros per year"
     assert fee.rejects(hedged) == ["20 euros"]

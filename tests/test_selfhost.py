@@ -12,8 +12,9 @@ import pytest
 import torch
 
 from helpers import embeddings, inference, memory, selfhost
+from helpers.course.evals import quality
+from helpers.course.evals.quality import TextScore, top1_agreement
 from helpers.course.standin import config_checkpoint
-from helpers.inference import TextScore, top1_agreement
 from helpers.selfhost import ModelLoadError, load_model
 
 
@@ -286,7 +287,7 @@ class _Toy(torch.nn.Module):
 
 def test_perplexity_of_uniform_logits_is_the_vocab_size(standin):
     lm = SimpleNamespace(model=_Toy(32768, oracle=False), tokenizer=standin.tokenizer)
-    score = inference.score_text(lm, "The mistral blows down the Rhône valley.")
+    score = quality.score_text(lm, "The mistral blows down the Rhône valley.")
     assert score.perplexity == pytest.approx(32768, rel=1e-4)
     assert score.n_tokens == len(standin.tokenizer("The mistral blows down the Rhône valley.")["input_ids"]) - 1
 
@@ -294,9 +295,9 @@ def test_perplexity_of_uniform_logits_is_the_vocab_size(standin):
 def test_oracle_has_perplexity_one_and_windows_cover_the_text(standin):
     lm = SimpleNamespace(model=_Toy(32768, oracle=True), tokenizer=standin.tokenizer)
     text = "one two three four five six seven eight nine ten " * 3
-    whole = inference.score_text(lm, text, window=512)
+    whole = quality.score_text(lm, text, window=512)
     assert whole.perplexity == pytest.approx(1.0, abs=1e-6)
-    windowed = inference.score_text(lm, text, window=8)
+    windowed = quality.score_text(lm, text, window=8)
     assert windowed.perplexity == pytest.approx(1.0, abs=1e-6) and windowed.n_tokens < whole.n_tokens
 
 
@@ -311,10 +312,10 @@ def test_top1_agreement():
 def test_quantized_model_agrees_mostly_with_full_precision(standin):
     _need_bnb()
     text = (memory.configs_dir().parent / "perplexity_text.txt").read_text()
-    base = inference.score_text(standin, text)
+    base = quality.score_text(standin, text)
     q = load_model("standin", "int8", "cpu")
     try:
-        s = inference.score_text(q, text)
+        s = quality.score_text(q, text)
     finally:
         selfhost.unload(q)
     assert math.isfinite(s.perplexity) and s.n_tokens == base.n_tokens

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 
 from helpers import serving
+from helpers.course import charts
 
 
 class OneAtATime:
@@ -64,4 +65,4 @@ def test_plot_load_is_legible():
     from helpers.course.legible import assert_legible
 
     rs = [serving.LoadResult(c, 16, 1.0, 1.0, 8.0, 0.5 * c, 0.6 * c, 12, 8) for c in (1, 4, 16)]
-    assert_legible(serving.plot_load({"server": rs}, title="test load\nmodel · CPU · 2026-11-25"))
+    assert_legible(charts.plot_load({"server": rs}, title="test load\nmodel · CPU · 2026-11-25"))

@@ -86,6 +86,7 @@ def test_function_level_imports_are_counted(tmp_path):
     assert "helpers.endpoint.local" in imports_of(sample)  # imported inside local_url(), not at the top
 
 
+LESSON_TOTAL_MAX_LINES = 5000
 LESSON_MAX_LINES = 400
 
 
@@ -119,6 +120,13 @@ def test_no_lesson_module_mentions_the_twin():
 def test_each_lesson_module_can_be_read_in_a_sitting():
     long = {name: n for name, p in lesson_modules().items() if (n := len(p.read_text().splitlines())) > LESSON_MAX_LINES}
     assert not long, f"split these lesson modules (over {LESSON_MAX_LINES} lines): {long}"
+
+
+def test_the_lesson_code_stays_a_small_package():
+    """Issue 28: the lesson modules together stay small enough to read (the course's machinery lives in course/)."""
+    total = sum(len(p.read_text().splitlines()) for p in lesson_modules().values())
+    assert 1000 < total <= LESSON_TOTAL_MAX_LINES, f"the lesson modules total {total:,} lines (at most " \
+        f"{LESSON_TOTAL_MAX_LINES:,}): move what runs or checks the course into helpers/course/"
 
 
 def test_the_lesson_code_behind_a_notebook_stays_small():

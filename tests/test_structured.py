@@ -1,4 +1,4 @@
-"""helpers.structured: finding JSON in a reply and scoring it against a schema and the expected values."""
+"""helpers.course.evals.structured: finding JSON in a reply and scoring it against a schema and the expected values."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Literal
 import pytest
 from pydantic import BaseModel
 
-from helpers import structured
+from helpers.course.evals import structured
 
 
 class Args(BaseModel):

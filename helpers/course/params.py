@@ -22,8 +22,8 @@ from typing import Any
 
 import helpers.settings as settings
 
-from ..keys import looks_like_key, refuse_injected_secrets
 from ..settings import SettingsError
+from .keyguard import looks_like_key, refuse_injected_secrets
 
 _REF = re.compile(r"^\s*([A-Z_][A-Z0-9_]*)\s*(?:([+-])\s*(\d+))?\s*$")  # a bound naming another parameter: "TURNS - 1"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")  # "gpt2", "mistralai/Mistral-7B-Instruct-v0.3"

@@ -348,7 +348,7 @@ def run_course(
 
 def refuse_secret_parameters(params: dict[str, Any]) -> None:
     """Keys never travel as papermill parameters: papermill writes parameters into every executed notebook."""
-    from ..keys import SECRET_NAME
+    from .keyguard import SECRET_NAME
     from .params import key_shaped
 
     bad = sorted(name for name, value in params.items() if SECRET_NAME.search(name) or key_shaped(value))

@@ -20,8 +20,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from .catalog import Reply, complete
-from .settings import data_path
+from ...catalog import Reply, complete
+from ...paths import data_path
 
 MESSAGES_FILE = "support_messages.csv"
 INTENTS = ("card", "fraud", "refund", "transfer", "fees", "login")

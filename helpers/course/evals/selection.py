@@ -1,0 +1,139 @@
+"""Notebook 03's four model-selection tasks and what counts as a right answer to each (the eval data, with checkers).
+
+The lesson — try the cheapest worthwhile model first, escalate when the check fails — is `helpers.catalog.escalate`;
+this module holds the tasks it is measured on and `run_task`, which sends one and judges the reply.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from ...catalog import Attempt, complete
+
+_NUMBER = re.compile(r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
+
+
+def numbers_in(text: str) -> list[float]:
+    """Every number written in the text, e.g. 'T1001 paid 1,125.50 on 2021-10-16' → [1125.5, 2021.0, 10.0, 16.0].
+
+    Ids such as T1001 are not numbers; dates split into their parts.
+    """
+    return [float(m.replace(",", "")) for m in _NUMBER.findall(text or "")]
+
+
+def closest_payments(payments) -> dict[str, Any]:
+    """Ground truth for 'which two amounts are closest, and how many days apart were they paid?' (pandas)."""
+    import pandas as pd
+
+    df = payments.assign(payment_date=pd.to_datetime(payments["payment_date"])).sort_values("payment_amount")
+    gaps = df["payment_amount"].diff()
+    j = int(gaps.to_numpy()[1:].argmin()) + 1
+    a, b = df.iloc[j - 1], df.iloc[j]
+    return {"ids": (a["transaction_id"], b["transaction_id"]),
+            "amounts": (float(a["payment_amount"]), float(b["payment_amount"])),
+            "gap": round(float(b["payment_amount"] - a["payment_amount"]), 2),
+            "days_apart": abs(int((b["payment_date"] - a["payment_date"]).days))}
+
+
+def check_closest_answer(text: str, truth: dict[str, Any], all_amounts: Sequence[float]) -> bool:
+    """Right answer to the closest-amounts task: names exactly the two right amounts (of all in the table) and the days.
+
+    Echoing the whole table mentions every amount, so it fails.
+    """
+    found = numbers_in(text)
+    named = {a for a in all_amounts if any(abs(f - a) <= 0.005 for f in found)}
+    return named == set(truth["amounts"]) and any(abs(f - truth["days_apart"]) < 1e-9 for f in found)
+
+
+def json_fields_match(text: str, expected: dict[str, Any]) -> bool:
+    """True when the text is a JSON object whose fields equal `expected` (numbers within 0.005, text case-blind)."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, TypeError):
+        return False
+    if not isinstance(data, dict):
+        return False
+    for key, want in expected.items():
+        got = data.get(key)
+        if isinstance(want, (int, float)) and not isinstance(want, bool):
+            try:
+                if abs(float(got) - want) > 0.005:  # type: ignore[arg-type]
+                    return False
+            except (TypeError, ValueError):
+                return False
+        elif str(got).strip().lower() != str(want).strip().lower():
+            return False
+    return True
+
+
+@dataclass(frozen=True)
+class Task:
+    """A model-selection task: the messages to send, extra call options, and a checker for the answer."""
+
+    name: str
+    why: str
+    messages: list[dict[str, Any]]
+    check: Callable[[str], bool]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+ROUTES = ("cards", "payments", "disputes", "fraud", "fees")
+
+
+def model_selection_tasks(payments) -> list[Task]:
+    """The four tasks of notebook 03 (classify, extract, compose, reason over the payments table), with checkers."""
+    truth = closest_payments(payments)
+    table = payments.to_csv(index=False)
+    email_id = "T1002"
+    return [
+        Task(
+            "classification",
+            "route a customer message to a team: one word out of five",
+            [{"role": "system", "content": f"Route the customer's message to one team. Reply with one word: "
+                                           f"{', '.join(ROUTES)}."},
+             {"role": "user", "content": "Someone in another country just paid for a hotel with my card. "
+                                         "I still have the card in my wallet!"}],
+            lambda text: text.strip().strip(".").lower() == "fraud",
+            {"max_tokens": 16},  # one word needs 1–3 tokens; the rest is room to fail the check rather than be cut
+        ),
+        Task(
+            "extraction",
+            "pull fields out of free text into JSON",
+            [{"role": "user", "content": "Extract customer_id, transaction_id, amount (a number) and currency from "
+                                         "this message as a JSON object.\n\nMessage: 'Hello, this is customer "
+                                         "C042. Payment T1007 for 49.90 EUR was taken twice, please refund one.'"}],
+            lambda text: json_fields_match(text, {"customer_id": "C042", "transaction_id": "T1007",
+                                                  "amount": 49.90, "currency": "EUR"}),
+            {"response_format": {"type": "json_object"}, "max_tokens": 80},
+        ),
+        Task(
+            "composition",
+            "write a short, polite email that keeps the facts",
+            [{"role": "user", "content": f"Write a short email (under 120 words) telling customer C002 that "
+                                         f"payment {email_id} of 89.99 EUR is still pending and should clear "
+                                         "within one business day. Sign it 'Harbourline Bank'."}],
+            lambda text: (email_id in text and "89.99" in text and "Harbourline" in text
+                          and 10 <= len(text.split()) <= 120),
+            {"max_tokens": 200},
+        ),
+        Task(
+            "reasoning",
+            "find the two closest amounts in a table and the days between them",
+            [{"role": "user", "content": "Here are our payments:\n\n" + table +
+                                         "\nWhich two payment amounts are closest to each other, and how many "
+                                         "days apart were they paid? Give both amounts and the number of days."}],
+            lambda text: check_closest_answer(text, truth, payments["payment_amount"].tolist()),
+            {"max_tokens": 300},
+        ),
+    ]
+
+
+def run_task(client: Any, task: Task, model: str) -> Attempt:
+    """Send one task to one model and check the answer."""
+    reply = complete(client, model, task.messages, **task.options)
+    return Attempt(model, bool(task.check(reply.text)), reply.cost_usd or 0.0, reply.latency_s, reply.text,
+                   reply.prompt_tokens, reply.completion_tokens, reply.finish_reason)
