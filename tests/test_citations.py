@@ -55,7 +55,7 @@ def test_check_keeps_each_cited_id_once_and_flags_repeats():
     row = grounding.check(ITEM, HITS, "json_schema", "x", [ids[1], ids[1], ids[0], ids[1]], "wrong", answerable=True)
     assert row.cited == [ids[1], ids[0]] and row.repeated == [ids[1]] and row.answerable is True
     assert grounding.repeated_ids(["a", "b", "a"]) == ["a"] and grounding.repeated_ids(["a", "b"]) == []
-    assert grounding.shares([row])["answers_repeating_an_id"] == 1
+    assert grounding.shares([row])["answers_repeating_an_id"] == 1.0  # a share, like the others
     abstaining = grounding.check(ITEM, HITS, "json_schema", "I don't know", [], "wrong", answerable=False)
     assert grounding.shares([row, abstaining])["answers_saying_unanswerable"] == 0.5
 
@@ -71,7 +71,7 @@ def test_shares_count_retrieved_answer_chunk_and_right():
     assert grounding.shares(rows) == {"answers_checked": 4, "answers_citing_retrieved_chunk": 0.5,
                                       "answers_with_no_invented_source": 0.75,  # c999 was never retrieved
                                       "answers_citing_answer_chunk": 0.25, "answers_right": 0.5,
-                                      "answers_repeating_an_id": 0, "answers_saying_unanswerable": 0.0}
+                                      "answers_repeating_an_id": 0.0, "answers_saying_unanswerable": 0.0}
     assert grounding.prompt_only_citations("It costs 20 euros [c002], see [c001].") == ["c002", "c001"]
     with pytest.raises(rag.RagError):
         grounding.shares([])

@@ -72,8 +72,8 @@ def prompt_only_citations(answer: str) -> list[str]:
 
 def shares(rows: Sequence[Checked]) -> dict[str, float | int]:
     """answers_citing_retrieved_chunk, answers_with_no_invented_source, answers_citing_answer_chunk, answers_right
-    (shares of `rows`), answers_checked, answers_repeating_an_id (how many replies cited an id more than once, before
-    `check` kept each once), and answers_saying_unanswerable (the share flagged `answerable: false`: on questions the
+    and answers_repeating_an_id (the replies that cited an id more than once, before `check` kept each once) as shares
+    of `rows`; answers_checked (how many); and answers_saying_unanswerable (the share flagged `answerable: false`: on questions the
     documents do answer, each one is an abstention too many)."""
     if not rows:
         raise RagError("No answers to summarise.")
@@ -83,7 +83,7 @@ def shares(rows: Sequence[Checked]) -> dict[str, float | int]:
             "answers_with_no_invented_source": round(sum(r.invents_no_source for r in rows) / n, 4),
             "answers_citing_answer_chunk": round(sum(r.cites_answer_chunk for r in rows) / n, 4),
             "answers_right": round(sum(r.verdict == "right" for r in rows) / n, 4),
-            "answers_repeating_an_id": sum(bool(r.repeated) for r in rows),
+            "answers_repeating_an_id": round(sum(bool(r.repeated) for r in rows) / n, 4),
             "answers_saying_unanswerable": round(sum(r.answerable is False for r in rows) / n, 4)}
 
 
