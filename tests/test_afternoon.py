@@ -24,8 +24,8 @@ def test_plumbing_is_the_setup_cell_the_check_cell_the_last_section_and_verdict_
     nbformat.write(nb, str(path))
     c = afternoon.count(path)
     assert (c.code_lines, c.plumbing_lines) == (9, 7)
-    assert c.words == 201 + 3  # "What we measured": the heading's words count too
-    assert abs(c.minutes - (204 / 200 + 9 * afternoon.SECONDS_PER_LINE / 60)) < 1e-9
+    assert c.words == 201 + 4  # "9. What we measured": the heading counts too
+    assert abs(c.minutes - (205 / 200 + 9 * afternoon.SECONDS_PER_LINE / 60)) < 1e-9
     assert afternoon.count(path, run_s=60).minutes - c.minutes == 1.0
 
 
