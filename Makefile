@@ -22,8 +22,8 @@ export OMP_WAIT_POLICY ?= PASSIVE
 help:
 	@echo "make course [PARAMS='-p BACKEND mistral'] [ONLY='00 05']  run the notebooks, write runs/latest/"
 	@echo "make test                                                  lint + unit + hygiene + nbval + papermill"
-	@echo "make bench                                                 benchmark scripts (results go in the README)"
-	@echo "make twin [TWIN=t4]                                        06–10 as on a T4 (or l4, a100-40gb): README twin table"
+	@echo "make bench                                                 benchmark scripts (results go in docs/benchmarks.md)"
+	@echo "make twin [TWIN=t4]                                        06–10 as on a T4 (or l4, a100-40gb): CONTRIBUTING.md twin table"
 	@echo "make gpu-check                                             on a CUDA GPU: peak memory vs the ledger, tokens/s"
 	@echo "make vllm-check                                            vLLM's own parser and request models on 10's recipe"
 	@echo "make publish REPO=github.com/<owner>/<name>                point badges, Colab setup cells and README at REPO"
@@ -50,7 +50,7 @@ lint: $(STAMP)
 # each with one compute thread: on 2 cores two single-threaded kernels keep both cores busy through the phases a
 # notebook spends in Python, HTTP and imports, where one kernel with two threads leaves a core idle. TEST_WORKERS=0
 # runs everything in one process. Each test's time goes to runs/test-times.xml: `python scripts/test_times.py
-# runs/test-times.xml` sums it by kind (unit, hygiene, nbval, papermill variants, twin runs) for the README.
+# runs/test-times.xml` sums it by kind (unit, hygiene, nbval, papermill variants, twin runs) for CONTRIBUTING.md.
 TEST_WORKERS ?= 2
 test: $(STAMP) lint
 	CI=$${CI:-1} HF_HUB_OFFLINE=1 COURSE_UNATTENDED=1 $(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}) \
@@ -74,7 +74,7 @@ publish: $(STAMP)
 	@test -n "$(REPO)" || { echo "usage: make publish REPO=github.com/<owner>/<name>"; exit 2; }
 	$(BIN)/python scripts/nbbuild.py publish $(REPO)
 
-# The self-host notebooks decided as on a GPU, computed on this CPU; the README's twin table is written from the run.
+# The self-host notebooks decided as on a GPU, computed on this CPU; CONTRIBUTING.md's twin table is written from the run.
 TWIN ?= t4
 twin: $(STAMP)
 	COURSE_DEVICE=twin:$(TWIN) HF_HUB_OFFLINE=1 $(BIN)/python -m helpers.course run --only 06 07 08 09 10

@@ -1,6 +1,6 @@
 """What does batching buy the offline model? Endpoint tokens/s at 1, 4 and 16 concurrent requests against bare
 `generate`, and one decoding step against the time to stream the weights from memory. Prints a markdown table for
-the README and writes JSON.
+docs/benchmarks.md and writes JSON.
 
 SmolLM2-135M-Instruct on the CPU, fp32 as the course endpoint serves it (`--precision bf16`: what bf16 would buy on a
 CPU that computes it in hardware; the endpoint stays fp32, whose batched greedy answers equal unbatched ones).

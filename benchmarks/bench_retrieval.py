@@ -1,4 +1,4 @@
-"""How long does one hybrid search take at 1,000 chunks? Prints a markdown table for the README.
+"""How long does one hybrid search take at 1,000 chunks? Prints a markdown table for docs/benchmarks.md.
 
 The corpus: the course handbook cut into sentence-aware chunks of at most 160 characters (inside each section), then
 repeated with a numbered prefix ("[copy 3] ...") until there are 1,000 distinct chunks. Each query is one of the 32

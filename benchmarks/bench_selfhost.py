@@ -4,7 +4,7 @@ Meant for a lent GPU with the real Mistral-7B shape and random weights (memory a
 
     python benchmarks/bench_selfhost.py --model config:mistral-7b-instruct-v0.3 --precisions fp16 int8 nf4
 
-The offline model's decode speed on a CPU (the README's figure; `make bench` runs it):
+The offline model's decode speed on a CPU (docs/benchmarks.md's figure; `make bench` runs it):
 
     python benchmarks/bench_selfhost.py --model smollm2-135m --device cpu --precisions fp32 bf16 --threads 2 --repeats 5
 

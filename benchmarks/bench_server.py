@@ -1,4 +1,4 @@
-"""How much does the local endpoint cost on top of the model? Prints a markdown table for the README.
+"""How much does the local endpoint cost on top of the model? Prints a markdown table for docs/benchmarks.md.
 
 On the offline stand-in: 64-token chat completions (min_tokens = max_tokens = 64, so every run produces
 exactly 64 tokens), timed (a) by calling the same generation directly in Python (render with mistral-common

@@ -68,7 +68,7 @@ def computes(model: str, device: str | None) -> str:
 
 
 def device_help() -> str:
-    """What else DEVICE accepts besides auto/cpu/cuda/mps, in words, for error messages and the README."""
+    """What else DEVICE accepts besides auto/cpu/cuda/mps, in words, for error messages and the parameter table (docs/parameters.md)."""
     return _installed().device_help()
 
 

@@ -36,7 +36,7 @@ DEFAULT_HUB_MODEL = "mistralai/Ministral-3-3B-Instruct-2512-BF16"
 MISTRAL_7B = "mistralai/Mistral-7B-Instruct-v0.3"
 DEFAULT_LOCAL_EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
-# name: (environment variable, default, what it sets). The README's parameter table mirrors this.
+# name: (environment variable, default, what it sets). docs/parameters.md's table mirrors this.
 KNOBS: dict[str, tuple[str, str | None, str]] = {
     "BACKEND": ("COURSE_BACKEND", "auto", "`auto` (key found → `mistral`, else `local`), `mistral` or `local`"),
     "CHAT_MODEL": ("COURSE_CHAT_MODEL", "mistral-small-latest", "model name sent to `chat.complete` (API alias)"),

@@ -2,6 +2,7 @@
 
     python scripts/afternoon.py                       # the numbered series (the afternoon) and any deep dives
     python scripts/afternoon.py --run runs/latest     # also each notebook's run time from a `make course` run
+    python scripts/afternoon.py --readme              # write each notebook's minutes into the README's table
 
 The reading model is the one issue 33 states: about 200 words of markdown a minute and a few seconds (SECONDS_PER_LINE)
 for each line of code, plus, with --run, the seconds the notebook took to execute in that run (on that machine).
@@ -104,10 +105,28 @@ def table(counts: list[Count], title: str) -> list[str]:
     return out
 
 
+def readme_with_minutes(readme: str, counts: list[Count]) -> str:
+    """The README with the minutes column of its NOTEBOOK-TABLE (the fourth column) set from `counts`."""
+    minutes = {c.name: f"{c.minutes:.0f}" for c in counts}
+
+    def row(line: str) -> str:
+        found = re.match(r"\| \d\d \| \[([^\]]+)\]", line)
+        if not found or found[1] not in minutes:
+            return line
+        cells = line.split(" | ")
+        cells[3] = minutes[found[1]]
+        return " | ".join(cells)
+
+    start, end = readme.index("<!-- NOTEBOOK-TABLE -->"), readme.index("<!-- /NOTEBOOK-TABLE -->")
+    table_text = "\n".join(row(line) for line in readme[start:end].split("\n"))
+    return readme[:start] + table_text + readme[end:]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, help="a `make course` run folder (runs/<id>): add each notebook's run time")
     parser.add_argument("--notebooks", type=Path, default=ROOT / "notebooks")
+    parser.add_argument("--readme", action="store_true", help="write the minutes into README.md's notebook table")
     args = parser.parse_args(argv)
     seconds = run_seconds(args.run)
     core = sorted(p for p in args.notebooks.glob("[0-9][0-9]_*.ipynb"))
@@ -115,6 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     if not core:
         print(f"no notebooks in {args.notebooks}", file=sys.stderr)
         return 1
+    if args.readme:
+        readme = ROOT / "README.md"
+        readme.write_text(readme_with_minutes(readme.read_text(), [count(p) for p in core]))
     how = (f"≈{WORDS_PER_MINUTE} words a minute, {SECONDS_PER_LINE} s a line of code"
            + (f", plus run time from {args.run}" if args.run else ", run time not counted (give --run)"))
     print("\n".join(table([count(p, seconds.get(p.stem)) for p in core], f"The afternoon ({how})")))

@@ -149,7 +149,7 @@ def write_notebook(path: str | Path, *, title: str, learn: str, runs_on: str, pa
         md(f"# {title}\n\n{learn.strip()}\n\n**Runs on:** {runs_on}\n\n{badge(repo, path.name)}"),
         code(colab_setup(repo)),
         md("## Parameters\n\nEvery knob of this notebook. `None` means: take the environment variable "
-           "(`COURSE_<NAME>`), else the course default — see the README's parameter table. "
+           "(`COURSE_<NAME>`), else the course default — see the [parameter table](../docs/parameters.md). "
            "Papermill overrides these (`make course PARAMS=\"-p NAME VALUE\"`)."),
         code(params, "parameters"),
         check_cell(check),
@@ -174,11 +174,10 @@ def setup_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def readme_colab_links(repo: str, root: Path = ROOT) -> str:
-    """The README's block between <!-- COLAB-LINKS --> markers: the repository, then one Colab link per notebook."""
-    lines = [f"The course lives at https://github.com/{repo}; open a notebook in Colab:", ""]
-    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        lines.append(f"- [{path.stem}]({COLAB}/{repo}/blob/main/notebooks/{path.name})")
-    return "\n".join(lines)
+    """The README's block between <!-- COLAB-LINKS --> markers: one line, the repository and a Colab link per notebook."""
+    links = [f"[{path.stem[:2]}]({COLAB}/{repo}/blob/main/notebooks/{path.name})"
+             for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+    return f"The course lives at https://github.com/{repo}. In Colab: " + " · ".join(links)
 
 
 def publish(repo: str, root: Path = ROOT) -> list[Path]:

@@ -1,4 +1,4 @@
-"""Write the README's GPU-twin table from a course run under a twin (`make twin`; tests check the markers exist).
+"""Write CONTRIBUTING.md's GPU-twin table from a course run under a twin (`make twin`; tests check the markers exist).
 
     COURSE_DEVICE=twin:t4 make course ONLY="06 07 08 09 10"
     python scripts/twin_table.py runs/latest t4
@@ -45,13 +45,13 @@ def main(run: str, profile: str) -> None:
     stamp = Path(run).resolve().name
     body = (f"Predicted on the {profile.upper()} twin (not measured), `COURSE_DEVICE=twin:{profile} make course "
             f"ONLY=\"06 07 08 09 10\"`, run {stamp}:\n\n{table(summary, profile)}")
-    readme = ROOT / "README.md"
+    readme = ROOT / "CONTRIBUTING.md"
     text = readme.read_text()
     mark = f"<!-- TWIN-TABLE-{profile.upper()} -->"
     new, n = re.subn(rf"({re.escape(mark)}\n).*?(\n<!-- /TWIN-TABLE-{profile.upper()} -->)",
                      lambda m: m.group(1) + body + m.group(2), text, flags=re.S)
     if not n:
-        raise SystemExit(f"README.md has no {mark} … <!-- /TWIN-TABLE-{profile.upper()} --> block")
+        raise SystemExit(f"CONTRIBUTING.md has no {mark} … <!-- /TWIN-TABLE-{profile.upper()} --> block")
     readme.write_text(new)
     print(body)
 

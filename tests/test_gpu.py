@@ -192,11 +192,11 @@ def test_placement_warning_reads_hf_device_map():
 
 
 # ---------------------------------------------------------------- vLLM
-def test_the_readme_quotes_the_t4_vllm_commands_the_code_builds():
+def test_the_docs_quote_the_t4_vllm_commands_the_code_builds():
     from pathlib import Path
 
     ministral = memory.load_config("ministral-3-3b-instruct-2512")
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    readme = (Path(__file__).resolve().parent.parent / "CONTRIBUTING.md").read_text()
     assert vllm.vllm_recipe(ministral, PROFILES["t4"]).command() in readme
     assert vllm.vllm_recipe(V03, PROFILES["t4"], "mistral-7b-awq").command() in readme
     assert "--quantization bitsandbytes" not in readme.replace("`--quantization bitsandbytes` or", "")

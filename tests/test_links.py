@@ -79,3 +79,17 @@ def test_the_link_check_catches_a_missing_file_and_a_wrong_number(tmp_path):
         "02_model_selection.ipynb: no such file"]
     assert broken("Next: [02 · Model selection](03_model_selection.ipynb)", tmp_path) == [
         "[02 · Model selection](03_model_selection.ipynb): shows 02, opens 03_model_selection.ipynb"]
+
+
+DOC_LINK = re.compile(r"\]\(((?!https?:|#|mailto:)[^)\s#]+)(?:#[^)]*)?\)")
+
+
+def test_every_relative_link_in_the_docs_and_notebooks_resolves():
+    """README.md, CONTRIBUTING.md, docs/*.md and the notebooks' markdown: a relative link names a file that exists."""
+    texts = [(p.name, p.read_text(), p.parent) for p in [ROOT / "README.md", ROOT / "CONTRIBUTING.md",
+                                                          *sorted((ROOT / "docs").glob("*.md"))]]
+    texts += [(name, text, base) for name, text, base in SOURCES if name != "README.md"]
+    missing = [f"{name}: {target}" for name, text, base in texts for target in DOC_LINK.findall(text)
+               if not (base / target).exists()]
+    assert not missing, missing
+    assert any("docs/parameters.md" in t for _, t, _ in texts), "the notebooks point at the parameter table"

@@ -56,13 +56,13 @@ def test_ci_runs_the_readme_test_command():
     assert "make test" in (ROOT / "README.md").read_text()
 
 
-def test_readme_parameter_table_matches_settings():
+def test_the_parameter_table_matches_settings():
     import sys
 
     sys.path.insert(0, str(ROOT))
-    from scripts.readme_params import params_table
+    from scripts.params_table import params_table
 
-    assert params_table() in (ROOT / "README.md").read_text(), "run: python scripts/readme_params.py"
+    assert params_table() in (ROOT / "docs" / "parameters.md").read_text(), "run: python scripts/params_table.py"
 
 
 def test_offline_model_is_installed_without_its_dependencies_everywhere():

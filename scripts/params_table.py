@@ -1,4 +1,4 @@
-"""Regenerate the README's parameter table from helpers.settings.KNOBS (tests check they agree)."""
+"""Regenerate docs/parameters.md's parameter table from helpers.settings.KNOBS (tests check they agree)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ def params_table() -> str:
 
 
 def main() -> None:
-    readme = ROOT / "README.md"
+    readme = ROOT / "docs" / "parameters.md"
     text = readme.read_text()
     new = re.sub(r"(<!-- PARAMS-TABLE -->\n).*?(\n<!-- /PARAMS-TABLE -->)",
                  lambda m: m.group(1) + params_table() + m.group(2), text, flags=re.S)
