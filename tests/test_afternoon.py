@@ -31,3 +31,10 @@ def test_plumbing_is_the_setup_cell_the_check_cell_the_last_section_and_verdict_
 
 def test_link_targets_and_images_are_not_words():
     assert afternoon.markdown_words("[![Open In Colab](https://x/y.svg)](https://colab/z) Read [the docs](https://a.b/c).") == 3
+
+
+def test_the_readme_minutes_are_the_scripts():
+    readme = (afternoon.ROOT / "README.md").read_text()
+    counts = [afternoon.count(p) for p in sorted((afternoon.ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+    assert afternoon.readme_with_minutes(readme, counts) == readme, "run: python scripts/afternoon.py --readme"
+    assert afternoon.readme_with_minutes(readme, [afternoon.Count(counts[0].name, 10**6, 0, 0)]) != readme  # can fail
