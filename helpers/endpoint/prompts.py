@@ -38,6 +38,8 @@ class SamplingParams:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     logprobs: int | None = None  # None: off; k: report each token's log-probability and its k likeliest alternatives
+    presence_penalty: float = 0.0  # the API's penalties on tokens already generated (rules.apply_penalties)
+    frequency_penalty: float = 0.0
 
 
 @dataclass
@@ -166,9 +168,9 @@ def normalize_messages(messages: list[dict]) -> list[dict]:
             raise PromptError(f"messages[{i}].role must be system, user, assistant or tool, not {role!r}")
     if not out:
         raise PromptError("messages must not be empty")
-    first = next((m for m in out if m["role"] != "system"), None)
-    if first is not None and first["role"] != "user":
-        raise PromptError(f"the first non-system message must come from the user, not {first['role']!r}")
+    from .rules import check_conversation
+
+    check_conversation(out)  # the order La Plateforme accepts: mistral-common's validator, and where the API is stricter
     return out
 
 
@@ -213,9 +215,14 @@ def parse_call_payload(text: str, rng: random.Random) -> list[dict] | None:
 
 
 # ------------------------------------------------------------------ sampling
-def sample_token(logits: Any, params: SamplingParams, gen: Any) -> int:
-    """One token from logits (1, vocab): greedy at temperature ~0, else softmax with top-p, from the seeded `gen`."""
+def sample_token(logits: Any, params: SamplingParams, gen: Any, generated: list[int] | None = None) -> int:
+    """One token from logits (1, vocab): greedy at temperature ~0, else softmax with top-p, from the seeded `gen`;
+    the request's presence/frequency penalties first lower the tokens already `generated`."""
     import torch
+
+    from .rules import apply_penalties
+
+    logits = apply_penalties(logits, generated or [], params.presence_penalty, params.frequency_penalty)
 
     # a temperature this close to 0 is greedy; dividing by it (1e-45) would overflow the logits to inf/NaN
     if params.temperature is None or params.temperature < 1e-4:
