@@ -43,7 +43,7 @@ from .prompts import (
     sample_token,
     token_logprobs_entry,
 )
-from .rules import mistral_layout
+from .rules import check_conversation, mistral_layout
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class ChatEngine:
         """Turn an API request's messages/tools/format into prompt token ids and an output mode.
 
         `parallel_tool_calls` (the API's default: True) lets one answer hold several calls; False allows one."""
-        msgs = normalize_messages(messages)
+        msgs = check_conversation(normalize_messages(messages))  # the order La Plateforme accepts (rules.py)
         rf = (response_format or {}).get("type", "text")
         schema = None
         if rf == "json_schema":

@@ -141,7 +141,7 @@ def _text_of(content: Any) -> str:
 
 
 def normalize_messages(messages: list[dict]) -> list[dict]:
-    """Keep the fields each role has in Mistral's schema (SDK and OpenAI clients add extras); check the order."""
+    """Keep the fields each role has in Mistral's schema, as text (the order is rules.check_conversation's)."""
     out: list[dict] = []
     for i, m in enumerate(messages):
         role = m.get("role")
@@ -168,9 +168,6 @@ def normalize_messages(messages: list[dict]) -> list[dict]:
             raise PromptError(f"messages[{i}].role must be system, user, assistant or tool, not {role!r}")
     if not out:
         raise PromptError("messages must not be empty")
-    from .rules import check_conversation
-
-    check_conversation(out)  # the order La Plateforme accepts: mistral-common's validator, and where the API is stricter
     return out
 
 
@@ -215,12 +212,23 @@ def parse_call_payload(text: str, rng: random.Random) -> list[dict] | None:
 
 
 # ------------------------------------------------------------------ sampling
+def apply_penalties(logits: Any, generated: list[int], presence: float, frequency: float) -> Any:
+    """presence_penalty / frequency_penalty, as Mistral's API reference describes them (openapi.yaml, 2026-08-21:
+    "penalizes the repetition of words based on their frequency in the generated text") in the additive form OpenAI
+    and vLLM apply: each token already generated loses `presence` once plus `frequency` per time it appeared."""
+    if not generated or (not presence and not frequency):
+        return logits
+    import torch
+
+    ids, counts = torch.unique(torch.tensor(generated, dtype=torch.long), return_counts=True)
+    logits[:, ids] -= presence + frequency * counts.to(logits.dtype)
+    return logits
+
+
 def sample_token(logits: Any, params: SamplingParams, gen: Any, generated: list[int] | None = None) -> int:
     """One token from logits (1, vocab): greedy at temperature ~0, else softmax with top-p, from the seeded `gen`;
     the request's presence/frequency penalties first lower the tokens already `generated`."""
     import torch
-
-    from .rules import apply_penalties
 
     logits = apply_penalties(logits, generated or [], params.presence_penalty, params.frequency_penalty)
 

@@ -72,7 +72,7 @@ def _fix_for(message: str) -> str:
     return "check the order of the roles against Mistral's chat format"
 
 
-def check_conversation(msgs: list[dict]) -> None:
+def check_conversation(msgs: list[dict]) -> list[dict]:
     """Refuse a conversation as La Plateforme does: mistral-common's validator, then the API's stricter rules.
 
     `msgs` are normalised messages (prompts.normalize_messages): text content, tool calls with ids."""
@@ -94,6 +94,7 @@ def check_conversation(msgs: list[dict]) -> None:
         if m["role"] == "assistant" and not m.get("content") and not m.get("tool_calls"):
             rule = "assistant_without_content_or_calls"
             raise MessageOrderError(f"{API_STRICTER[rule][0]} (messages[{i}]): {FIXES[rule]}")
+    return msgs
 
 
 def mistral_layout(msgs: list[dict]) -> list[dict]:
@@ -168,18 +169,6 @@ def encode_vector(vector: list[float], encoding_format: str | None) -> list[floa
     if encoding_format != "base64":
         return vector
     return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode("ascii")
-
-
-def apply_penalties(logits: Any, generated: list[int], presence: float, frequency: float) -> Any:
-    """presence_penalty / frequency_penalty as Mistral's API reference describes them (and OpenAI and vLLM apply
-    them): each token already generated loses `presence` once plus `frequency` per time it appeared."""
-    if not generated or (not presence and not frequency):
-        return logits
-    import torch
-
-    ids, counts = torch.unique(torch.tensor(generated, dtype=torch.long), return_counts=True)
-    logits[:, ids] -= presence + frequency * counts.to(logits.dtype)
-    return logits
 
 
 # ---------------------------------------------------------------- streaming equals non-streaming
