@@ -239,6 +239,19 @@ def test_the_conformance_tool_requests_give_the_same_calls_streamed_or_not(url, 
     assert seen_calls > 0
 
 
+def test_a_call_written_as_tool_call_text_is_streamed_as_tool_calls_not_as_text(smollm_url):
+    """SmolLM2 writes calls as <tool_call> text (here the call is the assistant prefix, so a call surely comes):
+    the non-streamed answer returns it as tool_calls, and so must the stream, with none of the markup as text."""
+    call = '<tool_call>\n{"name": "retrieve_payment_status", "arguments": {"transaction_id": "T1001"}}\n</tool_call>'
+    client = Mistral(api_key="any", server_url=smollm_url)
+    request = dict(model=CHAT, messages=[*conformance.ASK_TOOL, {"role": "assistant", "content": call, "prefix": True}],
+                   tools=conformance.TOOLS, tool_choice="auto", max_tokens=2, temperature=0.0)
+    whole = client.chat.complete(**request).choices[0].message
+    assert _calls(whole) == [("retrieve_payment_status", {"transaction_id": "T1001"})] and not whole.content
+    text, calls, _ = _streamed(client, **request)
+    assert calls == _calls(whole) and text == "", text
+
+
 def test_tagged_call_text_is_held_back_from_the_stream():
     held = rules.TaggedCallFilter()
     out = [held.feed(piece) for piece in ["Let me ", "check. <tool", "_call>{\"name\": ", "\"f\"}</tool_call>"]]

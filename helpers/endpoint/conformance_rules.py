@@ -118,7 +118,7 @@ def check_safe_prompt(t: Any) -> str:
         return t.client.chat.complete(model=t.model, messages=ASK_TEXT, max_tokens=1,
                                       safe_prompt=safe).usage.prompt_tokens
     plain, safe = prompt_tokens(False), prompt_tokens(True)
-    _require(safe - plain >= 20, f"safe_prompt=True added {safe - plain} prompt tokens; La Plateforme prepends its "
+    _require(safe - plain >= 10, f"safe_prompt=True added {safe - plain} prompt tokens; La Plateforme prepends its "
                                  "34-word safety system prompt")
     return f"{safe - plain} prompt tokens added (the safety system prompt)"
 
