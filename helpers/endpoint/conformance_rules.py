@@ -123,6 +123,16 @@ def check_safe_prompt(t: Any) -> str:
     return f"{safe - plain} prompt tokens added (the safety system prompt)"
 
 
+def check_guardrails(t: Any) -> str:
+    try:
+        t.client.chat.complete(model=t.model, messages=ASK_TEXT, max_tokens=2, guardrails=[{"block_on_error": True}])
+    except MistralError as exc:
+        _require(400 <= exc.status_code < 500 and "guardrails" in str(exc.body),
+                 f"status {exc.status_code} without naming guardrails: {str(exc.body)[:80]}")
+        return f"refused by name ({exc.status_code}): the server has no moderation"
+    return "accepted (the server says it moderates)"
+
+
 def check_streamed_calls(t: Any) -> str:
     out = []
     for choice in ("auto", "required"):
@@ -211,6 +221,7 @@ RULE_CHECKS: dict[str, Callable[[Any], Any]] = {
     "4xx: unknown model is 400 invalid_model": check_unknown_model,
     "penalties applied": check_penalties,
     "API: safe_prompt": check_safe_prompt,
+    "API: guardrails": check_guardrails,
     "streamed tool calls = non-streamed": check_streamed_calls,
     "embeddings: base64": check_base64,
     "embeddings: output_dimension": check_output_dimension,
