@@ -207,6 +207,8 @@ def error_demo(model: str = "mistral-small-latest", *, engine: Any = None) -> li
         except MistralError as exc:
             try:
                 message = json.loads(exc.body).get("message", exc.body)
+                if isinstance(message, dict):  # a 422: pydantic's errors under "detail", as La Plateforme sends them
+                    message = "; ".join(f"{'.'.join(map(str, d['loc'][1:]))}: {d['msg']}" for d in message["detail"])
             except ValueError:
                 message = exc.body
             retry = exc.headers.get("retry-after")

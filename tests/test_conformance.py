@@ -12,7 +12,7 @@ import uvicorn
 from fastapi import FastAPI, Request
 
 from helpers import endpoint as srv
-from helpers.endpoint import conformance
+from helpers.endpoint import conformance, conformance_rules
 from helpers.settings import DEFAULT_LOCAL_EMBED_MODEL
 
 # Checks whose outcome does not depend on how good the model is: the stand-in (random weights) must pass them.
@@ -20,7 +20,7 @@ STRUCTURAL = ["max_tokens honoured", "random_seed reproducible", "tool_choice re
               "tool_choice named", "json_object", "json_schema", "chat.parse", "embeddings",
               "4xx: unknown model", "4xx: temperature out of range", "4xx: no messages",
               "parallel_tool_calls off", "parallel_tool_calls on", "strict function", "logprobs", "prompt caching",
-              "reasoning_effort", "4xx: top_logprobs out of range"]
+              "reasoning_effort", "4xx: top_logprobs out of range", *conformance.RULE_CHECKS]
 
 
 def broken_app() -> FastAPI:
@@ -142,6 +142,19 @@ def test_a_broken_server_fails_the_contract_checks(broken_url):
     assert results["chat"].passed and results["tool_choice none"].passed, results["chat"].detail
     assert "no tool call" in results["tool_choice required"].detail
     assert "answered 200" in results["4xx: unknown model"].detail
+
+
+def test_a_server_that_accepts_everything_fails_the_request_rule_checks(broken_url):
+    """Issue 30: each rule of La Plateforme's the lenient server breaks is reported, with what it did instead."""
+    refusals = [n for n in conformance_rules.RULE_CHECKS if n.startswith("4xx")]
+    results = by_name(conformance.run_checks(broken_url, model="m", embed_model="e",
+                                             only=[*refusals, "API: safe_prompt", "embeddings: base64",
+                                                   "streamed tool calls = non-streamed"]))
+    wrongly_passed = {n: r.detail for n, r in results.items() if r.passed}
+    assert not wrongly_passed, wrongly_passed
+    assert "answered 200; La Plateforme answers 400" in results["4xx: user right after tool"].detail
+    assert "422 extra_forbidden" in results["4xx: max_completion_tokens (422)"].detail
+    assert "added 0 prompt tokens" in results["API: safe_prompt"].detail
 
 
 def test_the_course_endpoint_passes_every_structural_check(course_url):

@@ -18,7 +18,7 @@ def test_01_with_another_chat_model(notebook_runner):
     assert m["prompt_tokens"] > 0 and 1 <= m["completion_tokens"] <= 16
     assert m["cost_usd"] == pytest.approx(cost_usd("mistral-large-latest", prompt_tokens=m["prompt_tokens"],
                                                    completion_tokens=m["completion_tokens"]), abs=1e-9)
-    assert m["error_statuses"] == {"bad key": 401, "rate limit": 429, "invalid value": 422, "unknown model": 404}
+    assert m["error_statuses"] == {"bad key": 401, "rate limit": 429, "invalid value": 422, "unknown model": 400}
 
 
 def test_02_with_fewer_messages_another_k_model_and_budget(notebook_runner, figures_drawn):

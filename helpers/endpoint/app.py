@@ -20,6 +20,13 @@ from .batching import MAX_BATCH
 from .engine import ChatEngine
 from .gate import Gate, RateLimiter
 from .prompts import Completion, PromptError, SamplingParams
+from .rules import (
+    TaggedCallFilter,
+    encode_vector,
+    refuse_unservable_chat,
+    refuse_unservable_embedding,
+    with_safe_prompt,
+)
 from .schemas import (
     _DATED,
     CHAT_ALIASES,
@@ -95,7 +102,7 @@ class ErrorBody(BaseModel):
 
 _WHY = {400: "Bad request: the message says what to change (limits, roles, schema, max_tokens…)",
         401: "Missing or wrong bearer key (only when the server was started with --api-key)",
-        404: "Unknown model name (GET /v1/models lists them) or unknown route",
+        404: "Unknown route",
         405: "Method not allowed (the Allow header lists the allowed ones)",
         413: "Request body larger than the server's limit (--max-body-mb)",
         422: "The body does not match the request schema (field, type or range)",
@@ -116,8 +123,11 @@ def public_name(name: str) -> str:
 
 
 def _unknown_model(name: str, kind: str, names: Iterable[str]) -> ApiError:
+    """La Plateforme's answer to a model name it does not know: 400, type invalid_model, code 1500, a message that
+    starts "Invalid model: <name>" (the body quoted in tmc/langchaingo#1233, 2025-04-23; the status as issue 30's
+    probes of the API found it, 2026-12). The endpoint adds which names it serves."""
     sample = ", ".join(list(names)[:6])
-    return ApiError(404, f"Invalid model: {name!r} is not served here for {kind} (try one of: {sample}, …; "
+    return ApiError(400, f"Invalid model: {name} (not served here for {kind}; try one of: {sample}, …; "
                          "GET /v1/models lists them all)", "invalid_model", "1500")
 
 
@@ -172,17 +182,17 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError):
+        # La Plateforme's 422: {"object": "error", "message": {"detail": [pydantic errors]}, "type":
+        # "invalid_request_error", "param": null, "code": null} (as quoted in editor-code-assistant/eca#231,
+        # 2025-12-12, for max_completion_tokens: type extra_forbidden, loc ["body", field], "Extra inputs are not
+        # permitted"); a field on the wrong message role is at ["body", "messages", i, role, field]
         detail = jsonable_encoder(exc.errors(), custom_encoder={Exception: str})
         for d in detail:
             d.pop("url", None)
             d.pop("ctx", None)
             if len(repr(d.get("input"))) > 200:  # never echo a whole (possibly huge) body back
                 d["input"] = repr(d["input"])[:200] + " …"
-        first = detail[0] if detail else {}
-        where = ".".join(str(p) for p in first.get("loc", []) if p != "body")
-        message = f"{first.get('msg', 'invalid request')}" + (f" (at {where})" if where else "")
-        return SafeJSONResponse(error_body(message, "invalid_request_message_error", "3001", detail=detail),
-                                status_code=422)
+        return SafeJSONResponse(error_body({"detail": detail}, "invalid_request_error"), status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException):  # 404 unknown route, 405 (with its Allow)
@@ -207,18 +217,33 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
     @app.get("/v1/models", responses=_responses(401, 429))
     async def models():
         now = int(time.time())
+        # an embedding card's `embedding_dimension`: this endpoint's own field (La Plateforme's ModelCard has none
+        # in its OpenAPI file, 2026-08-21, nor SDK 3.7's BaseModelCard, which drops it), so code can size a vector
+        # store before embedding; the description says it too, and the SDK keeps the description
+        dim = getattr(embedder, "dimension", None)
+        dim = await run_in_threadpool(dim) if dim else None
 
         def card(name: str, chat: bool) -> dict:
+            served_by = public_name(served.chat_model if chat else served.embed_model)
+            extra = {} if chat else {"embedding_dimension": dim}
             return {"id": name, "object": "model", "created": now, "owned_by": "local", "type": "base",
                     "name": name, "aliases": [],
-                    "description": f"served by {public_name(served.chat_model if chat else served.embed_model)}",
+                    "description": f"served by {served_by}" + ("" if chat or not dim else f": {dim}-dimensional "
+                                                                "vectors"),
                     "max_context_length": served.context_length if chat else 256,
                     "default_model_temperature": temperature_default if chat else None,
                     "capabilities": {"completion_chat": chat, "function_calling": chat, "completion_fim": False,
-                                     "fine_tuning": False, "vision": False, "classification": False}}
+                                     "fine_tuning": False, "vision": False, "classification": False}, **extra}
 
         return {"object": "list", "data": [card(n, True) for n in served.chat_names()] +
                 [card(n, False) for n in served.embed_names()]}
+
+    @app.get("/v1/models/{model_id}", responses=_responses(401, 404, 429))
+    async def model_card(model_id: str):  # the SDK's client.models.retrieve(model_id=...)
+        for card in (await models())["data"]:
+            if card["id"] == model_id:
+                return card
+        raise ApiError(404, f"Model {model_id!r} not found here (GET /v1/models lists them)", "invalid_request_error")
 
     @app.post("/v1/chat/completions", responses=_responses(400, 401, 404, 413, 422, 429))
     async def chat(body: ChatRequest, request: Request):
@@ -226,9 +251,11 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         if not served.is_chat(body.model):
             raise _unknown_model(body.model, "chat", served.chat_names())
         if body.n not in (None, 1):
-            raise ApiError(400, "the local endpoint generates one choice per request (n=1)")
+            raise ApiError(400, f"n={body.n}: the local endpoint generates one choice per request (La Plateforme "
+                                "takes n >= 2): send n=1, or send the request n times with different random_seed")
         refuse_unsupported(body, engine.name)
-        messages = [m.model_dump(exclude_none=True) for m in body.messages]
+        refuse_unservable_chat(body)
+        messages = with_safe_prompt([m.model_dump(exclude_none=True) for m in body.messages], body.safe_prompt)
         if log_prompts:
             info["prompt"] = " | ".join(f"{m['role']}: {m.get('content')}" for m in messages)[:500]
         tools = [t.model_dump(exclude_none=True) for t in body.tools] if body.tools else None
@@ -241,8 +268,8 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
             prompt = await run_in_threadpool(engine.render, messages, tools=tools, tool_choice=body.tool_choice,
                                              response_format=body.response_format,
                                              parallel_tool_calls=body.parallel_tool_calls)
-        except PromptError as exc:
-            raise ApiError(400, str(exc), code="3230") from exc
+        except PromptError as exc:  # message order (rules.MessageOrderError), roles, content the endpoint cannot read
+            raise ApiError(400, str(exc), getattr(exc, "type_", "invalid_request_error"), code="3230") from exc
         except (TypeError, AttributeError, KeyError, ValueError, RecursionError) as exc:  # malformed, past validation
             log.warning("request refused while rendering: %s: %s", type(exc).__name__, exc)
             raise ApiError(400, f"cannot use this request ({type(exc).__name__}): check messages, tools and "
@@ -263,12 +290,14 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
                                 f"request: it needs at least {need} tokens. Set max_tokens to {need} or more.",
                            code="3051")
         stop = [body.stop] if isinstance(body.stop, str) else list(body.stop or [])
-        seed = body.random_seed if body.random_seed is not None else body.seed
+        seed = body.random_seed
         params = SamplingParams(max_tokens=max_tokens, temperature=temperature_default if body.temperature is None
                                 else body.temperature,
                                 top_p=1.0 if body.top_p is None else body.top_p,
                                 min_tokens=min(body.min_tokens or 0, max_tokens), seed=seed, stop=stop,
-                                logprobs=(body.top_logprobs or 0) if body.logprobs else None)
+                                logprobs=(body.top_logprobs or 0) if body.logprobs else None,
+                                presence_penalty=body.presence_penalty or 0.0,
+                                frequency_penalty=body.frequency_penalty or 0.0)
         cid = "cmpl-" + uuid.uuid4().hex
         created = int(time.time())
         job = worker.submit(prompt, params, stream=body.stream)
@@ -302,6 +331,9 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **(extra or {})}
             return f"data: {json.dumps(data)}\n\n"
 
+        # a model that writes calls as <tool_call> text: hold what may be a call, so streamed equals non-streamed
+        tagged = TaggedCallFilter() if prompt.mode == "tools_auto" and engine.tool_calls_id is None else None
+
         async def events():
             try:
                 yield chunk({"role": "assistant", "content": ""})
@@ -317,16 +349,18 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
                                 held = more
                                 break
                             value += more[1]
-                        yield chunk({"content": value})
+                        value = tagged.feed(value) if tagged else value
+                        if value:
+                            yield chunk({"content": value})
                     elif kind == "error":
                         yield f"data: {json.dumps(error_body(str(value), 'internal_error'))}\n\n"
                         return
                     else:
                         gen = value
                         info["tokens"] = f"{gen.prompt_tokens}+{len(gen.ids)}"
-                        delta = {"content": ""}
+                        delta = {"content": tagged.finish(gen.content) if tagged else ""}
                         if gen.tool_calls:
-                            delta = {"content": "", "tool_calls": gen.tool_calls}
+                            delta = {**delta, "tool_calls": gen.tool_calls}
                         yield chunk(delta, gen.finish_reason, {"usage": usage(gen)})
                         yield "data: [DONE]\n\n"
                         return
@@ -350,9 +384,10 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         info = request.scope["state"]["log"]
         if not served.is_embed(body.model):
             raise _unknown_model(body.model, "embeddings", served.embed_names())
-        texts = body.inputs if body.inputs is not None else body.input
+        texts = body.input
         if texts is None:
-            raise ApiError(400, "give the texts to embed in 'inputs' (a string or a list of strings)")
+            raise ApiError(400, "give the texts to embed in 'input' (the SDK's inputs=: a string or a list of strings)")
+        refuse_unservable_embedding(body, public_name(served.embed_model))
         texts = [texts] if isinstance(texts, str) else texts
         if not texts:
             raise ApiError(400, "'inputs' must not be empty")
@@ -362,7 +397,8 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         vectors, n_tokens, dim = await run_in_threadpool(embedder.embed, texts)
         info["tokens"] = str(n_tokens)
         return {"id": "embd-" + uuid.uuid4().hex, "object": "list", "model": body.model,
-                "data": [{"object": "embedding", "embedding": v, "index": i} for i, v in enumerate(vectors)],
+                "data": [{"object": "embedding", "embedding": encode_vector(v, body.encoding_format), "index": i}
+                         for i, v in enumerate(vectors)],
                 "usage": {"prompt_tokens": n_tokens, "completion_tokens": 0, "total_tokens": n_tokens}}
 
     gated = Gate(app, api_key=api_key, limiter=RateLimiter(max_rps) if max_rps else None, max_body=max_body)

@@ -5,8 +5,9 @@ Point it at any Mistral-compatible URL — the course endpoint, vLLM, La Platefo
     python -m helpers.endpoint.conformance http://127.0.0.1:8000 --model mistral-small-latest --embed-model mistral-embed
     MISTRAL_API_KEY=... python -m helpers.endpoint.conformance https://api.mistral.ai --model mistral-small-latest
 
-Every check goes through `mistralai.client.Mistral` as a learner's code would; a check fails with the reason
-(what came back, or the SDK's exception). Used by notebook 10 (serving and the decision matrix).
+Every check goes through `mistralai.client.Mistral` as a learner's code would (raw HTTP only for what the SDK cannot
+send); a check fails with the reason (what came back, or the SDK's exception), so the table says where a server parts
+from La Plateforme. Used by notebook 10 (serving and the decision matrix).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import BaseModel, ValidationError
 
 from ..catalog import cached_tokens
 from ..tools import content_text  # a reply's text: a str, or a reasoning model's chunks
+from .conformance_rules import ASK_TEXT, ASK_TOOL, RULE_CHECKS, TOOLS, CheckFailed, _require
 
 
 class PaymentArgs(BaseModel):  # both tools take the same argument
@@ -39,17 +41,7 @@ class Payment(BaseModel):
     status: Literal["Paid", "Pending", "Failed"]
 
 
-def _tool(name: str, description: str) -> dict:
-    return {"type": "function", "function": {"name": name, "description": description, "parameters": {
-        "type": "object", "properties": {"transaction_id": {"type": "string", "description": "e.g. T1001"}},
-        "required": ["transaction_id"]}}}
-
-
-TOOLS = [_tool("retrieve_payment_status", "Get the payment status of a transaction."),
-         _tool("retrieve_payment_date", "Get the date a transaction was paid.")]
 ARGS = {"retrieve_payment_status": PaymentArgs, "retrieve_payment_date": PaymentArgs}
-ASK_TOOL = [{"role": "user", "content": "What's the status of my transaction T1001?"}]
-ASK_TEXT = [{"role": "user", "content": "Name one colour of the French flag."}]
 
 
 @dataclass(frozen=True)
@@ -79,15 +71,6 @@ class Target:
     embed_model: str
     max_tokens: int = 40  # for the structured checks (tool calls, JSON): room for a short complete answer
     text_tokens: int = 12  # for the free-text checks: enough to see text come back
-
-
-class CheckFailed(AssertionError):
-    """A check saw something that breaks the API contract."""
-
-
-def _require(condition: bool, message: str) -> None:
-    if not condition:
-        raise CheckFailed(message)
 
 
 def _calls(message: Any) -> list:
@@ -377,6 +360,7 @@ CHECKS: dict[str, Callable[[Target], Any]] = {  # each returns what it saw, or (
     "prompt caching": check_prompt_cache,
     "reasoning_effort": check_reasoning_effort,
     "4xx: top_logprobs out of range": refused("top_logprobs=-1", logprobs=True, top_logprobs=-1),
+    **RULE_CHECKS,  # La Plateforme's request rules (issue 30): conformance_rules.py
 }
 
 

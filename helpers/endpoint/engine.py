@@ -8,7 +8,6 @@
   (:mod:`helpers.endpoint.constrained`), a per-request seeded ``torch.Generator`` makes `random_seed` reproducible
   without touching global RNG state, and text can be streamed as it is produced.
 - `[TOOL_CALLS]` output is parsed into tool calls with 9-character alphanumeric ids, as the API returns.
-
 - `session` is one request's decoder (sampling, grammar, budget, stops, streaming) without the model call:
   `generate` steps it alone; the worker steps many sessions in one batch (:mod:`helpers.endpoint.batching`).
 
@@ -44,6 +43,7 @@ from .prompts import (
     sample_token,
     token_logprobs_entry,
 )
+from .rules import check_conversation, mistral_layout
 
 log = logging.getLogger(__name__)
 
@@ -93,7 +93,7 @@ class ChatEngine:
         """Turn an API request's messages/tools/format into prompt token ids and an output mode.
 
         `parallel_tool_calls` (the API's default: True) lets one answer hold several calls; False allows one."""
-        msgs = normalize_messages(messages)
+        msgs = check_conversation(normalize_messages(messages))  # the order La Plateforme accepts (rules.py)
         rf = (response_format or {}).get("type", "text")
         schema = None
         if rf == "json_schema":
@@ -168,7 +168,7 @@ class ChatEngine:
             except ValueError as exc:  # pydantic validation inside mistral-common
                 raise PromptError(str(exc).split("\nFor further information")[0]) from exc
         hf_msgs = []
-        for m in msgs:
+        for m in mistral_layout(msgs):  # system messages where Mistral's format puts them, not the template's rule
             m = dict(m)
             for call in m.get("tool_calls") or []:
                 try:
@@ -295,7 +295,7 @@ class ChatEngine:
                         logits[:, trigger] = float("-inf")
                 if active:
                     constraint.mask(logits)
-                tok = self._sample(logits, params, gen)
+                tok = self._sample(logits, params, gen, out_ids)
                 if active:
                     tok = self._within_budget(constraint, tok, remaining, budget, step)
             out_ids.append(tok)

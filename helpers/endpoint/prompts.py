@@ -38,6 +38,8 @@ class SamplingParams:
     seed: int | None = None
     stop: list[str] = field(default_factory=list)
     logprobs: int | None = None  # None: off; k: report each token's log-probability and its k likeliest alternatives
+    presence_penalty: float = 0.0  # the API's penalties on tokens already generated (rules.apply_penalties)
+    frequency_penalty: float = 0.0
 
 
 @dataclass
@@ -139,7 +141,7 @@ def _text_of(content: Any) -> str:
 
 
 def normalize_messages(messages: list[dict]) -> list[dict]:
-    """Keep the fields each role has in Mistral's schema (SDK and OpenAI clients add extras); check the order."""
+    """Keep the fields each role has in Mistral's schema, as text (the order is rules.check_conversation's)."""
     out: list[dict] = []
     for i, m in enumerate(messages):
         role = m.get("role")
@@ -166,9 +168,6 @@ def normalize_messages(messages: list[dict]) -> list[dict]:
             raise PromptError(f"messages[{i}].role must be system, user, assistant or tool, not {role!r}")
     if not out:
         raise PromptError("messages must not be empty")
-    first = next((m for m in out if m["role"] != "system"), None)
-    if first is not None and first["role"] != "user":
-        raise PromptError(f"the first non-system message must come from the user, not {first['role']!r}")
     return out
 
 
@@ -213,9 +212,25 @@ def parse_call_payload(text: str, rng: random.Random) -> list[dict] | None:
 
 
 # ------------------------------------------------------------------ sampling
-def sample_token(logits: Any, params: SamplingParams, gen: Any) -> int:
-    """One token from logits (1, vocab): greedy at temperature ~0, else softmax with top-p, from the seeded `gen`."""
+def apply_penalties(logits: Any, generated: list[int], presence: float, frequency: float) -> Any:
+    """presence_penalty / frequency_penalty, as Mistral's API reference describes them (openapi.yaml, 2026-08-21:
+    "penalizes the repetition of words based on their frequency in the generated text") in the additive form OpenAI
+    and vLLM apply: each token already generated loses `presence` once plus `frequency` per time it appeared."""
+    if not generated or (not presence and not frequency):
+        return logits
     import torch
+
+    ids, counts = torch.unique(torch.tensor(generated, dtype=torch.long), return_counts=True)
+    logits[:, ids] -= presence + frequency * counts.to(logits.dtype)
+    return logits
+
+
+def sample_token(logits: Any, params: SamplingParams, gen: Any, generated: list[int] | None = None) -> int:
+    """One token from logits (1, vocab): greedy at temperature ~0, else softmax with top-p, from the seeded `gen`;
+    the request's presence/frequency penalties first lower the tokens already `generated`."""
+    import torch
+
+    logits = apply_penalties(logits, generated or [], params.presence_penalty, params.frequency_penalty)
 
     # a temperature this close to 0 is greedy; dividing by it (1e-45) would overflow the logits to inf/NaN
     if params.temperature is None or params.temperature < 1e-4:

@@ -10,7 +10,7 @@ import json
 import logging
 import math
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 
@@ -156,37 +156,68 @@ def count_nodes(value: Any) -> int:
     return n
 
 
-class _Loose(BaseModel):
-    model_config = ConfigDict(extra="allow")
+# published ranges (Mistral's OpenAPI file, platform-docs-public openapi.yaml, synced 2026-08-21): ChatCompletionRequest
+# temperature maximum 1.5; a function name as mistral-common's validator and the API require it
+MAX_TEMPERATURE = 1.5
+FUNCTION_NAME = r"^[a-zA-Z0-9_-]{1,64}$"
 
 
-class Message(_Loose):
-    role: Literal["system", "user", "assistant", "tool"]
+class _Strict(BaseModel):
+    """A request object that refuses fields the API's schema does not have: La Plateforme answers them with 422
+    `extra_forbidden` (its published OpenAPI file sets additionalProperties: false on every request object)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class FunctionCallSpec(_Strict):
+    name: str
+    arguments: dict[str, Any] | str = "{}"
+
+
+class ToolCallSpec(_Strict):
+    id: str | None = None
+    type: Literal["function"] | None = "function"
+    index: int | None = None
+    function: FunctionCallSpec
+
+
+# one model per role, as the API's schema has them: a field another role has (`name` on a user message,
+# `reasoning_content` on an assistant one) is a 422 extra_forbidden at ["body", "messages", i, role, field]
+class SystemMessage(_Strict):
+    role: Literal["system"]
+    content: str | list[Any]
+
+
+class UserMessage(_Strict):
+    role: Literal["user"]
     content: str | list[Any] | None = None
-    tool_calls: list[dict[str, Any]] | None = None
-    tool_call_id: str | None = None
-    name: str | None = None
+
+
+class AssistantMessage(_Strict):
+    role: Literal["assistant"]
+    content: str | list[Any] | None = None
+    tool_calls: list[ToolCallSpec] | None = None
     prefix: bool | None = None
 
-    @field_validator("tool_calls")
-    @classmethod
-    def _check_tool_calls(cls, value: Any) -> Any:
-        for call in value or []:
-            fn = call.get("function")
-            if not (isinstance(fn, dict) and isinstance(fn.get("name"), str)
-                    and isinstance(fn.get("arguments", "{}"), (str, dict))):
-                raise ValueError("each tool call needs 'function': {'name': str, 'arguments': str or object}")
-        return value
+
+class ToolMessage(_Strict):
+    role: Literal["tool"]
+    content: str | list[Any] | None = None
+    tool_call_id: str | None = None
+    name: str | None = None
 
 
-class FunctionSpec(_Loose):
-    name: str = Field(min_length=1, max_length=256)
+Message = Annotated[SystemMessage | UserMessage | AssistantMessage | ToolMessage, Field(discriminator="role")]
+
+
+class FunctionSpec(_Strict):
+    name: str = Field(pattern=FUNCTION_NAME)
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: StrictBool | None = None  # La Plateforme: hold the arguments to the schema (here: always, see engine)
 
 
-class ToolSpec(_Loose):
+class ToolSpec(_Strict):
     type: Literal["function"] = "function"
     function: FunctionSpec
 
@@ -223,15 +254,14 @@ def check_response_format(value: Any) -> Any:
     raise ValueError("response_format.type must be 'text', 'json_object' or 'json_schema'")
 
 
-class ChatRequest(_Loose):
+class ChatRequest(_Strict):
     model: str
     messages: list[Message] = Field(min_length=1)
-    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    temperature: float | None = Field(None, ge=0.0, le=MAX_TEMPERATURE)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     max_tokens: int | None = Field(None, ge=0)
     min_tokens: int | None = Field(None, ge=0)
     random_seed: int | None = Field(None, ge=0, lt=2**63)
-    seed: int | None = Field(None, ge=0, lt=2**63)  # the OpenAI client's name for it
     stop: str | list[str] | None = None
     stream: bool = False
     n: int | None = Field(None, ge=1)
@@ -246,6 +276,17 @@ class ChatRequest(_Loose):
     reasoning_effort: str | None = None
     prompt_cache_key: str | None = Field(None, min_length=1, max_length=512)
     guardrails: list[dict[str, Any]] | None = None
+    # in the published schema (2026-08-21) or sent by SDK 3.7: each does what the API does, or rules.py refuses it
+    presence_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    frequency_penalty: float | None = Field(None, ge=-2.0, le=2.0)
+    safe_prompt: StrictBool | None = None
+    metadata: dict[str, Any] | None = None
+    prediction: dict[str, Any] | None = None
+    prompt_mode: Literal["reasoning"] | None = None
+    repetition_penalty: float | None = None
+    top_k: int | None = Field(None, ge=0)
+    top_prompt_logprobs: int | None = Field(None, ge=0)
+    service_tier: str | None = None
 
     @field_validator("reasoning_effort")
     @classmethod
@@ -266,10 +307,13 @@ class ChatRequest(_Loose):
         return check_response_format(value)
 
 
-class EmbeddingRequest(_Loose):
+class EmbeddingRequest(_Strict):
     model: str
-    inputs: str | list[str] | None = None
-    input: str | list[str] | None = None  # the OpenAI client's name for it
+    input: str | list[str] | None = None  # the SDK's `inputs=` goes out as "input", the published schema's only name
+    metadata: dict[str, Any] | None = None
+    output_dimension: int | None = Field(None, gt=0)
+    output_dtype: Literal["float", "int8", "uint8", "binary", "ubinary"] | None = None
+    encoding_format: Literal["float", "base64"] | None = None
 
 
 # ---------------------------------------------------------------- the model worker (a queue, one thread)

@@ -137,6 +137,16 @@ class Embedder:
                                "service_unavailable") from exc
         return self._local
 
+    def dimension(self) -> int | None:
+        """The length of the vectors it returns (loads the model once); None when the model cannot be loaded."""
+        try:
+            with self._lock:
+                model = self._get().model
+        except ApiError:
+            return None
+        get = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+        return int(get())
+
     def embed(self, texts: list[str]) -> tuple[list[list[float]], int, int]:
         """Vectors for `texts` (one batch), the number of tokens they hold, and the dimension."""
         from ..rag import RagError
