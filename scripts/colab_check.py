@@ -158,8 +158,13 @@ def build_venv(venv: Path, python: str, freeze: dict[str, str], cpu_torch: str, 
         digest.update(f.read_bytes())
     stamp, py, record = venv / ".installed", venv / "bin" / "python", venv / "colab-substitutions.json"
     if stamp.exists() and stamp.read_text() == digest.hexdigest():
-        print(f"{venv.name}: up to date", flush=True)
         saved = json.loads(record.read_text())
+        extra, changed = reset_plan(saved["venv"], venv_versions(py))
+        if extra:  # what the last run's setup cell installed: a fresh runtime has none of it
+            sh(py, "-m", "pip", "uninstall", "--quiet", "--yes", *extra)
+        if changed:  # what it replaced, back at the versions the venv was built with
+            sh(py, "-m", "pip", "install", "--quiet", "--no-deps", *changed)
+        print(f"{venv.name}: up to date; reset to as built ({len(extra)} removed, {len(changed)} restored)", flush=True)
         return py, saved["notes"], saved["installed"]
     shutil.rmtree(venv, ignore_errors=True)
     sh(python, "-m", "venv", venv)
@@ -180,9 +185,16 @@ def build_venv(venv: Path, python: str, freeze: dict[str, str], cpu_torch: str, 
     if wrong:
         raise SystemExit(f"{venv.name} did not get Colab's versions: {wrong}")
     at_colab = sorted(f"{n}=={v}" for n, v in have.items() if pins.get(n) == v)
-    record.write_text(json.dumps({"notes": notes, "installed": at_colab, "pins": pins}, indent=1))
+    record.write_text(json.dumps({"notes": notes, "installed": at_colab, "pins": pins, "venv": have}, indent=1))
     stamp.write_text(digest.hexdigest())
     return py, notes, at_colab
+
+
+def reset_plan(built: dict[str, str], have: dict[str, str]) -> tuple[list[str], list[str]]:
+    """What puts a used venv back as built: names to uninstall, and `name==version` to reinstall (--no-deps)."""
+    extra = sorted(n for n in have if n not in built)
+    changed = sorted(f"{n}=={v}" for n, v in built.items() if have.get(n) != v)
+    return extra, changed
 
 
 def course_zip(target: Path) -> None:

@@ -79,3 +79,10 @@ def test_the_setup_cell_runs_as_written_but_for_content(tmp_path):
     text = "".join(after[changed[0]]["source"])
     assert '"/content' not in text and f'COURSE_DIR = "{tmp_path}/content/course"' in text
     assert "".join(before[changed[0]]["source"]).replace('"/content', f'"{tmp_path}/content') == text
+
+
+def test_a_used_venv_is_put_back_as_built():
+    built = {"httpx2": "2.10.0", "ipywidgets": "7.7.1", "pip": "24.1.2"}
+    have = {"httpx2": "2.17.0", "ipywidgets": "7.7.1", "pip": "24.1.2", "mistralai": "3.7.0", "mistral-two-paths": "0.1.0"}
+    assert colab_check.reset_plan(built, have) == (["mistral-two-paths", "mistralai"], ["httpx2==2.10.0"])
+    assert colab_check.reset_plan(built, dict(built)) == ([], [])
