@@ -41,6 +41,10 @@ def test_the_plan_says_what_this_run_does(monkeypatch):
     assert "in this runtime's cache already" in downloads.colab_plan("08", DEFAULT_HUB_MODEL)
     monkeypatch.setattr(downloads, "in_cache", lambda hub_id: False)
     assert "the first load downloads it" in downloads.colab_plan("09", DEFAULT_HUB_MODEL)
+    other = downloads.colab_plan("10", MISTRAL_7B)  # LOCAL_MODEL set to another model the course sizes
+    assert f"loads {MISTRAL_7B} instead (14.5 GB): not in this runtime's cache yet" in other
+    assert "size not estimated" in downloads.colab_plan("08", "someone/other-model")
+    assert "nothing of" in downloads.colab_plan("08", str(ROOT))  # a local folder
 
 
 def test_in_cache_reads_the_hugging_face_cache(tmp_path, monkeypatch):

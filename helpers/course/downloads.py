@@ -12,6 +12,7 @@ that cache on Google Drive instead, so later notebooks and runtimes find what an
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from .. import memory
@@ -71,13 +72,17 @@ def colab_plan(notebook: str, loads: str | None = None) -> str:
              f"its shipped config (helpers.memory, parameters × 2 bytes). Predicted: {times}.",
              "Once in this runtime's Hugging Face cache it is not downloaded again in this runtime; a new runtime "
              "starts empty unless HF_HOME_ON_DRIVE=True in the setup cell."]
-    if loads is not None:
-        if loads != hub_id:
-            lines.append(f"This run loads {loads}: nothing of {hub_id} is downloaded.")
-        elif in_cache(hub_id):
-            lines.append(f"This run: {hub_id} is in this runtime's cache already: read from disk, not downloaded.")
-        else:
-            lines.append(f"This run: {hub_id} is not in this runtime's cache yet: the first load downloads it.")
+    if loads is None:
+        pass
+    elif loads in HUB_CONFIGS:  # the planned model, or another the course sizes
+        other = "" if loads == hub_id else f" instead ({download_bytes(loads) / 1e9:.1f} GB)"
+        lines.append(f"This run loads {loads}{other}: "
+                     + ("in this runtime's cache already, read from disk, not downloaded." if in_cache(loads)
+                        else "not in this runtime's cache yet, so the first load downloads it."))
+    elif "/" in loads and not os.path.exists(loads):
+        lines.append(f"This run loads {loads} from the hub unless it is cached (no shipped config: size not estimated).")
+    else:
+        lines.append(f"This run loads {loads}: nothing of {hub_id} is downloaded.")
     return "\n".join(lines)
 
 
