@@ -17,7 +17,7 @@ export PYDEVD_DISABLE_FILE_VALIDATION := 1
 # sleeping; a batched matrix product 24 ms against 0.4 ms). See benchmarks/bench_decode.py.
 export OMP_WAIT_POLICY ?= PASSIVE
 
-.PHONY: install course test lint unit clean bench help publish twin gpu-check vllm-check
+.PHONY: install course test lint unit clean bench help publish twin gpu-check vllm-check colab-check
 
 help:
 	@echo "make course [PARAMS='-p BACKEND mistral'] [ONLY='00 05']  run the notebooks, write runs/latest/"
@@ -26,6 +26,7 @@ help:
 	@echo "make twin [TWIN=t4]                                        06–10 as on a T4 (or l4, a100-40gb): CONTRIBUTING.md twin table"
 	@echo "make gpu-check                                             on a CUDA GPU: peak memory vs the ledger, tokens/s"
 	@echo "make vllm-check                                            vLLM's own parser and request models on 10's recipe"
+	@echo "make colab-check                                           00 01 05 07 on Colab's package versions, setup cell as written"
 	@echo "make publish REPO=github.com/<owner>/<name>                point badges, Colab setup cells and README at REPO"
 
 install: $(STAMP)
@@ -107,6 +108,13 @@ $(VLLM_STAMP): scripts/vllm-check-requirements.txt
 vllm-check: $(STAMP) $(VLLM_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python scripts/vllm_requests.py runs/vllm
 	VLLM_TARGET_DEVICE=cpu VLLM_NO_USAGE_STATS=1 $(VLLM_VENV)/bin/python scripts/vllm_check.py runs/vllm
+
+# Colab's stack: .venv-colab with the package versions of Colab's GPU runtime (data/colab/pip-freeze.gpu-*.txt, dated),
+# google.colab as a stand-in, the setup cell run as written on a zip of this checkout, then 00 01 05 07 offline.
+# Not part of `make test` (minutes, and pip needs the registry); see the README for what it substitutes and its time.
+COLAB_PYTHON ?= $(PYTHON)
+colab-check: $(STAMP)
+	COLAB_PYTHON=$(COLAB_PYTHON) $(BIN)/python scripts/colab_check.py
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

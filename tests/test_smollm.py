@@ -54,6 +54,15 @@ def test_conversion_is_cached_and_reused(monkeypatch):
     assert time.perf_counter() - started < 5
 
 
+def test_conversion_of_a_damaged_file_says_so(tmp_path):
+    """convert() runs only where the cache is empty (a new machine, a fresh Colab runtime): its own imports must hold
+    there too (one that pointed at a moved helper failed every notebook in `make colab-check`)."""
+    bad = tmp_path / "model.gguf"
+    bad.write_bytes(b"GGUF" + b"\0" * 1000)
+    with pytest.raises(smollm.OfflineModelMissing, match="Could not read"):
+        smollm.convert(bad, tmp_path / "converted")
+
+
 def test_an_unfinished_conversion_is_rebuilt(tmp_path, monkeypatch):
     calls = []
     monkeypatch.setattr(smollm, "convert", lambda source, target: calls.append(target) or target.mkdir())

@@ -88,7 +88,7 @@ def convert(source: Path, target: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from .standin import quiet_progress
+    from ..paths import quiet_progress
 
     try:
         with quiet_progress():
