@@ -8,9 +8,8 @@ Retries come in two layers, each with back-off and a total time budget:
   connection is retried by `RetryingTransport`, inside the httpx client handed to the SDK with ``client=``.
   The SDK alone does not retry a connection closed without a response (httpx's ``RemoteProtocolError``).
 
-A small limiter in the same transport keeps to the request rate the server announces (La Plateforme's
-``x-ratelimit-limit-req-minute`` header): on a low tier (1 request/s) calls wait their turn here instead of
-collecting 429s, and `limiter_wait_s(client)` says how long they waited, which timed calls include.
+A limiter in the same transport keeps to the rate the server announces (``x-ratelimit-limit-req-minute``): on a low
+tier calls wait their turn instead of collecting 429s; `limiter_wait_s(client)` says how long (timed calls include it).
 
 A server that has never answered is given only a few seconds (`connect_budget_s`): with no network,
 ``BACKEND='mistral'`` fails fast with :class:`ApiUnreachableError`, which says how to run offline.
@@ -84,10 +83,8 @@ class RetryingTransport(httpx.BaseTransport):
         with self._lock:
             now = time.monotonic()
             slot = max(now, self.next_s)
-            self.next_s = slot + self.interval_s
-        if slot > now:
-            self.waited_s += slot - now
-            time.sleep(slot - now)
+            self.next_s, self.waited_s = slot + self.interval_s, self.waited_s + slot - now
+        time.sleep(slot - now)
         return slot
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
@@ -196,8 +193,7 @@ def get_client(settings: Settings | None = None, *, timeout_ms: int = 120_000, *
 
 def limiter_wait_s(client: Mistral) -> float:
     """Seconds this client's requests have waited for the server's announced rate (0.0: the limiter never held one)."""
-    transport = getattr(client.sdk_configuration.client, "_transport", None)
-    return getattr(transport, "waited_s", 0.0)
+    return getattr(getattr(client.sdk_configuration.client, "_transport", None), "waited_s", 0.0)
 
 
 # ---------------------------------------------------------------- notebook 01: the errors you will meet

@@ -124,8 +124,7 @@ class Settings:
 
     def describe(self) -> str:
         """One paragraph saying which backend runs and why (and who answers, when it is not api.mistral.ai)."""
-        where = f"; answers: {self.answered_by}" if self.backend == "mistral" and self.api_url else ""
-        return f"Backend: {self.backend} — {self.reason}{where}"
+        return f"Backend: {self.backend} — {self.reason}" + (f"; answers: {self.answered_by}" if self.api_url else "")
 
     @property
     def answered_by(self) -> str:
@@ -139,6 +138,11 @@ class Settings:
             return (f"{model_label(self.computes)} on the course endpoint (CPU, in place of {self.local_model} on a "
                     f"{place.label})")
         return f"{model_label(self.computes)} on the course endpoint ({self.device.upper()})"
+
+    @property
+    def api_name(self) -> str:
+        """A short name for who answers BACKEND='mistral' calls, for table columns: 'La Plateforme', or its stand-in."""
+        return self.answered_by.split(" — ")[0] if self.backend == "mistral" else "La Plateforme"
 
     def show(self):
         """Print which backend answers and why (with what that model's answers mean); return the knob table."""

@@ -56,7 +56,8 @@ class PlatformLayer:
                 "x-ratelimit-limit-tokens-minute": str(self.tier.tokens_per_minute)}
 
     async def _reply(self, send, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
-        self.refused[status] += status >= 400
+        if status >= 400:
+            self.refused[status] += 1
         status, hdrs, raw = _json_bytes(status, body, headers)
         await send({"type": "http.response.start", "status": status, "headers": hdrs})
         await send({"type": "http.response.body", "body": raw})
