@@ -158,3 +158,9 @@ def test_the_cli_refuses_an_unknown_tier(capsys):
 
     assert main(["--model", "standin", "--platform-tier", "gold"]) == 2
     assert "known: free" in capsys.readouterr().err
+
+
+def test_a_body_past_the_size_limit_still_gets_the_413_not_a_403(fast):
+    big = {"model": "mistral-large-latest", "messages": [{"role": "user", "content": "x" * (5 * 2**20)}]}
+    r = httpx.post(fast + "/v1/chat/completions", headers=auth(), json=big, timeout=60)
+    assert r.status_code == 413, r.text[:200]

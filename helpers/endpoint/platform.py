@@ -22,7 +22,7 @@ from typing import Any
 
 from ..course.platform import Tier, error_body
 from .gate import RateLimiter
-from .schemas import _json_bytes
+from .schemas import DEFAULT_MAX_BODY, _json_bytes
 from .schemas import error_body as api_error_body
 
 OPEN_PATHS = ("/health", "/v1/health")
@@ -109,19 +109,20 @@ class PlatformLayer:
                                                    *((k.encode(), v.encode()) for k, v in rate.items())]}
             await send(message)
 
-        body = b""
-        if scope["method"] == "POST":
-            chunks = []
-            while True:
+        body, read, whole = b"", [], True
+        if scope["method"] == "POST":  # read the body (up to the size the app accepts) for the model it names
+            while sum(len(m.get("body", b"")) for m in read) <= DEFAULT_MAX_BODY:
                 message = await receive()
                 if message["type"] == "http.disconnect":
                     return
-                chunks.append(message.get("body", b""))
+                read.append(message)
                 if not message.get("more_body", False):
                     break
-            body = b"".join(chunks)
+            else:
+                whole = False  # too large: the wrapped app answers 413
+            body = b"".join(m.get("body", b"") for m in read)
             try:
-                model = json.loads(body).get("model") if body else None
+                model = json.loads(body).get("model") if whole and body else None
             except (ValueError, AttributeError):
                 model = None  # the wrapped app says what is wrong with the body
             if isinstance(model, str) and not self.tier.allows(model):
@@ -130,10 +131,8 @@ class PlatformLayer:
             return await self._models(scope, send_with_rate)
         if path == "/v1/conversations" or path.startswith("/v1/conversations/"):
             return await self._conversation(scope, path, body, send_with_rate)
-        replay = [{"type": "http.request", "body": body, "more_body": False}]
-
         async def receive_replayed():
-            return replay.pop() if replay else await receive()
+            return read.pop(0) if read else await receive()
 
         await self.app(scope, receive_replayed, send_with_rate)
 
