@@ -28,14 +28,17 @@ def test_05_answers_one_request_at_a_time(with_key_runner, tmp_path):
 
 
 def test_08_puts_the_api_pipeline_beside_the_local_one(with_key_runner):
-    m = RAN["08_local_rag"] = with_key_runner("08_local_rag", DEVICE="cpu", K=2, N_QUERIES=20, MAX_NEW_TOKENS=4,
-                                              RETRIEVAL="bm25")
+    # the local side on the stand-in (its answers are another test's subject); the API side is the twin's SmolLM2
+    m = RAN["08_local_rag"] = with_key_runner("08_local_rag", DEVICE="cpu", LOCAL_MODEL="standin", K=2, N_QUERIES=20,
+                                              MAX_NEW_TOKENS=4, RETRIEVAL="bm25")
     assert m["api"]["generate_ms_p50"] > 0 and 0 <= m["api"]["hit_rate_at_1"] <= 1
 
 
 def test_10_measures_the_api_column(with_key_runner):
+    # one and two clients, two requests of 4 tokens each: the load test runs, it is not measured at full size
     m = RAN["10_serving_decision_matrix"] = with_key_runner("10_serving_decision_matrix", DEVICE="cpu",
-                                                            CONCURRENCY=[1, 4], LOAD_REQUESTS=4, N_RAG=2)
+                                                            CONCURRENCY=[1, 2], LOAD_REQUESTS=2, LOAD_MAX_TOKENS=4,
+                                                            N_RAG=1, RAG_MAX_TOKENS=4)
     assert m["api"].startswith("measured: La Plateforme twin (free tier)") and m["api_p50_s"] > 0
 
 
