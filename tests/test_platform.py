@@ -83,6 +83,9 @@ def test_a_model_the_tier_may_not_call_gets_403_tier_not_allowed_through_the_sdk
     assert client.chat.complete(model="mistral-small-latest", messages=ASK, max_tokens=1).usage.completion_tokens == 1
     with pytest.raises(MistralError, match="403"):
         client.embeddings.create(model="mistral-large-latest", inputs=["x"])
+    with pytest.raises(MistralError) as unknown:  # a model that does not exist is not a tier matter
+        client.chat.complete(model="gpt-4o", messages=ASK, max_tokens=1)
+    assert unknown.value.status_code != 403 and "tier_not_allowed" not in unknown.value.body
 
 
 def test_models_lists_only_what_the_tier_may_call(fast):

@@ -125,7 +125,9 @@ class PlatformLayer:
                 model = json.loads(body).get("model") if whole and body else None
             except (ValueError, AttributeError):
                 model = None  # the wrapped app says what is wrong with the body
-            if isinstance(model, str) and not self.tier.allows(model):
+            served = self.app.fastapi.state.served  # a name no model answers to gets the app's own refusal, as on the API
+            known = isinstance(model, str) and (served.is_chat(model) or served.is_embed(model))
+            if known and not self.tier.allows(model):
                 return await self._reply(send_with_rate, 403, error_body(403))
         if path == "/v1/models" and scope["method"] == "GET":
             return await self._models(scope, send_with_rate)
