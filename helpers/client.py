@@ -8,6 +8,9 @@ Retries come in two layers, each with back-off and a total time budget:
   connection is retried by `RetryingTransport`, inside the httpx client handed to the SDK with ``client=``.
   The SDK alone does not retry a connection closed without a response (httpx's ``RemoteProtocolError``).
 
+A limiter in the same transport keeps to the rate the server announces (``x-ratelimit-limit-req-minute``): on a low
+tier calls wait their turn instead of collecting 429s; `limiter_wait_s(client)` says how long (timed calls include it).
+
 A server that has never answered is given only a few seconds (`connect_budget_s`): with no network,
 ``BACKEND='mistral'`` fails fast with :class:`ApiUnreachableError`, which says how to run offline.
 """
@@ -17,6 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -71,12 +75,29 @@ class RetryingTransport(httpx.BaseTransport):
         self.offline_hint = offline_hint
         self.answered = False  # has the server ever answered through this transport?
         self.retries = 0  # how many attempts were repeated (for tests and curious learners)
+        self.interval_s, self.next_s, self.waited_s = 0.0, 0.0, 0.0  # the limiter: gap, next free slot, time waited
+        self._lock = threading.Lock()
+
+    def _take_turn(self) -> float:
+        """Wait until the next request fits the announced rate (no wait before the server has announced one)."""
+        with self._lock:
+            now = time.monotonic()
+            slot = max(now, self.next_s)
+            self.next_s, self.waited_s = slot + self.interval_s, self.waited_s + slot - now
+        time.sleep(slot - now)
+        return slot
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         started, attempt = time.monotonic(), 0
         while True:
             try:
+                sent = self._take_turn()
                 response = self.inner.handle_request(request)
+                per_minute = response.headers.get("x-ratelimit-limit-req-minute", "")
+                if per_minute.isdigit() and int(per_minute) > 0:  # 5% under the rate: the server's clock is not ours
+                    with self._lock:
+                        self.interval_s = 60 / int(per_minute) * 1.05
+                        self.next_s = max(self.next_s, sent + self.interval_s)
                 if "text/event-stream" not in response.headers.get("content-type", ""):
                     try:
                         response.read()
@@ -156,7 +177,7 @@ def get_client(settings: Settings | None = None, *, timeout_ms: int = 120_000, *
             raise SettingsError("BACKEND is 'mistral' but no API key was resolved; see helpers.settings.resolve().")
         key = settings.api_key
         # a callable keeps the key out of the client's attributes and reprs
-        return Mistral(api_key=key.get, retry_config=retry_config(), timeout_ms=timeout_ms,
+        return Mistral(api_key=key.get, server_url=settings.api_url, retry_config=retry_config(), timeout_ms=timeout_ms,
                        client=http_client(timeout_s=timeout_ms / 1000, offline_hint=OFFLINE_HINT))
     token = settings.local_api_key.get if settings.local_api_key else LOCAL_DUMMY_KEY
     hint = ("Is the server at LOCAL_URL running? Leave LOCAL_URL empty to use the course's own endpoint."
@@ -168,6 +189,11 @@ def get_client(settings: Settings | None = None, *, timeout_ms: int = 120_000, *
         timeout_ms=timeout_ms,
         client=http_client(timeout_s=timeout_ms / 1000, budget_s=30.0, offline_hint=hint),
     )
+
+
+def limiter_wait_s(client: Mistral) -> float:
+    """Seconds this client's requests have waited for the server's announced rate (0.0: the limiter never held one)."""
+    return getattr(getattr(client.sdk_configuration.client, "_transport", None), "waited_s", 0.0)
 
 
 # ---------------------------------------------------------------- notebook 01: the errors you will meet

@@ -25,7 +25,7 @@ def caption(what: str, model: str, device: str, date: str | None = None) -> str:
 def served_by(cfg: Any) -> tuple[str, str]:
     """(model, device) that answered an API notebook's calls on this backend — for a figure title."""
     if cfg.backend == "mistral":
-        return cfg.chat_model, "La Plateforme"
+        return cfg.chat_model, cfg.api_name  # "La Plateforme", or what stands in for it (named so)
     if cfg.local_url:
         return f"the server at {cfg.local_url}", "its own hardware"
     from .device import gpu

@@ -27,6 +27,7 @@ class Machinery(Protocol):
     def computes(self, model: str) -> str: ...
     def device_help(self) -> str: ...
     def offline_model(self, name: str, config: Any = None) -> str: ...
+    def api_answered_by(self, url: str) -> str: ...
 
 
 _machinery: Machinery | None = None
@@ -75,3 +76,8 @@ def device_help() -> str:
 def offline_model(name: str, config: Any = None) -> str:
     """The folder of a model the course builds offline (`smollm2-135m`, `standin`, `config:<name>`), built once."""
     return _installed().offline_model(name, config)
+
+
+def api_answered_by(url: str) -> str:
+    """Who answers API calls sent to `url` (COURSE_API_URL) instead of api.mistral.ai, for labels: never 'La Plateforme'."""
+    return _installed().api_answered_by(url)

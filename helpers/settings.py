@@ -65,6 +65,7 @@ KNOBS: dict[str, tuple[str, str | None, str]] = {
     ),
 }
 LOCAL_KEY_ENV = "COURSE_LOCAL_API_KEY"  # bearer token for an external server started with an API key (vLLM --api-key)
+API_URL_ENV = "COURSE_API_URL"  # BACKEND='mistral' sends to this URL instead of api.mistral.ai (a stand-in for tests)
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,7 @@ class Settings:
     local_url: str | None
     local_api_key: Secret | None = None
     sources: dict[str, str] = field(default_factory=dict)
+    api_url: str | None = None  # where BACKEND='mistral' sends its calls: None is La Plateforme (api.mistral.ai)
 
     @property
     def gpu_model(self) -> str:
@@ -114,18 +116,19 @@ class Settings:
             *([("computes", self.computes, f"on the CPU, in place of {self.local_model}; the GPU ledger counts "
                  "the latter")] if self.computes != self.local_model else []),
             ("LOCAL_URL", self.local_url or "(course endpoint on loopback)", self.sources.get("LOCAL_URL", "")),
+            *([("API URL", self.api_url, f"${API_URL_ENV}")] if self.api_url else []),
         ]
         return rows
 
     def describe(self) -> str:
-        """One paragraph saying which backend runs and why."""
-        return f"Backend: {self.backend} — {self.reason}"
+        """One paragraph saying which backend runs and why (and who answers, when it is not api.mistral.ai)."""
+        return f"Backend: {self.backend} — {self.reason}" + (f"; answers: {self.answered_by}" if self.api_url else "")
 
     @property
     def answered_by(self) -> str:
         """Who answers this run's chat calls, for labels and `record(source=...)`: e.g. 'La Plateforme'."""
         if self.backend == "mistral":
-            return "La Plateforme"
+            return "La Plateforme" if self.api_url is None else hooks.api_answered_by(self.api_url)
         if self.local_url:
             return f"external server at {self.local_url}"
         place = hooks.placement(self.device)
@@ -133,6 +136,11 @@ class Settings:
             return (f"{model_label(self.computes)} on the course endpoint (CPU, in place of {self.local_model} on a "
                     f"{place.label})")
         return f"{model_label(self.computes)} on the course endpoint ({self.device.upper()})"
+
+    @property
+    def api_name(self) -> str:
+        """A short name for who answers BACKEND='mistral' calls, for table columns: 'La Plateforme', or its stand-in."""
+        return self.answered_by.split(" — ")[0] if self.backend == "mistral" else "La Plateforme"
 
     def show(self):
         """Print which backend answers and why (with what that model's answers mean); return the knob table."""
@@ -158,7 +166,7 @@ def _pick(name: str, params: dict[str, object]) -> tuple[str | None, str]:
     return default, "default"
 
 
-def check_url(url: str) -> str:
+def check_url(url: str, name: str = "LOCAL_URL") -> str:
     """An http(s) URL with a host, without a trailing slash; a clear error otherwise (e.g. a missing scheme)."""
     from urllib.parse import urlsplit
 
@@ -166,12 +174,12 @@ def check_url(url: str) -> str:
     parts = urlsplit(text)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise SettingsError(
-            f"LOCAL_URL={url!r} is not an http(s) URL. Write it in full, e.g. 'http://127.0.0.1:8000' "
+            f"{name}={url!r} is not an http(s) URL. Write it in full, e.g. 'http://127.0.0.1:8000' "
             "(for vLLM: the address `vllm serve` prints)."
         )
     if parts.username or parts.password:
         raise SettingsError(
-            "LOCAL_URL must not contain a user name or password (it is shown in outputs). "
+            f"{name} must not contain a user name or password (it is shown in outputs). "
             f"Put the server's token in ${LOCAL_KEY_ENV} instead."
         )
     return text
@@ -299,6 +307,7 @@ def resolve(
         if backend == "local":
             reason += f"; external server at {values['LOCAL_URL']}"
     local_token = os.environ.get(LOCAL_KEY_ENV, "").strip()
+    api_url = os.environ.get(API_URL_ENV, "").strip()
 
     settings = Settings(
         backend=backend,
@@ -313,6 +322,7 @@ def resolve(
         local_url=values["LOCAL_URL"] or None,
         local_api_key=Secret(local_token, f"${LOCAL_KEY_ENV}") if local_token else None,
         sources=sources,
+        api_url=check_url(api_url, API_URL_ENV) if api_url else None,
     )
     log.info("resolved settings: backend=%s (%s)", backend, reason)
     if announce:

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from helpers.hooks import device_help  # noqa: E402
-from helpers.settings import KEY_ENV, KNOBS, LOCAL_KEY_ENV  # noqa: E402
+from helpers.settings import API_URL_ENV, KEY_ENV, KNOBS, LOCAL_KEY_ENV  # noqa: E402
 
 
 def params_table() -> str:
@@ -20,6 +20,9 @@ def params_table() -> str:
         rows.append(f"| `{name}` | `{env}` | {f'`{default}`' if default else '(none)'} | {what} |")
     rows.append(f"| — | `{KEY_ENV}` | (none) | your La Plateforme key (or a Colab secret of that name); never a parameter |")
     rows.append(f"| — | `{LOCAL_KEY_ENV}` | (none) | bearer token for an external `LOCAL_URL` server started with an API key |")
+    rows.append(f"| — | `{API_URL_ENV}` | (none: api.mistral.ai) | where `BACKEND=mistral` sends its calls instead of La "
+                "Plateforme: the course's tests point it at the free-tier twin (`--platform-tier free`); its answers are "
+                "labelled as the twin's |")
     return "\n".join(rows)
 
 

@@ -22,6 +22,7 @@ KINDS = {  # test module (or notebook) → what it is, in the order the table sh
     "nbval": "nbval: every notebook once, default parameters",
     "papermill": "papermill variants: other parameters (00-06)",
     "twin": "06-10 under the T4 twin (papermill)",
+    "platform": "with a free-tier key: 00-05, 08, 10 against the La Plateforme twin (papermill)",
 }
 CELLS_ONLY = {"test_nb_api_fields"}  # runs a notebook's cells against a fake client in-process: no papermill, a unit test
 HYGIENE = {"test_hygiene", "test_verdict_hygiene", "test_params", "test_links", "test_structure", "test_publish",
@@ -35,6 +36,8 @@ def kind_of(classname: str) -> str:
     module = classname.split(".")[1] if classname.startswith("tests.") else classname.split(".")[0]
     if module == "test_nb_twin":
         return "twin"
+    if module.startswith("test_nb_platform"):
+        return "platform"
     if module.startswith("test_nb_") and module not in CELLS_ONLY:
         return "papermill"
     if module in HYGIENE:

@@ -173,3 +173,49 @@ def fake_t4(monkeypatch):
 def fake_a100(monkeypatch):
     """torch.cuda as on an A100: compute capability 8.0, native bf16."""
     _fake_gpu(monkeypatch, "NVIDIA A100-SXM4-40GB", (8, 0), 39.5)
+
+
+# ---------------------------------------------------------------- the La Plateforme twin (tests/test_nb_platform_*.py)
+# The course endpoint with `platform_tier="free"`, one per pytest process (per xdist worker), serving the offline
+# model with a bearer key. A notebook run then sees BACKEND='mistral', a fake MISTRAL_API_KEY and COURSE_API_URL
+# pointing at it, so every branch that runs only with a key runs here, against the free tier's rules.
+TWIN_KEY = "twin0fake0key0for0the0free0tier0"  # not a real key: the twin accepts only this one
+TWIN_LABEL = "La Plateforme twin (free tier)"  # how every number from it is labelled
+
+
+@pytest.fixture(scope="session")
+def free_tier_twin():
+    """The URL of the free-tier twin (SmolLM2-135M-Instruct and MiniLM on the CPU), started once per process."""
+    from helpers.endpoint import LocalServer
+    from helpers.labels import SMOLLM
+
+    server = LocalServer(model=SMOLLM, device="cpu", api_key=TWIN_KEY, platform_tier="free")
+    url = server.start()
+    yield url
+    server.stop()
+
+
+@pytest.fixture
+def with_key_runner(free_tier_twin, notebook_runner, monkeypatch):
+    """Call as with_key_runner("03_model_selection", MODELS=[...]) → the metrics it recorded against the twin."""
+
+    def run(name: str, **parameters):
+        monkeypatch.setenv("MISTRAL_API_KEY", TWIN_KEY)
+        monkeypatch.setenv("COURSE_BACKEND", "mistral")
+        monkeypatch.setenv("COURSE_API_URL", free_tier_twin)
+        return notebook_runner(name, BACKEND="mistral", **parameters)
+
+    return run
+
+
+def executed_output(tmp_path, name: str) -> str:
+    """Everything the executed copy of notebooks/<name>.ipynb printed or displayed, as one text."""
+    import nbformat
+
+    nb = nbformat.read(tmp_path / f"{name}.out.ipynb", as_version=4)
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", ""))
+            parts.extend(str(v) for k, v in out.get("data", {}).items() if k.startswith("text/"))
+    return "\n".join(parts)

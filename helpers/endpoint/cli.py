@@ -52,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
                              f"{API_KEY_ENV}=TOKEN: a value given here shows in `ps` and in your shell history "
                              "(the flag wins when both are set)")
     parser.add_argument("--max-rps", type=float, default=None, help="rate limit in requests/s; above it: 429")
+    parser.add_argument("--platform-tier", default=None, metavar="TIER",
+                        help="answer as La Plateforme does for a key of this tier (e.g. free: the models it may call, "
+                             "its rate limit, a bearer key required), from data/platform_tiers.json; the answers "
+                             "stay this server's model's")
     parser.add_argument("--max-body-mb", type=float, default=DEFAULT_MAX_BODY / 2**20,
                         help="reject request bodies larger than this with 413 (default: 4)")
     parser.add_argument("--default-max-tokens", type=int, default=DEFAULT_MAX_TOKENS,
@@ -69,6 +73,14 @@ def main(argv: list[str] | None = None) -> int:
               "(or --api-key), bind 127.0.0.1, or pass --insecure-public if you really mean it.", file=sys.stderr)
         return 2
 
+    if args.platform_tier:
+        from ..course.platform import tier as tier_rules
+
+        try:
+            tier_rules(args.platform_tier)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     from ..selfhost import ModelLoadError
     from ..settings import SettingsError
@@ -85,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     server = LocalServer(args.model, embed_model=args.embedding_model, device=args.device, host=args.host,
                          port=args.port, api_key=api_key, max_rps=args.max_rps, log_prompts=args.log_prompts,
                          engine=engine, max_body=int(args.max_body_mb * 2**20),
-                         default_max_tokens=args.default_max_tokens, max_batch=args.max_batch)
+                         default_max_tokens=args.default_max_tokens, max_batch=args.max_batch,
+                         platform_tier=args.platform_tier)
     try:
         url = server.start()
     except OSError as exc:
@@ -93,7 +106,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # the token itself is never printed or logged: say only whether one is required
     key_hint = "<the server's key>" if api_key else "any"
-    auth = "a bearer key is required" if api_key else "no key required"
+    auth = "a bearer key is required" if api_key or args.platform_tier else "no key required"
+    if args.platform_tier:
+        auth += f"; as La Plateforme's {args.platform_tier} tier (the answers are this server's model's)"
     print(f"Serving {args.model} ({engine.renderer}) and {args.embedding_model} at {url} ({auth})\n"
           f"  SDK: Mistral(api_key='{key_hint}', server_url='{url}')\n"
           f"  Ctrl-C to stop.", file=sys.stderr)

@@ -59,7 +59,7 @@ class LocalServer:
                  device: str = "auto", host: str = "127.0.0.1", port: int = 0, api_key: str | None = None,
                  max_rps: float | None = None, log_prompts: bool = False, engine: ChatEngine | None = None,
                  max_body: int = DEFAULT_MAX_BODY, default_max_tokens: int = DEFAULT_MAX_TOKENS,
-                 max_batch: int = MAX_BATCH) -> None:
+                 max_batch: int = MAX_BATCH, platform_tier: str | None = None) -> None:
         from ..settings import DEFAULT_LOCAL_EMBED_MODEL
 
         self.model, self.precision, self.device = model, precision, device
@@ -67,6 +67,7 @@ class LocalServer:
         self.host, self.port, self.api_key, self.max_rps = host, port, api_key, max_rps
         self.log_prompts, self.max_body, self.default_max_tokens = log_prompts, max_body, default_max_tokens
         self.engine, self.max_batch = engine, max_batch
+        self.platform_tier = platform_tier  # answer as La Plateforme does for a key of this tier (see .platform)
         self.url: str | None = None
         self._server: Any = None
         self._thread: threading.Thread | None = None
@@ -77,9 +78,19 @@ class LocalServer:
 
         if self.engine is None:
             self.engine = load_engine(self.model, self.precision, self.device, self.max_batch)
-        app = create_app(self.engine, Embedder(self.embed_model, self.device), api_key=self.api_key,
-                         max_rps=self.max_rps, max_body=self.max_body, log_prompts=self.log_prompts,
+        tier = None
+        if self.platform_tier:  # the tier's layer checks the key and the rate, as La Plateforme does
+            from ..course.platform import tier as tier_rules
+
+            tier = tier_rules(self.platform_tier)
+        app = create_app(self.engine, Embedder(self.embed_model, self.device),
+                         api_key=None if tier else self.api_key, max_rps=None if tier else self.max_rps,
+                         max_body=self.max_body, log_prompts=self.log_prompts,
                          default_max_tokens=self.default_max_tokens, max_batch=self.max_batch)
+        if tier is not None:
+            from .platform import PlatformLayer
+
+            app = PlatformLayer(app, tier, api_key=self.api_key)
         self._app = app
         sock = socket.socket(socket.AF_INET6 if ":" in self.host else socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
