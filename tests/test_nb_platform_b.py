@@ -40,6 +40,8 @@ def test_10_measures_the_api_column(with_key_runner):
                                                             CONCURRENCY=[1, 2], LOAD_REQUESTS=2, LOAD_MAX_TOKENS=4,
                                                             N_RAG=1, RAG_MAX_TOKENS=4)
     assert m["api"].startswith("measured: La Plateforme twin (free tier)") and m["api_p50_s"] > 0
+    # issue 30: the conformance suite, request rules included, passes against the endpoint in its twin mode too
+    assert m["api_conformance_failed"] == [], m["api_conformance_failed"]
 
 
 def test_the_with_key_branches_ran():

@@ -42,16 +42,26 @@ RESULT = {"role": "tool", "name": "retrieve_payment_status", "tool_call_id": "D6
 
 
 def _raw(t: Any, path: str, body: dict | None = None) -> Any:
-    """A request the SDK would not send as is (an unknown field), to the SDK client's own server and key."""
+    """A request the SDK would not send as is (an unknown field), to the SDK client's own server and key.
+
+    A 429 is waited out as its Retry-After asks (up to 5 tries), as the SDK's retries would: a low tier allows
+    about one request a second, and a refused field is what is being checked, not the rate."""
+    import time
+
     import httpx
 
     config = t.client.sdk_configuration
     key = getattr(config.security, "api_key", None)
+    key = key() if callable(key) else key  # the course passes the key as a callable, so it is never stored
     headers = {"Authorization": f"Bearer {key}"} if isinstance(key, str) else {}
     url = config.get_server_details()[0].rstrip("/") + path
-    if body is None:
-        return httpx.get(url, headers=headers, timeout=60)
-    return httpx.post(url, json=body, headers=headers, timeout=60)
+    for _ in range(5):
+        answer = (httpx.get(url, headers=headers, timeout=60) if body is None
+                  else httpx.post(url, json=body, headers=headers, timeout=60))
+        if answer.status_code != 429:
+            break
+        time.sleep(min(10.0, float(answer.headers.get("retry-after") or 1)))
+    return answer
 
 
 def _refused_with(t: Any, status: int, words: str, **request: Any) -> str:
