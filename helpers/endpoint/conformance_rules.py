@@ -51,8 +51,9 @@ def _raw(t: Any, path: str, body: dict | None = None) -> Any:
     import httpx
 
     config = t.client.sdk_configuration
-    key = getattr(config.security, "api_key", None)
-    key = key() if callable(key) else key  # the course passes the key as a callable, so it is never stored
+    security = config.security() if callable(config.security) else config.security  # a key given as a callable
+    key = getattr(security, "api_key", None)
+    key = key() if callable(key) else key
     headers = {"Authorization": f"Bearer {key}"} if isinstance(key, str) else {}
     url = config.get_server_details()[0].rstrip("/") + path
     for _ in range(5):
