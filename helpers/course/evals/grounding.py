@@ -103,7 +103,7 @@ class Unanswerable:
         said = next((p for p in self.abstain if p.lower() in (answer or "").lower()), None)
         if said:
             return True, f"abstains: says {said!r}" + (" (though answerable is true)" if answerable else "")
-        return False, ("answers a question the documents do not answer" +
+        return False, ("does not abstain on a question the documents do not answer" +
                        (" (answerable true)" if answerable else ""))
 
 
