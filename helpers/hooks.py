@@ -28,6 +28,7 @@ class Machinery(Protocol):
     def device_help(self) -> str: ...
     def offline_model(self, name: str, config: Any = None) -> str: ...
     def api_answered_by(self, url: str) -> str: ...
+    def guard_parameters(self) -> None: ...
 
 
 _machinery: Machinery | None = None
@@ -81,3 +82,8 @@ def offline_model(name: str, config: Any = None) -> str:
 def api_answered_by(url: str) -> str:
     """Who answers API calls sent to `url` (COURSE_API_URL) instead of api.mistral.ai, for labels: never 'La Plateforme'."""
     return _installed().api_answered_by(url)
+
+
+def guard_parameters() -> None:
+    """Stop a notebook whose papermill parameters carry a key (papermill saves them in the notebook it writes)."""
+    _installed().guard_parameters()

@@ -2,7 +2,7 @@
 Hugging Face token — found when they arrive, never printed (00, 01 and every notebook through `settings.resolve`).
 
 A key added to Colab's secrets after a first run is found on the next run of the cell that reads it: only keys
-that were found are remembered. (A key passed as a papermill parameter is refused by each notebook's parameter check.)
+that were found are remembered. (A key passed as a papermill parameter is refused: `settings.resolve` asks `hooks.guard_parameters`.)
 """
 
 from __future__ import annotations

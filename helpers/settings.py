@@ -256,6 +256,7 @@ def resolve(
     """Resolve every knob (parameter > env > default) and pick the backend, saying which and why.
 
     `auto_model` is what LOCAL_MODEL='auto' loads on a CUDA GPU with a token (06 and 07 pass MISTRAL_7B)."""
+    hooks.guard_parameters()  # a key passed as a papermill parameter stops the run here
     params = dict(
         BACKEND=BACKEND, CHAT_MODEL=CHAT_MODEL, EMBED_MODEL=EMBED_MODEL, LOCAL_MODEL=LOCAL_MODEL,
         LOCAL_EMBED_MODEL=LOCAL_EMBED_MODEL, DEVICE=DEVICE, LOCAL_URL=LOCAL_URL,

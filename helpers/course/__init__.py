@@ -66,6 +66,11 @@ class _Machinery:
 
         return describe_url(url)
 
+    def guard_parameters(self) -> None:
+        from .keyguard import refuse_injected_secrets
+
+        refuse_injected_secrets()
+
 
 def install() -> None:
     """Put the course's machinery behind helpers.hooks (helpers/__init__.py calls this once)."""
