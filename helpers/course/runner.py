@@ -181,7 +181,8 @@ def check_parameters(params: dict[str, Any], books: list[Path]) -> dict[Path, se
 
 def _declaration(nb_path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
     """The parameters cell's literal values, and the declaration in the notebook's check cell (the first code cell
-    after `parameters`: `check(globals(), TOP_K=Int(min=1), …)`), or None where there is no check cell."""
+    after `parameters`: `check(globals(), "05")`, whose kinds are in helpers/course/knobs.py, or
+    `check(globals(), TOP_K=Int(min=1), …)`), or None where there is no check cell."""
     import ast
 
     from . import params as kinds
@@ -197,8 +198,13 @@ def _declaration(nb_path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
                 and node.args and getattr(getattr(node.args[0], "func", None), "id", "") == "globals"):
             # the same expressions the kernel runs, evaluated with nothing but the declaration kinds in scope
             scope = {"__builtins__": {}, **kinds.KINDS}
-            return defaults, {kw.arg: eval(compile(ast.Expression(kw.value), str(nb_path), "eval"), scope)  # noqa: S307
-                              for kw in node.keywords if kw.arg}
+            declared = {}
+            if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):  # check(globals(), "05"): knobs.py
+                from .knobs import DECLARED
+
+                declared = dict(DECLARED.get(node.args[1].value, {}))
+            return defaults, {**declared, **{kw.arg: eval(compile(ast.Expression(kw.value), str(nb_path), "eval"),  # noqa: S307
+                                                          scope) for kw in node.keywords if kw.arg}}
     return defaults, None
 
 

@@ -1,0 +1,142 @@
+"""What each notebook's parameters accept: the declarations behind its one-line check, `check(globals(), "05")`.
+
+One entry per notebook, keyed by its number (a deep dive by its own name, e.g. "05a"); each maps a knob of the
+notebook's `parameters` cell to its kind (helpers.course.params). A knob added to a notebook is declared here too:
+`check` refuses a declared knob the cell does not set.
+"""
+
+from __future__ import annotations
+
+from .params import Float, Int, ListOf, ModelConfig, OneOf, Priced, Setting, Text
+
+DECLARED = {
+    "00": dict(  # 00_setup.ipynb
+        BACKEND=Setting(),
+        CHAT_MODEL=Setting(),
+        LOCAL_MODEL=Setting(),
+        DEVICE=Setting(),
+    ),
+
+    "01": dict(  # 01_api_quickstart.ipynb
+        BACKEND=Setting(),
+        CHAT_MODEL=Setting(),
+        TEMPERATURE=Float(min=0, max=1.5),
+        SEED=Int(min=0),
+        MAX_TOKENS=Int(min=1),
+    ),
+
+    "02": dict(  # 02_prompting_conversations.ipynb
+        BACKEND=Setting(),
+        CHAT_MODEL=Setting(),
+        K_SHOTS=Int(min=1, max=6),
+        N_MESSAGES=Int(min=7, max=48, auto=True),
+        N_EXTRACT=Int(min=1, max=41, auto=True),
+        LABEL_TOKENS=Int(min=1),
+        TOP_LOGPROBS=Int(min=1, max=20),
+        JSON_TOKENS=Int(min=34),
+        TURNS=Int(min=6, max=8),
+        TURN_TOKENS=Int(min=1, auto=True),
+        BUDGET_TOKENS=Int(min=1, auto=True),
+        KEEP_TURNS=Int(min=1, max="TURNS - 1"),
+        SEED=Int(min=0),
+        CONCURRENCY=Int(min=1, auto=True),
+    ),
+
+    "03": dict(  # 03_model_selection.ipynb
+        BACKEND=Setting(),
+        MODELS=ListOf(Priced()),
+        MAX_TOKENS=Int(min=1, auto=True),
+        REASONING_TOKENS=Int(min=1),
+    ),
+
+    "04": dict(  # 04_function_calling.ipynb
+        BACKEND=Setting(),
+        CHAT_MODEL=Setting(),
+        TOOL_CHOICE=OneOf("auto", "required", "any", "none", "retrieve_payment_status", "retrieve_payment_date"),
+        MAX_TURNS=Int(min=1),
+        MAX_TOKENS=Int(min=33),
+        SEED=Int(min=0),
+    ),
+
+    "05": dict(  # 05_api_rag.ipynb
+        BACKEND=Setting(),
+        CHAT_MODEL=Setting(),
+        EMBED_MODEL=Setting(),
+        CHUNKING=OneOf("sections", "sentences", "fixed"),
+        CHUNK_SIZE=Int(min=64),
+        SENTENCE_MAX_CHARS=Int(min=64),
+        OVERLAP=Int(min=0, max=3),
+        METRIC=OneOf("cosine", "l2"),
+        RETRIEVAL=OneOf("hybrid", "dense", "bm25"),
+        ALPHA=Float(min=0, max=1, auto=True),
+        RERANK=OneOf("auto", True, False),
+        TOP_K=Int(min=1),
+        MAX_TOKENS=Int(min=1),
+        CITED_MAX_TOKENS=Int(min=1),
+        N_ANSWERS=Int(min=1, max=32),
+        CONCURRENCY=Int(min=1, auto=True),
+        CACHE_DIR=Text(),
+    ),
+
+    "06": dict(  # 06_selfhost_fp16.ipynb
+        LOCAL_MODEL=Setting(),
+        DEVICE=Setting(),
+        PRECISION=OneOf("auto", "fp32", "fp16", "bf16"),
+        MAX_NEW_TOKENS=Int(min=1),
+        TEMPERATURE=Float(above=0, max=2),
+        TOP_P=Float(above=0, max=1),
+        CONFIG=ModelConfig(),
+    ),
+
+    "07": dict(  # 07_quantization_int8.ipynb
+        LOCAL_MODEL=Setting(),
+        DEVICE=Setting(),
+        PRECISIONS=ListOf(OneOf("int8", "nf4")),
+        BASELINE=OneOf("auto", "fp32", "fp16", "bf16"),
+        NEW_TOKENS=Int(min=1),
+        CONFIG=ModelConfig(),
+    ),
+
+    "08": dict(  # 08_local_rag.ipynb
+        BACKEND=Setting(),
+        LOCAL_MODEL=Setting(),
+        DEVICE=Setting(),
+        LOCAL_EMBED_MODEL=Setting(),
+        CHAT_MODEL=Setting(),
+        PRECISION=OneOf("auto", "fp32", "fp16", "bf16", "int8", "nf4"),
+        K=Int(min=1),
+        CHUNK_CHARS=Int(min=64),
+        N_QUERIES=Int(min=20),
+        MAX_NEW_TOKENS=Int(min=1, auto=True),
+        RETRIEVAL=OneOf("hybrid", "dense", "bm25"),
+        ANSWER_CHARS=Int(min=1),
+        ALPHA=Float(min=0, max=1, auto=True),
+        GEN_BATCH=Int(min=1, auto=True),
+    ),
+
+    "09": dict(  # 09_selfhost_tools_json.ipynb
+        LOCAL_MODEL=Setting(),
+        DEVICE=Setting(),
+        LOCAL_URL=Setting(),
+        CHAT_MODEL=Setting(),
+        N_CASES=Int(min=16, max=24, multiple_of=2),
+        MAX_TOKENS=Int(min=33),
+        SEED=Int(min=0),
+        CONCURRENCY=Int(min=1),
+    ),
+
+    "10": dict(  # 10_serving_decision_matrix.ipynb
+        BACKEND=Setting(),
+        LOCAL_MODEL=Setting(),
+        DEVICE=Setting(),
+        LOCAL_URL=Setting(),
+        CHAT_MODEL=Setting(),
+        CONCURRENCY=ListOf(Int(min=1)),
+        LOAD_REQUESTS=Int(min=1),
+        LOAD_MAX_TOKENS=Int(min=1),
+        HOURLY_USD=Float(min=0),
+        GPU_HOURLY_USD=Float(min=0),
+        N_RAG=Int(min=1),
+        RAG_MAX_TOKENS=Int(min=1),
+    ),
+}
