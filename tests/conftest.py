@@ -82,18 +82,21 @@ def pytest_sessionfinish(session, exitstatus):
 
 
 def run_notebook(name: str, tmp_path: Path, **parameters) -> dict:
-    """Execute notebooks/<name>.ipynb with papermill and these parameters; return the metrics it recorded."""
+    """Execute notebooks/<name>.ipynb (a deep dive: "deep/05a_…") with papermill and these parameters; return the
+    metrics it recorded."""
     import papermill as pm
 
+    source = NOTEBOOKS / f"{name}.ipynb"
+    name = source.stem
     metrics_file = tmp_path / f"{name}.metrics.json"
     old = os.environ.get("COURSE_METRICS_FILE")
     os.environ["COURSE_METRICS_FILE"] = str(metrics_file)
     try:
         pm.execute_notebook(
-            str(NOTEBOOKS / f"{name}.ipynb"),
+            str(source),
             str(tmp_path / f"{name}.out.ipynb"),
             parameters=parameters,
-            cwd=str(NOTEBOOKS),
+            cwd=str(source.parent),
             kernel_name="python3",
             progress_bar=False,
             execution_timeout=600,

@@ -115,12 +115,21 @@ def notebooks_dir() -> Path:
 
 
 def list_notebooks(only: list[str] | None = None, folder: Path | None = None) -> list[Path]:
-    """The course notebooks in order (NN_topic.ipynb), optionally only those whose name starts with one of `only`."""
+    """The afternoon's notebooks in order (NN_topic.ipynb); with `only`, those whose number or name starts with one of
+    `only`, deep dives (deep/NNx_topic.ipynb) included: `--only 05` runs 05, `--only 05a` its deep dive."""
     folder = Path(folder) if folder is not None else notebooks_dir()
     every = sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
-    books = [p for p in every if any(p.name.startswith(o) for o in only)] if only else every
-    if only and not books:
-        raise ValueError(f"No notebook matches {only}; have: {[p.name for p in every]}")
+    deep = sorted(p for p in (folder / "deep").glob("[0-9][0-9]*_*.ipynb"))
+    if not only:
+        return every
+
+    def wanted(p: Path) -> bool:
+        number = p.name.split("_")[0]
+        return any(number == o or (len(o) > len(number) and p.name.startswith(o)) for o in only)
+
+    books = [p for p in every + deep if wanted(p)]
+    if not books:
+        raise ValueError(f"No notebook matches {only}; have: {[p.name for p in every + deep]}")
     return books
 
 
