@@ -227,7 +227,7 @@ def test_the_conformance_tool_requests_give_the_same_calls_streamed_or_not(url, 
     client = Mistral(api_key="any", server_url=url if which == "standin" else smollm_url)
     seen_calls = 0
     for name, choice in TOOL_REQUESTS.items():
-        for seed in (0, 1, 2):
+        for seed in (0, 1, 2) if which == "standin" else (0,):  # SmolLM2 decodes ~50× slower: one seed per choice
             request = dict(model=CHAT, messages=conformance.ASK_TOOL, tools=conformance.TOOLS, tool_choice=choice,
                            max_tokens=48, temperature=0.7, random_seed=seed)
             whole = client.chat.complete(**request).choices[0]
