@@ -106,20 +106,23 @@ def table(counts: list[Count], title: str) -> list[str]:
 
 
 def readme_with_minutes(readme: str, counts: list[Count]) -> str:
-    """The README with the minutes column of its NOTEBOOK-TABLE (the fourth column) set from `counts`."""
+    """The README with the minutes column (the fourth) of its NOTEBOOK-TABLE and DEEP-TABLE set from `counts`."""
     minutes = {c.name: f"{c.minutes:.0f}" for c in counts}
 
     def row(line: str) -> str:
-        found = re.match(r"\| \d\d \| \[([^\]]+)\]", line)
+        found = re.match(r"\| \d\d[a-z]? \| \[([^\]]+)\]", line)
         if not found or found[1] not in minutes:
             return line
         cells = line.split(" | ")
         cells[3] = minutes[found[1]]
         return " | ".join(cells)
 
-    start, end = readme.index("<!-- NOTEBOOK-TABLE -->"), readme.index("<!-- /NOTEBOOK-TABLE -->")
-    table_text = "\n".join(row(line) for line in readme[start:end].split("\n"))
-    return readme[:start] + table_text + readme[end:]
+    for block in ("NOTEBOOK-TABLE", "DEEP-TABLE"):
+        if f"<!-- {block} -->" not in readme:
+            continue
+        start, end = readme.index(f"<!-- {block} -->"), readme.index(f"<!-- /{block} -->")
+        readme = readme[:start] + "\n".join(row(line) for line in readme[start:end].split("\n")) + readme[end:]
+    return readme
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if args.readme:
         readme = ROOT / "README.md"
-        readme.write_text(readme_with_minutes(readme.read_text(), [count(p) for p in core]))
+        readme.write_text(readme_with_minutes(readme.read_text(), [count(p) for p in core + deep]))
     how = (f"≈{WORDS_PER_MINUTE} words a minute, {SECONDS_PER_LINE} s a line of code"
            + (f", plus run time from {args.run}" if args.run else ", run time not counted (give --run)"))
     print("\n".join(table([count(p, seconds.get(p.stem)) for p in core], f"The afternoon ({how})")))
