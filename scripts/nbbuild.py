@@ -153,6 +153,9 @@ def publish(repo: str, root: Path = ROOT) -> list[Path]:
             raise ValueError(f"{path.relative_to(root)}: no Open in Colab badge in its first markdown cell (add "
                              "scripts/nbbuild.py's badge() line, then publish again)")
         first.source = BADGE_LINK.sub(lambda m: badge(repo, m[1]), first.source)
+        if not any(c.cell_type == "code" and SETUP_MARK in c.source for c in nb.cells):
+            raise ValueError(f"{path.relative_to(root)}: no Colab setup cell (put scripts/nbbuild.py's colab_setup() "
+                             "text in its first code cell, then publish again)")
         setup_cell(nb).source = colab_setup(repo)
         edits.append((path, raw, nbformat.writes(nb) + "\n"))
     readme = root / "README.md"

@@ -107,13 +107,14 @@ def test_publish_rewrites_every_badge_setup_cell_and_readme_link(course_copy):
     assert nbbuild.publish("https://github.com/example/course.git", course_copy) == []  # same repo: nothing to do
 
 
-def test_publish_refuses_a_deep_dive_without_its_badge(course_copy):
+@pytest.mark.parametrize("cell, said", [(0, "no Open in Colab badge"), (1, "no Colab setup cell")])
+def test_publish_refuses_a_deep_dive_without_its_badge_or_setup_cell(course_copy, cell, said):
     deep = _add_deep_dive(course_copy)
     nb = nbformat.read(deep, as_version=4)
-    nb.cells[0].source = "# A deep dive with no badge"
+    nb.cells[cell].source = "# a cell that lost its badge or setup"
     nbformat.write(nb, deep)
     before = (course_copy / "pyproject.toml").read_text()
-    with pytest.raises(ValueError, match="deep/05a_rag_tuning.ipynb: no Open in Colab badge"):
+    with pytest.raises(ValueError, match=f"deep/05a_rag_tuning.ipynb: {said}"):
         nbbuild.publish("github.com/example/course", course_copy)
     assert (course_copy / "pyproject.toml").read_text() == before  # nothing half-published
 
