@@ -14,10 +14,13 @@
    copied into the venv and imported when each kernel starts, as Colab's kernel does: the notebooks take their
    Colab branch and find no secrets. The interpreter is $COLAB_PYTHON (python3 by default): Colab's is 3.13, but
    no CPU torch for 3.13 is on PyPI or this machine (only cp311 wheels), so the Makefile's python3 (3.11) it is.
-3. The setup cell as written, with one change: Colab's /content is a folder under runs/colab/ (a fresh one per run).
-   The course reaches it the way the cell's zip path takes it: a zip of this checkout (tracked and untracked,
-   not ignored, files), as GitHub's "Download ZIP" gives, is put there before the first notebook, so the cell unzips
-   it and pip-installs it (-e), with no clone.
+3. The setup cell as written (its five lines: the shell line that fetches the course, then
+   helpers/course/colab.py through runpy), with one change: every "/content" in it names a folder under runs/colab/
+   (a fresh one per run). The course reaches it the way the cell's zip path takes it: a zip of this checkout
+   (tracked and untracked, not ignored, files), as GitHub's "Download ZIP" gives, is put there before the first
+   notebook; the kernels' git reads https://github.com/ as a folder that does not exist (GIT_CONFIG_* variables), so
+   the cell's clone fails at once, with no network, as it does while the repository is not published; the first
+   notebook unzips the course and pip-installs it (-e), and the next ones find it there and install it again.
 4. The notebooks run with the course runner (helpers.course.runner) in that kernel, offline (HF_HUB_OFFLINE=1,
    an empty HF_HOME and course cache: a fresh runtime with the hub down), without MISTRAL_API_KEY or HF_TOKEN.
 
@@ -208,16 +211,24 @@ def course_zip(target: Path) -> None:
 
 
 def colab_notebook(source: Path, target: Path, content: Path) -> None:
-    """Copy a notebook with its setup cell's /content pointing at `content`; nothing else changes."""
+    """Copy a notebook with every /content of its setup cell pointing at `content`; nothing else changes."""
     nb = json.loads(source.read_text())
     cells = [c for c in nb["cells"] if c["cell_type"] == "code" and SETUP_MARK in "".join(c["source"])]
     if len(cells) != 1:
         raise SystemExit(f"{source.name}: want one Colab setup cell, found {len(cells)}")
     text = "".join(cells[0]["source"])
-    if '"/content' not in text:
-        raise SystemExit(f"{source.name}: its setup cell no longer names /content; update scripts/colab_check.py")
-    cells[0]["source"] = text.replace('"/content', f'"{content}')
+    if "/content/course/helpers/course/colab.py" not in text:
+        raise SystemExit(f"{source.name}: its setup cell no longer runs /content/course/helpers/course/colab.py; "
+                         "update scripts/colab_check.py")
+    cells[0]["source"] = text.replace("/content", str(content))
     target.write_text(json.dumps(nb, indent=1))
+
+
+def no_github(nowhere: Path) -> dict[str, str]:
+    """Environment variables under which git reads https://github.com/… as `nowhere`/…: a clone fails at once,
+    without the network (git's GIT_CONFIG_COUNT/KEY/VALUE, read after its config files)."""
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"url.file://{nowhere}/.insteadOf",
+            "GIT_CONFIG_VALUE_0": "https://github.com/", "GIT_TERMINAL_PROMPT": "0"}
 
 
 def main() -> int:
@@ -263,8 +274,10 @@ def main() -> int:
     env_before = dict(os.environ)
     for name in ("MISTRAL_API_KEY", "HF_TOKEN", "COURSE_BACKEND", "COURSE_LOCAL_API_KEY", "PYTHONPATH"):
         os.environ.pop(name, None)  # no secrets, as in a runtime where none was added; helpers only from the zip
-    os.environ.update({"PYDEVD_DISABLE_FILE_VALIDATION": "1", "JUPYTER_PATH": str(work / "jupyter"), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+    os.environ.update({"PYDEVD_DISABLE_FILE_VALIDATION": "1", "JUPYTER_PATH": str(work / "jupyter"),
+                       "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                        "HF_HOME": str(work / "hf"), "COURSE_CACHE_DIR": str(work / "cache")})
+    os.environ.update(no_github(work / "github-unreachable"))
     from helpers.course.runner import run_course
 
     try:

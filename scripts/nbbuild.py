@@ -44,21 +44,27 @@ def course_repo(root: Path = ROOT) -> str:
 
 
 def badge(repo: str, notebook: str) -> str:
-    """The markdown "Open in Colab" badge for notebooks/<notebook> in `repo`."""
+    """The markdown "Open in Colab" badge for notebooks/<notebook> in `repo` (a deep dive: "deep/05a_….ipynb")."""
     return f"[![Open In Colab]({BADGE_SVG})]({COLAB}/{repo}/blob/main/notebooks/{notebook})"
 
 
 def colab_setup(repo: str) -> str:
     """The setup cell: in Colab only, fetch the course (clone, or an uploaded zip) and run helpers/course/colab.py,
-    which installs it and checks the install worked. Five lines; the logic lives in that file."""
+    which installs it and checks the install worked. Five lines; the logic lives in that file.
+
+    The shell line: a folder `course` already there is kept (a re-run installs it again, nothing is fetched); else a
+    clone (GIT_TERMINAL_PROMPT=0: a repository GitHub does not serve fails at once instead of asking for a password);
+    else any zip in /content (GitHub's Download ZIP has one top folder, which becomes `course`); else the message.
+    `runpy.run_path`, not `%run`: IPython's %run prints a script's error and lets the cell succeed, so Run all would go
+    on to fail on `import helpers` three cells later; runpy's error stops the cell (and leaves no names behind)."""
     return COLAB_SETUP.replace("{REPO}", repo)
 
 
 COLAB_SETUP = '''# Colab only (about a minute): fetch the course (git, or a zip you uploaded to /content) and install it.
-import sys
-if "google.colab" in sys.modules:  # working from a fork? put its URL here; cache models on Drive: add --drive below
-    !cd /content && (test -d course || git clone -q --depth 1 https://github.com/{REPO} course || (unzip -qo '*.zip' -d zip && mv zip/*/ course) || echo "Could not fetch the course: put your fork's URL in this cell, or upload the course zip (GitHub: Code, Download ZIP) to /content, then run it again.")
-    %run /content/course/helpers/course/colab.py'''
+import runpy, sys
+if "google.colab" in sys.modules:  # working from a fork? put its URL in the next line
+    !cd /content && (test -d course || GIT_TERMINAL_PROMPT=0 git clone -q --depth 1 https://github.com/{REPO} course 2>/dev/null || (unzip -qo '*.zip' -d zip && mv zip/*/ course) || echo "Could not fetch the course: no clone of https://github.com/{REPO} and no course zip in /content. Put your fork's URL in this cell, or upload the course's zip (on GitHub: Code, Download ZIP) into /content (Files panel, left), then run this cell again.")
+    runpy.run_path("/content/course/helpers/course/colab.py", init_globals={"DRIVE": False}, run_name="__main__")  # DRIVE=True: models kept on Google Drive'''
 
 
 def md(text: str) -> nbformat.NotebookNode:
@@ -84,9 +90,10 @@ def write_notebook(path: str | Path, *, title: str, learn: str, runs_on: str, pa
     their values (declared in helpers/course/knobs.py under the notebook's number), then `cells`."""
     path = Path(path)
     repo = course_repo()
+    name = f"deep/{path.name}" if path.parent.name == "deep" else path.name
     nb = nbformat.v4.new_notebook()
     nb.cells = [
-        md(f"# {title}\n\n{learn.strip()}\n\n**Runs on:** {runs_on}\n\n{badge(repo, path.name)}"),
+        md(f"# {title}\n\n{learn.strip()}\n\n**Runs on:** {runs_on}\n\n{badge(repo, name)}"),
         code(colab_setup(repo)),
         md("## Parameters\n\nEvery knob of this notebook. `None` means: take the environment variable "
            "(`COURSE_<NAME>`), else the course default — see the [parameter table](../docs/parameters.md). "
@@ -104,8 +111,15 @@ def write_notebook(path: str | Path, *, title: str, learn: str, runs_on: str, pa
 
 
 # ---------------------------------------------------------------- publishing under another repository
-BADGE_LINK = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(" + re.escape(COLAB) + r"/[^)\s]+/notebooks/([0-9][0-9]_[a-z0-9_]+\.ipynb)\)")
-COLAB_LINK = re.compile(re.escape(COLAB) + r"/([^/\s)]+/[^/\s)]+)/blob/main/notebooks/([0-9][0-9]_[a-z0-9_]+\.ipynb)")
+NOTEBOOK = r"((?:deep/)?[0-9][0-9][a-z]?_[a-z0-9_]+\.ipynb)"  # under notebooks/: 05_api_rag.ipynb, deep/05a_….ipynb
+BADGE_LINK = re.compile(r"\[!\[Open In Colab\]\([^)]*\)\]\(" + re.escape(COLAB) + r"/[^)\s]+/notebooks/" + NOTEBOOK + r"\)")
+COLAB_LINK = re.compile(re.escape(COLAB) + r"/([^/\s)]+/[^/\s)]+)/blob/main/notebooks/" + NOTEBOOK)
+
+
+def course_notebooks(root: Path = ROOT) -> list[Path]:
+    """Every notebook that carries a badge and a setup cell: the numbered series, then the deep dives (notebooks/deep)."""
+    return sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")) + sorted(
+        (root / "notebooks" / "deep").glob("[0-9][0-9]*_*.ipynb"))
 
 
 def setup_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
@@ -114,7 +128,8 @@ def setup_cell(nb: nbformat.NotebookNode) -> nbformat.NotebookNode:
 
 
 def readme_colab_links(repo: str, root: Path = ROOT) -> str:
-    """The README's block between <!-- COLAB-LINKS --> markers: one line, the repository and a Colab link per notebook."""
+    """The README's block between <!-- COLAB-LINKS --> markers: one line, the repository and a Colab link per numbered
+    notebook (the afternoon's series; a deep dive opens from its own badge)."""
     links = [f"[{path.stem[:2]}]({COLAB}/{repo}/blob/main/notebooks/{path.name})"
              for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
     return f"The course lives at https://github.com/{repo}. In Colab: " + " · ".join(links)
@@ -130,13 +145,17 @@ def publish(repo: str, root: Path = ROOT) -> list[Path]:
     if new == text and f'repo = "github.com/{repo}"' not in text:
         raise ValueError(f"{pyproject} has no [tool.course] repo line to rewrite")
     edits.append((pyproject, text, new))
-    for path in sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    for path in course_notebooks(root):
         raw = path.read_text()
         nb = nbformat.reads(raw, as_version=4)
         first = next(c for c in nb.cells if c.cell_type == "markdown")
         if not BADGE_LINK.search(first.source):
-            raise ValueError(f"{path.name}: no Open in Colab badge in its first markdown cell")
+            raise ValueError(f"{path.relative_to(root)}: no Open in Colab badge in its first markdown cell (add "
+                             "scripts/nbbuild.py's badge() line, then publish again)")
         first.source = BADGE_LINK.sub(lambda m: badge(repo, m[1]), first.source)
+        if not any(c.cell_type == "code" and SETUP_MARK in c.source for c in nb.cells):
+            raise ValueError(f"{path.relative_to(root)}: no Colab setup cell (put scripts/nbbuild.py's colab_setup() "
+                             "text in its first code cell, then publish again)")
         setup_cell(nb).source = colab_setup(repo)
         edits.append((path, raw, nbformat.writes(nb) + "\n"))
     readme = root / "README.md"

@@ -5,6 +5,7 @@ The check itself (`make colab-check`) builds a venv and runs four notebooks; `ma
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -72,13 +73,37 @@ def test_the_kept_freeze_is_dated_and_is_colabs_gpu_runtime():
 
 def test_the_setup_cell_runs_as_written_but_for_content(tmp_path):
     source = sorted((ROOT / "notebooks").glob("00_*.ipynb"))[0]
-    colab_check.colab_notebook(source, tmp_path / source.name, tmp_path / "content")
+    colab_check.colab_notebook(source, tmp_path / source.name, tmp_path / "runtime")  # not ".../content": see below
     before, after = (json.loads(p.read_text())["cells"] for p in (source, tmp_path / source.name))
     changed = [i for i, (a, b) in enumerate(zip(before, after, strict=True)) if "".join(a["source"]) != "".join(b["source"])]
     assert len(changed) == 1 and colab_check.SETUP_MARK in "".join(after[changed[0]]["source"])
     text = "".join(after[changed[0]]["source"])
-    assert '"/content' not in text and f'COURSE_DIR = "{tmp_path}/content/course"' in text
-    assert "".join(before[changed[0]]["source"]).replace('"/content', f'"{tmp_path}/content') == text
+    assert "/content" not in text and f"!cd {tmp_path}/runtime && (" in text  # the shell line fetches there
+    assert f'runpy.run_path("{tmp_path}/runtime/course/helpers/course/colab.py", ' in text  # and runs colab.py there
+    assert "".join(before[changed[0]]["source"]).replace("/content", f"{tmp_path}/runtime") == text
+
+
+def test_a_setup_cell_that_no_longer_runs_colab_py_stops_the_check(tmp_path):
+    nb = json.loads(sorted((ROOT / "notebooks").glob("00_*.ipynb"))[0].read_text())
+    cell = next(c for c in nb["cells"] if colab_check.SETUP_MARK in "".join(c["source"]))
+    cell["source"] = 'import sys\nif "google.colab" in sys.modules:\n    %pip install -e /content/course\n'
+    (tmp_path / "00_setup.ipynb").write_text(json.dumps(nb))
+    with pytest.raises(SystemExit, match="no longer runs /content/course/helpers/course/colab.py"):
+        colab_check.colab_notebook(tmp_path / "00_setup.ipynb", tmp_path / "out.ipynb", tmp_path / "content")
+
+
+def test_the_kernels_git_cannot_reach_github(tmp_path):
+    """The check's kernels clone nothing: git reads https://github.com/ as a missing folder and fails at once."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None:
+        pytest.skip("git is not installed")
+    env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "GIT_CONFIG_NOSYSTEM": "1",
+           **colab_check.no_github(tmp_path / "nowhere")}
+    run = subprocess.run(["git", "clone", "-q", "--depth", "1", "https://github.com/o/n", str(tmp_path / "c")],
+                         env=env, capture_output=True, text=True, timeout=30)
+    assert run.returncode != 0 and f"{tmp_path}/nowhere/o/n" in run.stderr and not (tmp_path / "c").exists()
 
 
 def test_a_used_venv_is_put_back_as_built():

@@ -9,8 +9,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
-IDS = [p.name for p in NOTEBOOKS]
+FOLDER = Path(__file__).resolve().parent.parent / "notebooks"
+NOTEBOOKS = sorted(FOLDER.glob("*.ipynb")) + sorted(FOLDER.glob("deep/*.ipynb"))  # the afternoon, then the deep dives
+IDS = [p.relative_to(FOLDER).as_posix() for p in NOTEBOOKS]
 
 KEY_PATTERNS = [
     re.compile(r"MISTRAL_API_KEY\s*=\s*['\"][A-Za-z0-9]{16,}['\"]"),  # a key assigned in code
@@ -42,8 +43,8 @@ def code_cells(nb):
 
 def test_there_are_notebooks():
     assert any(p.name.startswith("00_setup") for p in NOTEBOOKS)
-    names = [p.name for p in NOTEBOOKS]
-    assert all(re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb", n) for n in names), names
+    names = [p.relative_to(FOLDER).as_posix() for p in NOTEBOOKS]
+    assert all(re.fullmatch(r"\d\d_[a-z0-9_]+\.ipynb|deep/\d\d[a-z]_[a-z0-9_]+\.ipynb", n) for n in names), names
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)
@@ -99,12 +100,17 @@ def test_colab_badge_and_colab_only_install(path):
     nb = load(path)
     first_md = next(c for c in nb.cells if c.cell_type == "markdown")
     assert "colab.research.google.com/assets/colab-badge.svg" in first_md.source
-    assert f"notebooks/{path.name}" in first_md.source, "the badge must open this notebook"
-    installs = [c for c in code_cells(nb) if re.search(r"%pip install|!pip install|\"pip\", \"install\"", c.source)]
-    assert installs, "needs a setup cell that installs the course in Colab"
+    assert f"/blob/main/notebooks/{path.relative_to(FOLDER).as_posix()})" in first_md.source, "the badge must open this notebook"
+    # the setup cell installs through helpers/course/colab.py (pip install -e there); nothing else installs
+    installs = [c for c in code_cells(nb) if re.search(r"%pip install|!pip install|\"pip\", \"install\"|/helpers/course/colab\.py",
+                                                       c.source)]
+    assert installs, "needs a setup cell that installs the course in Colab (through helpers/course/colab.py)"
     for cell in installs:
         assert '"google.colab" in sys.modules' in cell.source, "installs must run only in Colab"
     assert code_cells(nb).index(installs[0]) <= 1, "the install cell comes first"
+    setup = installs[0].source
+    assert "/content/course/helpers/course/colab.py" in setup and len(setup.splitlines()) <= 5, (
+        "the setup cell runs helpers/course/colab.py in at most five lines (scripts/nbbuild.py's COLAB_SETUP)")
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=IDS)

@@ -350,9 +350,8 @@ def test_the_check_cells_are_the_ones_nbbuild_writes(nb):
     import sys
 
     sys.path.insert(0, str(ROOT))
-    from scripts.nbbuild import check_cell
-
     from helpers.course.knobs import DECLARED
+    from scripts.nbbuild import check_cell
 
     assert check_cell(nb.stem[:2]).source == _cells(nb)[1]
     assert nb.stem[:2] in DECLARED, f"{nb.stem}: declare its knobs in helpers/course/knobs.py"

@@ -6,8 +6,9 @@ reported, each dated and cited below; nothing here is measured by the course.
 
 The Hugging Face cache (HF_HOME, `~/.cache/huggingface` by default) belongs to one Colab runtime: a model downloaded
 once is read from it by every later load in that runtime (a re-run, a notebook's second precision, the endpoint), but
-each notebook opened in Colab gets its own runtime, whose disk starts empty. The setup cell's HF_HOME_ON_DRIVE keeps
-that cache on Google Drive instead, so later notebooks and runtimes find what an earlier one downloaded.
+each notebook opened in Colab gets its own runtime, whose disk starts empty. `DRIVE=True` in the setup cell's last line
+(helpers/course/colab.py) keeps that cache on Google Drive instead, so later notebooks and runtimes find what an earlier
+one downloaded.
 """
 
 from __future__ import annotations
@@ -71,7 +72,7 @@ def colab_plan(notebook: str, loads: str | None = None) -> str:
     lines = [f"On a Colab T4 with HF_TOKEN this notebook downloads {hub_id}: {size / 1e9:.1f} GB, estimated from "
              f"its shipped config (helpers.memory, parameters × 2 bytes). Predicted: {times}.",
              "Once in this runtime's Hugging Face cache it is not downloaded again in this runtime; a new runtime "
-             "starts empty unless HF_HOME_ON_DRIVE=True in the setup cell."]
+             "starts empty unless the setup cell's last line says DRIVE=True (the cache then lives on Google Drive)."]
     if loads is None:
         pass
     elif loads in HUB_CONFIGS:  # the planned model, or another the course sizes
