@@ -80,7 +80,7 @@ def code(text: str, *tags: str) -> nbformat.NotebookNode:
 
 def check_cell(notebook: str) -> nbformat.NotebookNode:
     """The cell after `parameters`: one line, `check(globals(), "<NN>")`, whose kinds live in helpers/course/knobs.py."""
-    return code(f'from helpers.course.params import check; check(globals(), "{notebook}")  '
+    return code(f'from helpers.course.knobs import check; check(globals(), "{notebook}")  '
                 "# every parameter above, checked: a bad value stops here")
 
 

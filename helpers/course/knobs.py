@@ -1,4 +1,4 @@
-"""What each notebook's parameters accept: the declarations behind its one-line check, `check(globals(), "05")`.
+"""What each notebook's parameters accept, and its one-line check: `from helpers.course.knobs import check; check(globals(), "05")`.
 
 One entry per notebook, keyed by its number (a deep dive by its own name, e.g. "05a"); each maps a knob of the
 notebook's `parameters` cell to its kind (helpers.course.params). A knob added to a notebook is declared here too:
@@ -7,6 +7,9 @@ notebook's `parameters` cell to its kind (helpers.course.params). A knob added t
 
 from __future__ import annotations
 
+from typing import Any
+
+from . import params
 from .params import Float, Int, ListOf, ModelConfig, OneOf, Priced, Setting, Text
 
 DECLARED = {
@@ -140,3 +143,12 @@ DECLARED = {
         RAG_MAX_TOKENS=Int(min=1),
     ),
 }
+
+
+def check(namespace: dict[str, Any], notebook: str, /) -> None:
+    """Check a notebook's parameters against the kinds declared for it here; one error names every bad one."""
+    __tracebackhide__ = True
+    if notebook not in DECLARED:
+        raise KeyError(f"check(globals(), {notebook!r}): no parameters declared for {notebook!r} in "
+                       f"helpers/course/knobs.py (it has {', '.join(DECLARED)}); add an entry there")
+    params.check(namespace, **DECLARED[notebook])

@@ -394,18 +394,11 @@ def problems(values: dict[str, Any], declared: dict[str, Kind], defaults: dict[s
     return found
 
 
-def check(namespace: dict[str, Any], notebook: str | None = None, /, **declared: Kind) -> None:
-    """Check this notebook's parameters (`check(globals(), "05")`: the kinds declared for notebook 05 in
-    helpers/course/knobs.py, or given here as `TOP_K=Int(min=1), …`); one error names every bad one."""
+def check(namespace: dict[str, Any], /, **declared: Kind) -> None:
+    """Check this notebook's parameters (`check(globals(), TOP_K=Int(min=1), …)`); one error names every bad one.
+    The notebooks call it through helpers.course.knobs: `check(globals(), "05")`, with the kinds declared there."""
     __tracebackhide__ = True  # IPython shows the message, not this function's frames
     refuse_injected_secrets()
-    if notebook is not None:
-        from .knobs import DECLARED
-
-        if notebook not in DECLARED:
-            raise KeyError(f"check(globals(), {notebook!r}): no parameters declared for {notebook!r} in "
-                           f"helpers/course/knobs.py (it has {', '.join(DECLARED)}); add an entry there")
-        declared = {**DECLARED[notebook], **declared}
     missing = sorted(set(declared) - set(namespace))
     if missing:
         raise NameError(f"check() declares {', '.join(missing)}, which the parameters cell does not set")
