@@ -49,6 +49,12 @@ DECLARED = {
         REASONING_TOKENS=Int(min=1),
     ),
 
+    "03a": dict(  # deep/03a_escalation.ipynb
+        BACKEND=Setting(),
+        MODELS=ListOf(Priced()),
+        MAX_TOKENS=Int(min=1, auto=True),
+    ),
+
     "04": dict(  # 04_function_calling.ipynb
         BACKEND=Setting(),
         CHAT_MODEL=Setting(),
