@@ -64,6 +64,14 @@ DECLARED = {
         SEED=Int(min=0),
     ),
 
+    "04a": dict(  # deep/04a_tool_calls.ipynb
+        BACKEND=Setting(),
+        CHAT_MODEL=Setting(),
+        MAX_TURNS=Int(min=1),
+        MAX_TOKENS=Int(min=33),
+        SEED=Int(min=0),
+    ),
+
     "05": dict(  # 05_api_rag.ipynb
         BACKEND=Setting(),
         CHAT_MODEL=Setting(),
