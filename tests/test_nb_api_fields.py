@@ -1,8 +1,8 @@
 """The API-only cells of 02 (Conversations API) and 03 (reasoning_effort), run up to the network boundary.
 
 Each cell's own source is executed with an SDK client whose httpx transport is a mock: with BACKEND='mistral' it
-must send the requests La Plateforme expects and compute its numbers from the answers; without a key it must say
-"not measured here: no key" and record None. No network.
+must send the requests La Plateforme expects and compute its numbers from the answers; without a key 03 must show the
+endpoint's refusal and measure nothing. No network.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def reasoning_namespace():
     assert reasoning.check(right)
     big = catalog.Attempt("mistral-large-latest", False, 0.0004, 1.0, "no idea", 70, 40)
     return {"tasks": tasks, "catalog": catalog, "pd": pd, "tally": Verdicts(), "REASONING_TOKENS": 4000,
-            "strongest": "mistral-large-latest", "results": {("mistral-large-latest", "reasoning"): big}}, right
+            "selection": selection, "TIERS": ["mistral-large-latest"],
+            "results": {("mistral-large-latest", "reasoning"): big}}, right
 
 
 def test_03_reasoning_effort_cell_sends_none_and_high_and_prices_the_extra_tokens(reasoning_namespace):
@@ -84,7 +85,7 @@ def test_03_reasoning_effort_cell_sends_none_and_high_and_prices_the_extra_token
     assert ns["effort_refusal"] is None and [v.kind for _, v in ns["tally"].items] == ["right", "right"]
 
 
-def test_03_reasoning_effort_cell_without_a_key_says_not_measured(reasoning_namespace, capsys):
+def test_03_reasoning_effort_cell_without_a_key_shows_the_refusal(reasoning_namespace, capsys):
     ns, _ = reasoning_namespace
 
     def handler(request):  # what the course endpoint answers
@@ -93,7 +94,7 @@ def test_03_reasoning_effort_cell_without_a_key_says_not_measured(reasoning_name
 
     ns.update(client=mock_client(handler), cfg=SimpleNamespace(backend="local"))
     exec(cell_with("03_model_selection.ipynb", "EFFORT_MODEL ="), ns)
-    assert "not measured here: no key" in capsys.readouterr().out
+    assert "reasoning_effort='high' refused: 400" in capsys.readouterr().out  # said, not measured
     assert ns["effort_rows"] == {} and ns["effort_refusal"] == "400: reasoning_effort='high': no reasoning mode"
 
 

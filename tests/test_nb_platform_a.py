@@ -51,7 +51,7 @@ def test_03_skips_the_tier_a_free_key_may_not_call_and_says_so(with_key_runner, 
     assert set(m["skipped_tiers"]) == {"mistral-large-latest"}
     assert "subscription tier" in m["skipped_tiers"]["mistral-large-latest"]
     assert m["tiers"] == ["mistral-small-latest", "mistral-medium-latest"] and set(m["results"]) == set(m["tiers"])
-    assert m["always_large_model"] == "mistral-medium-latest"  # the strongest tier this key could call
+    assert m["strongest_tier"] == "mistral-medium-latest"  # the strongest tier this key could call
     out = executed_output(tmp_path, "03_model_selection")
     assert "skipped mistral-large-latest: 403" in out
     # 'none' answered; 'high' refused (the twin's model has no reasoning mode), and said so

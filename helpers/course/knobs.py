@@ -52,10 +52,24 @@ DECLARED = {
         REASONING_TOKENS=Int(min=1),
     ),
 
+    "03a": dict(  # deep/03a_escalation.ipynb
+        BACKEND=Setting(),
+        MODELS=ListOf(Priced()),
+        MAX_TOKENS=Int(min=1, auto=True),
+    ),
+
     "04": dict(  # 04_function_calling.ipynb
         BACKEND=Setting(),
         CHAT_MODEL=Setting(),
         TOOL_CHOICE=OneOf("auto", "required", "any", "none", "retrieve_payment_status", "retrieve_payment_date"),
+        MAX_TURNS=Int(min=1),
+        MAX_TOKENS=Int(min=33),
+        SEED=Int(min=0),
+    ),
+
+    "04a": dict(  # deep/04a_tool_calls.ipynb
+        BACKEND=Setting(),
+        CHAT_MODEL=Setting(),
         MAX_TURNS=Int(min=1),
         MAX_TOKENS=Int(min=33),
         SEED=Int(min=0),

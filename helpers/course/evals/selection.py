@@ -12,7 +12,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ...catalog import Attempt, complete
+from ...catalog import Attempt, complete, tier
+from ..verdicts import Verdict, judge
 
 _NUMBER = re.compile(r"(?<![\w.])(?:\d{1,3}(?:,\d{3})+(?!\d)|\d+)(?:\.\d+)?")
 
@@ -79,6 +80,17 @@ class Task:
     messages: list[dict[str, Any]]
     check: Callable[[str], bool]
     options: dict[str, Any] = field(default_factory=dict)
+    definitive: bool = False  # a failed check is wrong even when cut (one word asked: a begun sentence cannot pass)
+
+    def expect(self, text: str) -> tuple[bool, str]:
+        """This task's checker as a verdict rule: (passes?, how), for `tally.check(reply, task.expect, ...)`."""
+        ok = bool(self.check(text))
+        return ok, f"{'passes' if ok else 'fails'} the {self.name} checker"
+
+    def verdict(self, attempt: Attempt) -> Verdict:
+        """An attempt at this task as a verdict: right, wrong, or cut off at max_tokens before it could pass."""
+        return judge(attempt.text, lambda _: (attempt.correct, self.expect(attempt.text)[1]),
+                     finish_reason=attempt.finish_reason, definitive=self.definitive)
 
 
 ROUTES = ("cards", "payments", "disputes", "fraud", "fees")
@@ -99,6 +111,7 @@ def model_selection_tasks(payments) -> list[Task]:
                                          "I still have the card in my wallet!"}],
             lambda text: text.strip().strip(".").lower() == "fraud",
             {"max_tokens": 16},  # one word needs 1–3 tokens; the rest is room to fail the check rather than be cut
+            definitive=True,
         ),
         Task(
             "extraction",
@@ -132,8 +145,75 @@ def model_selection_tasks(payments) -> list[Task]:
     ]
 
 
-def run_task(client: Any, task: Task, model: str) -> Attempt:
-    """Send one task to one model and check the answer."""
-    reply = complete(client, model, task.messages, **task.options)
+def run_task(client: Any, task: Task, model: str, max_tokens: int | None = None) -> Attempt:
+    """Send one task to one model at temperature 0 and check the answer (`max_tokens` lowers the task's own cap)."""
+    options = dict(task.options, temperature=0.0)
+    if max_tokens is not None:
+        options["max_tokens"] = min(options.get("max_tokens", max_tokens), max_tokens)
+    reply = complete(client, model, task.messages, **options)
     return Attempt(model, bool(task.check(reply.text)), reply.cost_usd or 0.0, reply.latency_s, reply.text,
                    reply.prompt_tokens, reply.completion_tokens, reply.finish_reason)
+
+
+def api_message(exc: Any) -> str:
+    """The message of an SDK error's JSON body (or the body itself), e.g. for a 403 or a 400."""
+    body = getattr(exc, "body", "") or ""
+    try:
+        return str(json.loads(body).get("message", body))
+    except (json.JSONDecodeError, AttributeError):
+        return str(body)
+
+
+def run_grid(client: Any, tasks: Sequence[Task], models: Sequence[str], *, max_tokens: int | None = None,
+             same_model: bool = False) -> tuple[dict[tuple[str, str], Attempt], dict[str, str]]:
+    """Every model on every task: ({(model, task): Attempt}, {model this key may not call: the API's reason}).
+
+    A 403 (this key's tier does not include the model) skips that model from then on; any other error stops.
+    `same_model`: one model serves every alias (the local backend), so each task is asked once and that answer is
+    priced at each alias's dated price — asking again would only repeat it (greedy decoding).
+    """
+    from mistralai.client.errors import MistralError
+
+    results: dict[tuple[str, str], Attempt] = {}
+    skipped: dict[str, str] = {}
+    for task in tasks:
+        first = None
+        for model in [m for m in models if m not in skipped]:
+            if same_model and first is not None:
+                results[(model, task.name)] = first.priced_as(model)
+                continue
+            try:
+                results[(model, task.name)] = first = run_task(client, task, model, max_tokens)
+            except MistralError as exc:
+                if exc.status_code != 403:
+                    raise
+                skipped[model] = api_message(exc)
+    if len(skipped) == len(models):
+        raise RuntimeError(f"this key may call none of {list(models)}: try ['mistral-small-latest']")
+    return results, skipped
+
+
+def strongest(models: Sequence[str]) -> str:
+    """The most capable tier of these (the price table's tier_rank), whatever it costs."""
+    return max(models, key=lambda m: tier(m).tier_rank)
+
+
+def effort_row(reply: Any, model: str, task: Task) -> dict[str, Any]:
+    """One reasoning_effort reply as a row: output tokens, thinking characters, cost at dated prices, checker."""
+    from ...catalog import cost_usd
+    from ...tools import content_text
+
+    answer = content_text(reply.choices[0].message)  # the text chunks; the thinking chunk is left out
+    full = content_text(reply.choices[0].message, thinking=True)  # thinking first, then the answer
+    return {"completion_tokens": reply.usage.completion_tokens, "thinking_chars": len(full) - len(answer),
+            "cost_usd": round(cost_usd(model, reply.usage), 10), "correct": bool(task.check(answer))}
+
+
+def measured(cfg: Any, results: dict[tuple[str, str], Attempt], tasks: Sequence[Task],
+             tiers: Sequence[str]) -> dict[str, Any]:
+    """What notebook 03 records of its grid: per model and task, correct / latency / cost, and the share correct."""
+    grid = {m: {t.name: {"correct": results[(m, t.name)].correct, "latency_s": round(results[(m, t.name)].latency_s, 3),
+                         "cost_usd": round(results[(m, t.name)].cost_usd, 10)} for t in tasks} for m in tiers}
+    cells = [c["correct"] for row in grid.values() for c in row.values()]
+    return {"backend": cfg.backend, "tiers": list(tiers), "results": grid, "share_correct": round(sum(cells) / max(len(cells), 1), 4),
+            "strongest_tier": strongest(tiers)}

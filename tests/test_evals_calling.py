@@ -1,0 +1,60 @@
+"""Notebook 04's verdict rules (helpers/course/evals/calling.py) and 03's task verdicts (selection.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from helpers.catalog import Attempt
+from helpers.course.evals import calling, selection
+from helpers.settings import data_path
+
+
+def test_a_date_is_passed_on_only_when_no_other_day_month_or_date_is_said():
+    rule = calling.passes_on({"transaction_id": "T1010", "date": "2021-10-14"})
+    assert rule("T1010 was paid on 2021-10-14.")[0]
+    assert rule("T1010 was paid on 2021-10-14, on October 14th.")[0]
+    ok, how = rule('The transaction "T1010" was paid on the 20th day of 2021-10-14.')  # the garbled one newcomers saw
+    assert not ok and "20th" in how
+    assert not rule("Paid on 2021-10-14 or 2021-10-15.")[0]
+    assert not rule("Paid in September: 2021-10-14.")[0]
+    assert not rule("It was paid recently.")[0]
+
+
+def test_a_status_is_passed_on_alone_and_markup_is_never_an_answer():
+    rule = calling.passes_on({"transaction_id": "T1001", "status": "Paid"})
+    assert rule("The status of your transaction T1001 is currently paid.")[0]
+    assert not rule("It is paid, or maybe pending.")[0]
+    assert not rule('<tool_response>{"status": "Paid"}</tool_response>')[0]
+    assert not calling.passes_on({"error": "no transaction 'T9'"})("T9 is Paid.")[0]
+    assert calling.passes_on({"error": "no transaction 'T9'"})("There is no transaction T9.")[0]
+
+
+def test_a_loop_that_stopped_at_max_turns_is_said_so_not_judged_empty():
+    v = calling.loop_verdict(None, calling.names_all(["Paid"]), 2)
+    assert v.kind == "cut" and "max_turns=2" in v.why
+    assert calling.loop_verdict("It is Paid, on 2021-10-05.", calling.names_all(["Paid", "2021-10-05"]), 2).ok
+    assert not calling.loop_verdict("It is Paid.", calling.names_all(["Paid", "2021-10-05"]), 2).ok
+
+
+def test_loop_counts_reads_turns_calls_and_errors_from_the_messages():
+    call = {"id": "a", "type": "function", "function": {"name": "f", "arguments": "{}"}}
+    messages = [{"role": "user", "content": "q"},
+                {"role": "assistant", "content": "", "tool_calls": [call, call]},
+                {"role": "tool", "content": json.dumps({"error": "boom"})},
+                {"role": "tool", "content": json.dumps({"status": "Paid"})},
+                {"role": "assistant", "content": "Paid."}]
+    assert calling.loop_counts(messages, "Paid.") == {"turns": 2, "tool_calls": 2, "errors_fed_back": 1,
+                                                      "stopped": "answered"}
+    assert calling.loop_counts(messages[:4], None)["stopped"] == "max_turns"
+
+
+def test_the_classification_verdict_is_definitive_and_a_cut_essay_is_wrong():
+    tasks = selection.model_selection_tasks(pd.read_csv(data_path("payments.csv")))
+    classify = tasks[0]
+    assert classify.definitive and classify.expect("fraud") == (True, "passes the classification checker")
+    cut = Attempt("m", False, 0.0, 0.1, "This is a classic example of", finish_reason="length")
+    assert classify.verdict(cut).kind == "wrong"
+    composition = tasks[2]
+    assert composition.verdict(Attempt("m", False, 0.0, 0.1, "Dear customer,", finish_reason="length")).kind == "cut"
