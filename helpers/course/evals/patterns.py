@@ -68,6 +68,27 @@ def parse_label(text: str | None) -> str | None:
     return min(hits)[1] if hits else None
 
 
+def is_label(intent: str):
+    """The verdict rule for a label answer: right when the first label it names is `intent` (`tally.check(r, rule)`)."""
+
+    def rule(text: str) -> tuple[bool, str]:
+        said = parse_label(text)
+        return said == intent, f"first label named: {said}; the data says {intent}"
+
+    return rule
+
+
+def fields_are(gold: dict[str, Any]):
+    """The verdict rule for an extraction answer: right when amount, date and transaction id all match `gold`."""
+
+    def rule(text: str) -> tuple[bool, str]:
+        got = parse_json(text)
+        want = {f: gold[f] for f in FIELDS}
+        return (isinstance(got, dict) and all_fields_right(got, gold), f"fields {got} vs the data's {want}")
+
+    return rule
+
+
 def parse_json(text: str | None) -> Any:
     """The first JSON object in the text (models often wrap it in prose or ``` fences), or None."""
     text = text or ""
