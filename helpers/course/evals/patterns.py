@@ -1,7 +1,7 @@
 """Prompt patterns measured on labelled data: the course's customer-message set, answer parsers and scores.
 
-Used by notebook 02 (prompting and conversations). The prompts themselves are written in the notebook, where a
-learner can read and copy them; this module loads the labelled set, runs a pattern over it (timed and priced by
+Used by notebook 02 (one zero-shot vs few-shot example) and its deep dive deep/02a (the measured study). The
+prompts themselves are written in the notebooks, where a learner can read and copy them; this module loads the labelled set, runs a pattern over it (timed and priced by
 :func:`helpers.catalog.complete`), and scores the answers: label accuracy, field-level F1, latency p50.
 
 A pattern's requests can be sent `concurrency` at a time from a small thread pool: the course endpoint decodes
