@@ -222,7 +222,8 @@ def test_legacy_code_in_text_is_marked(path):
 # (not only inside helpers): notebook prefix → {call: minimum number of occurrences}.
 TAUGHT_CALLS = {
     "01": {"Mistral(": 1, "RetryConfig(": 1, "chat.complete(": 1, "chat.stream(": 1, "chat.parse(": 1},
-    "02": {"chat.complete(": 1, "chat.stream(": 1, "response_format": 1, "chat.parse(": 1, '"prefix": True': 1},
+    "02": {"chat.complete(": 1, "chat.stream(": 1, '"prefix": True': 1},
+    "02a": {"chat.complete(": 1, "response_format": 1, "chat.parse(": 1, "logprobs=True": 1},  # deep/02a
     "03": {"chat.complete(": 1},
     "04": {"chat.complete(": 1, "tool_calls": 1},
     "05": {"embeddings.create(": 1, "faiss.Index": 1, ".add(": 1, ".search(": 1, "chat.complete(": 1,
@@ -245,7 +246,8 @@ def _code(nb) -> str:
 
 @pytest.mark.parametrize("prefix", sorted(TAUGHT_CALLS))
 def test_notebook_shows_the_library_calls_it_teaches(prefix):
-    path = next(p for p in NOTEBOOKS if p.name.startswith(prefix))
+    deep = sorted((NOTEBOOKS[0].parent / "deep").glob("*.ipynb"))  # a deep dive's entry: "02a"
+    path = next(p for p in [*NOTEBOOKS, *deep] if p.name.startswith(prefix))
     code = _code(load(path))
     missing = {call: need for call, need in TAUGHT_CALLS[prefix].items() if code.count(call) < need}
     assert not missing, f"{path.name}: these calls must appear in its code cells (at least n times): {missing}"

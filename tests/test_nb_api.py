@@ -21,21 +21,19 @@ def test_01_with_another_chat_model(notebook_runner):
     assert m["error_statuses"] == {"bad key": 401, "rate limit": 429, "invalid value": 422, "unknown model": 400}
 
 
-def test_02_with_fewer_messages_another_k_model_and_budget(notebook_runner, figures_drawn):
+def test_02_with_another_k_model_and_budget(notebook_runner, figures_drawn):
     m = notebook_runner("02_prompting_conversations", BACKEND="local", CHAT_MODEL="mistral-large-latest", K_SHOTS=1,
-                        N_MESSAGES=7, N_EXTRACT=1, TURNS=6, BUDGET_TOKENS=90, LABEL_TOKENS=3, JSON_TOKENS=40)
+                        N_MESSAGES=2, TURNS=3, KEEP_TURNS=1, BUDGET_TOKENS=90, LABEL_TOKENS=3, TURN_TOKENS=24)
     assert figures_drawn("02_prompting_conversations") == EXPECTED_FIGURES["02_prompting_conversations"]
     assert m["model"] == "mistral-large-latest" and m["k_shots"] == 1 and m["budget_tokens"] == 90
-    assert set(m["patterns"]) == {"zero-shot", "delimiters", "few-shot (k=1)", "json_schema"}
-    for row in m["patterns"].values():  # N_MESSAGES=7 keeps exactly the seven injected messages
-        assert row["messages"] == 7 and 0 <= row["accuracy"] <= 1 and row["prompt_tokens_per_message"] > 0
-    assert m["patterns"]["few-shot (k=1)"]["prompt_tokens_per_message"] > m["patterns"]["delimiters"]["prompt_tokens_per_message"]
-    assert all(row["messages"] == 1 for row in m["extraction"].values())
-    assert set(m["injection_flip_rate"]) == {"no_defence", "with_defence"} and m["injected_messages"] == 7
+    tokens = m["prompt_tokens_per_pattern"]  # the examples are paid for on every call
+    assert set(tokens) == {"zero-shot", "few-shot (k=1)"} and tokens["few-shot (k=1)"] > tokens["zero-shot"]
     turns = m["tokens_per_turn"]
-    assert len(turns) == 6 and all(b > a for a, b in zip(turns, turns[1:], strict=False))
-    assert m["remedies"]["whole history"]["fact_sent"] and not m["remedies"]["last 2 turns"]["fact_sent"]
-    assert m["chat_turns"] == 2 and m["chat_second_request_has_first_turn"] is True
+    assert len(turns) == 3 and all(b > a for a, b in zip(turns, turns[1:], strict=False))
+    assert all(c > 0 for c in m["cached_tokens_per_turn"][1:])  # the course endpoint reuses the previous turn's prompt
+    assert m["remedies"]["whole history"]["fact sent"] and not m["remedies"]["last 1 turns"]["fact sent"]
+    assert m["remedies"]["last 1 turns"]["prompt_tokens"] < m["remedies"]["whole history"]["prompt_tokens"]
+    assert m["conversations_api"] is None and m["verdicts"]["total"] == 2 * 2 + 1 + 3 + 2  # labels, prefix, turns, remedies
 
 
 def test_03_with_another_tier_list(notebook_runner, figures_drawn):

@@ -39,10 +39,22 @@ def test_01_builds_its_client_with_server_url(with_key_runner, free_tier_twin):
 
 def test_02_keeps_a_conversation_on_the_server(with_key_runner):
     m = RAN["02_prompting_conversations"] = with_key_runner(
-        "02_prompting_conversations", K_SHOTS=1, N_MESSAGES=7, N_EXTRACT=1, TURNS=6, TURN_TOKENS=16, BUDGET_TOKENS=90,
-        LABEL_TOKENS=3, JSON_TOKENS=40, TOP_LOGPROBS=5)
+        "02_prompting_conversations", K_SHOTS=1, N_MESSAGES=1, TURNS=3, KEEP_TURNS=1, TURN_TOKENS=16, BUDGET_TOKENS=60,
+        LABEL_TOKENS=3)
     conv = m["conversations_api"]
     assert conv["second_call_prompt_tokens"] > 0 and isinstance(conv["answer_names_ana"], bool)
+
+
+def test_02a_measures_the_patterns_and_reads_logprobs_with_a_key(with_key_runner):
+    """The prompt-pattern study (deep/02a) with a key: every pattern on the seven injected messages, logprobs served."""
+    m = RAN["02a_prompt_patterns"] = with_key_runner(
+        "deep/02a_prompt_patterns", K_SHOTS=1, N_MESSAGES=7, N_EXTRACT=1, LABEL_TOKENS=3, JSON_TOKENS=40, TOP_LOGPROBS=5)
+    assert set(m["patterns"]) == {"zero-shot", "delimiters", "few-shot (k=1)", "json_schema"}
+    for row in m["patterns"].values():  # N_MESSAGES=7 keeps exactly the seven injected messages
+        assert row["messages"] == 7 and 0 <= row["accuracy"] <= 1 and row["prompt_tokens_per_message"] > 0
+    assert m["patterns"]["few-shot (k=1)"]["prompt_tokens_per_message"] > m["patterns"]["delimiters"]["prompt_tokens_per_message"]
+    assert all(row["messages"] == 1 for row in m["extraction"].values())
+    assert set(m["injection"]) == {"zero-shot", "delimiters"} and m["injected_messages"] == 7
     assert m["logprob_classification"]["messages"] == 7  # logprobs with a key: the twin serves them
 
 

@@ -101,10 +101,12 @@ def test_bounds_follow_the_data_they_count():
     data = patterns.load_messages()
     test = data[data.split == "test"]
     decl = {nb.stem[:2]: course._declaration(nb)[1] for nb in BOOKS}
-    assert decl["02"]["N_MESSAGES"].max == len(test)
-    assert decl["02"]["N_MESSAGES"].min == int(test.injected_label.notna().sum())  # always included: the fewest
-    assert decl["02"]["N_EXTRACT"].max == int(test.injected_label.isna().sum())
-    assert decl["02"]["K_SHOTS"].max == int((data.split == "example").sum())
+    decl["02a"] = course._declaration(ROOT / "notebooks/deep/02a_prompt_patterns.ipynb")[1]
+    assert decl["02"]["N_MESSAGES"].max == int(test.injected_label.isna().sum())  # 02 picks from the plain ones
+    assert decl["02a"]["N_MESSAGES"].max == len(test)
+    assert decl["02a"]["N_MESSAGES"].min == int(test.injected_label.notna().sum())  # always included: the fewest
+    assert decl["02a"]["N_EXTRACT"].max == int(test.injected_label.isna().sum())
+    assert decl["02"]["K_SHOTS"].max == decl["02a"]["K_SHOTS"].max == int((data.split == "example").sum())
     assert decl["05"]["N_ANSWERS"].max == len(json.loads((ROOT / "data/handbook_eval.json").read_text())["questions"])
     payments = (ROOT / "data/payments.csv").read_text().strip().splitlines()
     assert decl["09"]["N_CASES"].max == 2 * (len(payments) - 1)
@@ -218,7 +220,7 @@ def test_check_raises_one_error_naming_every_bad_parameter():
 BAD = {  # notebook → (parameter, a bad value, its kind): one per kind the notebook has
     "00": [("BACKEND", "remote", "enum"), ("LOCAL_MODEL", "./no-such-model", "path"), ("CHAT_MODEL", 3, "type")],
     "01": [("TEMPERATURE", "hot", "type"), ("MAX_TOKENS", 0, "range"), ("BACKEND", "remote", "enum")],
-    "02": [("K_SHOTS", "two", "type"), ("KEEP_TURNS", 6, "range"), ("N_MESSAGES", 100, "range"), ("N_MESSAGES", 4, "range"),
+    "02": [("K_SHOTS", "two", "type"), ("KEEP_TURNS", 6, "range"), ("N_MESSAGES", 100, "range"), ("N_MESSAGES", 0, "range"),
            ("BACKEND", "Mistral AI", "enum")],
     "03": [("MODELS", ["mistral-small-latest", "gpt-4"], "list element"), ("MODELS", "mistral-small-latest", "type"),
            ("MAX_TOKENS", 0, "range")],

@@ -157,3 +157,11 @@ def test_classify_by_logprobs_says_so_when_the_server_gives_no_logprobs():
     rows = pd.DataFrame([{"id": "A", "text": "x", "intent": "fees"}])
     with pytest.raises(ValueError, match="no logprobs"):
         patterns.classify_by_logprobs(SimpleNamespace(chat=NoLogprobs()), "m", lambda t: [], rows)
+
+
+def test_the_sdk_has_the_assistant_prefix_notebook_02_teaches():
+    """02 says the SDK carries Mistral's `prefix` on an assistant message: the installed SDK must have the field."""
+    from mistralai.client.models import AssistantMessage
+
+    assert "prefix" in AssistantMessage.model_fields
+    assert AssistantMessage(content="Category:", prefix=True).prefix is True

@@ -1,7 +1,7 @@
 """Prompt patterns measured on labelled data: the course's customer-message set, answer parsers and scores.
 
-Used by notebook 02 (prompting and conversations). The prompts themselves are written in the notebook, where a
-learner can read and copy them; this module loads the labelled set, runs a pattern over it (timed and priced by
+Used by notebook 02 (one zero-shot vs few-shot example) and its deep dive deep/02a (the measured study). The
+prompts themselves are written in the notebooks, where a learner can read and copy them; this module loads the labelled set, runs a pattern over it (timed and priced by
 :func:`helpers.catalog.complete`), and scores the answers: label accuracy, field-level F1, latency p50.
 
 A pattern's requests can be sent `concurrency` at a time from a small thread pool: the course endpoint decodes
@@ -66,6 +66,27 @@ def parse_label(text: str | None) -> str | None:
         return str(data["intent"]).lower()
     hits = [(m.start(), m.group(1)) for m in re.finditer(r"\b(" + "|".join(INTENTS) + r")\b", (text or "").lower())]
     return min(hits)[1] if hits else None
+
+
+def is_label(intent: str):
+    """The verdict rule for a label answer: right when the first label it names is `intent` (`tally.check(r, rule)`)."""
+
+    def rule(text: str) -> tuple[bool, str]:
+        said = parse_label(text)
+        return said == intent, f"first label named: {said}; the data says {intent}"
+
+    return rule
+
+
+def fields_are(gold: dict[str, Any]):
+    """The verdict rule for an extraction answer: right when amount, date and transaction id all match `gold`."""
+
+    def rule(text: str) -> tuple[bool, str]:
+        got = parse_json(text)
+        want = {f: gold[f] for f in FIELDS}
+        return (isinstance(got, dict) and all_fields_right(got, gold), f"fields {got} vs the data's {want}")
+
+    return rule
 
 
 def parse_json(text: str | None) -> Any:
