@@ -112,3 +112,19 @@ def test_latency_chart_ticks_never_touch_with_a_long_title_and_five_digit_millis
                             "in batches of 20", "SmolLM2-135M-Instruct", "CPU only", "2026-12-02")
     fig = charts.plot_latency({"local (cpu)": summary}, title=title)
     assert legible.problems(fig) == []
+
+
+def test_quantization_chart_is_legible_and_its_run_checks_can_fail():
+    import pandas as pd
+
+    from helpers.course.evals import quality
+
+    results = pd.DataFrame({"footprint_bytes": [538e6, 170e6, 110e6], "estimated_bytes": [538e6, 170e6, 110e6],
+                            "tokens_per_s": [30.0, 4.0, 9.0], "perplexity": [12.0, 12.3, 13.1],
+                            "top1_agreement": [1.0, 0.93, 0.81]}, index=["fp32", "int8", "nf4"])
+    fig = charts.plot_quantization(results, "fp32", title="fp32 vs int8 vs nf4\nmodel · CPU · date")
+    assert legible.problems(fig) == [] and [t.get_text() for t in fig.axes[0].get_xticklabels()] == list(results.index)
+    assert quality.run_problems(results, "fp32", real_model=True) == []
+    results.loc["nf4", "footprint_bytes"] = 200e6  # bigger than int8, and 80% off its estimate
+    found = quality.run_problems(results, "fp32", real_model=True)
+    assert any("not within 1%" in p for p in found) and "nf4 is not smaller than int8" in found

@@ -1,5 +1,5 @@
 """The figures of the course's measurements: RAG latency per stage (08, 10), serving under load (10), the T4 memory
-budget (06). Each is legible at a glance: linear axes, units, the legend beside the data (checked by `legible`).
+budget (06), quantization's memory, speed and agreement (07). Each is legible at a glance: linear axes, units, the legend beside the data (checked by `legible`).
 """
 
 from __future__ import annotations
@@ -105,6 +105,30 @@ def plot_budget(rows: list[Fit], title: str = "Mistral-7B on a T4"):
     ax.set_title(title)
     legend_outside(ax, fontsize=8)  # beside the bars: the margin labels at their ends are what the chart is for
     ax.set_xlim(0, max(r.total_bytes for r in rows) / GiB * 1.18)
+    fig.tight_layout()
+    return fig
+
+
+def plot_quantization(results, baseline: str, title: str):
+    """Three panels per precision: weights in memory (measured beside estimated, MB), tokens/s at batch 1, and top-1
+    agreement with the baseline; `results` has a row per precision with footprint_bytes, estimated_bytes,
+    tokens_per_s and top1_agreement (notebook 07's table)."""
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    x = list(range(len(results)))
+    axes[0].bar([i - 0.2 for i in x], results.footprint_bytes / 1e6, 0.4, label="measured")
+    axes[0].bar([i + 0.2 for i in x], results.estimated_bytes / 1e6, 0.4, label="estimated")
+    axes[0].set(title="weights in memory", ylabel="MB")
+    axes[0].set_ylim(0, results[["footprint_bytes", "estimated_bytes"]].max().max() / 1e6 * 1.35)  # room for the legend
+    axes[0].legend(fontsize=8, loc="upper center", ncol=2)
+    axes[1].bar(x, results.tokens_per_s, color="#f59e0b")
+    axes[1].set(title="speed, batch 1", ylabel="tokens/s")
+    axes[2].bar(x, results.top1_agreement, color="#16a34a")
+    axes[2].set(title=f"top-1 agreement with {baseline}", ylabel="share of positions", ylim=(0, 1.05))
+    for ax in axes:
+        ax.set_xticks(x, list(results.index))
+    fig.suptitle(title)
     fig.tight_layout()
     return fig
 

@@ -78,3 +78,28 @@ def top1_agreement(a: TextScore, b: TextScore) -> float:
     if len(a.top1) != len(b.top1) or not a.top1:
         raise ValueError(f"scores cover different texts ({len(a.top1)} vs {len(b.top1)} positions)")
     return sum(x == y for x, y in zip(a.top1, b.top1, strict=True)) / len(a.top1)
+
+
+
+def run_problems(results: Any, baseline: str, real_model: bool) -> list[str]:
+    """What 07's run must show ([] when it holds): every footprint within 1% of its estimate and the baseline agreeing
+    with itself; and, for a real model (most weights in Linear layers) with an fp32 baseline, int8 and nf4, what its
+    chart should show: INT8 at most half the baseline's bytes, NF4 below INT8, the baseline's perplexity below 200
+    and INT8's top-1 agreement at least 0.7."""
+    r, problems = results, []
+    for p, row in r.iterrows():
+        if abs(row.estimated_bytes / row.footprint_bytes - 1) >= 0.01:
+            problems.append(f"{p}: estimate {row.estimated_bytes:,} B is not within 1% of {row.footprint_bytes:,} B")
+    if r.loc[baseline, "top1_agreement"] != 1.0:
+        problems.append(f"the baseline agrees with itself on only {r.loc[baseline, 'top1_agreement']}")
+    if not real_model or baseline != "fp32" or not {"int8", "nf4"} <= set(r.index):
+        return problems
+    if r.loc["int8", "footprint_bytes"] > 0.5 * r.loc["fp32", "footprint_bytes"]:
+        problems.append(f"int8 weighs more than half of fp32: {r.loc['int8', 'footprint_bytes']:,} B")
+    if r.loc["nf4", "footprint_bytes"] >= r.loc["int8", "footprint_bytes"]:
+        problems.append("nf4 is not smaller than int8")
+    if r.loc["fp32", "perplexity"] >= 200:
+        problems.append(f"the baseline's perplexity is {r.loc['fp32', 'perplexity']} (a real model stays below 200)")
+    if r.loc["int8", "top1_agreement"] < 0.7:
+        problems.append(f"int8 agrees with fp32 on only {r.loc['int8', 'top1_agreement']:.2f} of positions")
+    return problems
