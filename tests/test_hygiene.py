@@ -10,6 +10,7 @@ import nbformat
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+DEEP_DIVES = sorted((Path(__file__).resolve().parent.parent / "notebooks" / "deep").glob("*.ipynb"))
 IDS = [p.name for p in NOTEBOOKS]
 
 KEY_PATTERNS = [
@@ -220,12 +221,13 @@ TAUGHT_CALLS = {
     "03": {"chat.complete(": 1},
     "04": {"chat.complete(": 1, "tool_calls": 1},
     "05": {"embeddings.create(": 1, "faiss.Index": 1, ".add(": 1, ".search(": 1, "chat.complete(": 1,
-           "bm25s.tokenize(": 2, "bm25s.BM25(": 1, ".retrieve(": 1, "def rrf(": 1, "response_format=": 1},
+           "faiss.write_index(": 1, "faiss.read_index(": 1},
+    "05a": {"bm25s.tokenize(": 2, "bm25s.BM25(": 1, ".retrieve(": 1, "def rrf(": 1, "response_format=": 1},
     "06": {"AutoTokenizer.from_pretrained(": 1, "AutoModelForCausalLM.from_pretrained(": 1,
            "apply_chat_template(": 1, ".generate(": 1, "TextIteratorStreamer": 1, "get_memory_footprint()": 1},
     "07": {"BitsAndBytesConfig(": 2, "AutoModelForCausalLM.from_pretrained(": 1, "quantization_config=": 2},
-    "08": {"SentenceTransformer(": 1, ".encode(": 1, "faiss.Index": 1, ".generate(": 1, "bm25s.tokenize(": 2,
-           ".retrieve(": 1, "compile_json_schema(": 1, "LogitsProcessor(": 1},
+    "08": {"SentenceTransformer(": 1, ".encode(": 1, "faiss.IndexFlatIP(": 1, "apply_chat_template(": 1, ".generate(": 1},
+    "08a": {"bm25s.tokenize(": 2, ".retrieve(": 1, "compile_json_schema(": 1, "LogitsProcessor(": 1, ".generate(": 1},
     "09": {"chat.complete(": 1, "tool_choice=": 1, "apply_chat_template(": 1, "tools=tools": 2,
            "encode_chat_completion(": 1, "compile_json_schema(": 1, "LogitsProcessor(": 1, ".generate(": 1},
     "10": {"Mistral(": 1, "conformance.run_checks(": 1, "vllm_recipe(": 1},  # the vllm serve command that fits
@@ -239,7 +241,7 @@ def _code(nb) -> str:
 
 @pytest.mark.parametrize("prefix", sorted(TAUGHT_CALLS))
 def test_notebook_shows_the_library_calls_it_teaches(prefix):
-    path = next(p for p in NOTEBOOKS if p.name.startswith(prefix))
+    path = next(p for p in NOTEBOOKS + DEEP_DIVES if p.name.startswith(prefix))  # "05a": deep/05a_…
     code = _code(load(path))
     missing = {call: need for call, need in TAUGHT_CALLS[prefix].items() if code.count(call) < need}
     assert not missing, f"{path.name}: these calls must appear in its code cells (at least n times): {missing}"
