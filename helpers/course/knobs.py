@@ -128,7 +128,7 @@ DECLARED = {
         PRECISION=OneOf("auto", "fp32", "fp16", "bf16", "int8", "nf4"),
         K=Int(min=1),
         CHUNK_CHARS=Int(min=64),
-        N_QUERIES=Int(min=20),
+        N_QUERIES=Int(min=10),
         MAX_NEW_TOKENS=Int(min=1, auto=True),
         RETRIEVAL=OneOf("hybrid", "dense", "bm25"),
         ANSWER_CHARS=Int(min=1),
