@@ -111,8 +111,8 @@ def run_notebook(name: str, tmp_path: Path, **parameters) -> dict:
 
 
 # The figures each notebook draws in a run without a key (08 adds a second, local vs API, with one)
-EXPECTED_FIGURES = {"02_prompting_conversations": 1, "03_model_selection": 0, "05_api_rag": 2, "06_selfhost_fp16": 1, "07_quantization_int8": 1,
-                    "08_local_rag": 2}
+EXPECTED_FIGURES = {"02_prompting_conversations": 1, "03_model_selection": 0, "05a_retrieval_engineering": 2, "06_selfhost_fp16": 1,
+                    "07_quantization_int8": 1, "08a_local_rag_measured": 2}
 
 
 def executed_figures(name: str, tmp_path: Path) -> int:

@@ -51,25 +51,14 @@ def test_07_on_t4_twin_holds_one_precision_at_a_time(notebook_runner, figures_dr
     assert 14.4 <= est["fp16"] <= 14.6 and 7.4 <= est["int8"] <= 7.6 and 3.9 <= est["nf4"] <= 4.1
 
 
-def test_08_on_t4_twin_picks_a_precision_that_leaves_room(notebook_runner, figures_drawn):
-    # K=2: another k than the default 3, and short prompts (this run is about the twin's decisions: reading 40 prompts
-    # of 5 chunks each was most of its time)
-    m = notebook_runner("08_local_rag", DEVICE="twin:t4", K=2, N_QUERIES=20, MAX_NEW_TOKENS=4, RETRIEVAL="bm25",
-                        ANSWER_CHARS=12)
-    assert figures_drawn("08_local_rag") == EXPECTED_FIGURES["08_local_rag"]
-    assert m["k"] == 2 and m["n_queries"] == 20 and m["embed_model"].endswith("all-MiniLM-L6-v2")
+def test_08_on_t4_twin_picks_a_precision_that_leaves_room(notebook_runner):
+    # K=2: another k than the default 3; two questions of 4 new tokens (this run is about the twin's decisions)
+    m = notebook_runner("08_local_rag", DEVICE="twin:t4", K=2, N_QUESTIONS=2, MAX_NEW_TOKENS=4)
+    assert m["k"] == 2 and m["n_questions"] == 2 and m["embed_model"].endswith("all-MiniLM-L6-v2")
     assert 0 <= m["hit_rate_at_1"] <= m["hit_rate_at_3"] <= m["hit_rate_at_5"] <= 1
     assert 0 < m["mrr"] <= 1 and m["hit_rate_at_5"] >= 0.5  # a real embedder on the course's handbook
-    for stage in ("embed_ms", "search_ms", "generate_ms"):
-        assert 0 <= m[f"{stage}_p50"] <= m[f"{stage}_p95"]
-    assert "api" not in m  # no key in tests: the side-by-side is skipped
-    assert m["retrieval"] == "bm25" and m["hit_rate_at_1"] == m["retrievers"]["bm25"]["hit_rate_at_1"]
-    assert set(m["retrievers"]) == {"dense", "bm25", "hybrid"}
-    # xgrammar on generate: the grammar lets the model cite nothing but the retrieved chunks (or none, abstaining)
-    assert m["answers_with_no_invented_source"] == 1.0 and m["answers_checked"] == 20 and m["answer_chars"] == 12
-    u = m["unanswerable_questions"]
-    assert m["verdicts"]["total"] == 2 * 20 + 2 + 2 * u and 0 <= m["prompt_only"]["answers_citing_retrieved_chunk"] <= 1
-    assert m["cited_answers_repeating_a_source"] == 0 and 0 <= m["abstention_rate"] <= 1
+    assert m["api"] is None  # no key in tests: the side-by-side is skipped
+    assert m["verdicts"]["total"] == 1 + 2 and m["local_s_per_question_max"] > 0
     twin = twin_report(m)
     held = " ".join(twin["resident_at_peak"])
     assert f"{MINISTRAL} (fp16)" in held and "embedder" in held  # Ministral 3 3B fits a T4 in fp16 beside the embedder

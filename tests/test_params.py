@@ -225,14 +225,13 @@ BAD = {  # notebook → (parameter, a bad value, its kind): one per kind the not
     "03": [("MODELS", ["mistral-small-latest", "gpt-4"], "list element"), ("MODELS", "mistral-small-latest", "type"),
            ("MAX_TOKENS", 0, "range")],
     "04": [("TOOL_CHOICE", "anyy", "enum"), ("MAX_TURNS", 0, "range"), ("SEED", 1.5, "type")],
-    "05": [("TOP_K", 0, "range"), ("METRIC", "l3", "enum"), ("N_ANSWERS", 33, "range"), ("CACHE_DIR", 5, "type"),
-           ("ALPHA", 1.5, "range"), ("ALPHA", "dev", "type")],
+    "05": [("TOP_K", 0, "range"), ("N_ANSWERS", 33, "range"), ("CACHE_DIR", 5, "type"), ("CHUNK_CHARS", 10, "range")],
     "06": [("LOCAL_MODEL", "/no/such/model", "path"), ("PRECISION", "fp8", "enum"), ("TEMPERATURE", 0, "range"),
            ("MAX_NEW_TOKENS", "32", "type"), ("CONFIG", "./no-such-config", "path")],
     "07": [("PRECISIONS", ["int3"], "list element"), ("PRECISIONS", [], "range"), ("BASELINE", "int8", "enum"),
            ("NEW_TOKENS", "many", "type"), ("LOCAL_MODEL", "~/no-such-model", "path")],
-    "08": [("K", 0, "range"), ("PRECISION", "int4", "enum"), ("N_QUERIES", "20", "type"),
-           ("LOCAL_EMBED_MODEL", "./no-such-embedder", "path"), ("ALPHA", -0.1, "range")],
+    "08": [("K", 0, "range"), ("PRECISION", "int4", "enum"), ("N_QUESTIONS", "3", "type"), ("N_QUESTIONS", 33, "range"),
+           ("LOCAL_EMBED_MODEL", "./no-such-embedder", "path")],
     "09": [("N_CASES", 0, "range"), ("N_CASES", 40, "range"), ("N_CASES", 17, "range"), ("MAX_TOKENS", "48", "type"),
            ("LOCAL_URL", "localhost:8000", "enum"), ("LOCAL_MODEL", "/no/such/model", "path")],
     "10": [("CONCURRENCY", 4, "type"), ("CONCURRENCY", [1, 0], "list element"), ("LOAD_REQUESTS", 0, "range"),
@@ -381,8 +380,8 @@ def test_what_a_run_could_not_honour_reaches_the_summary_reason(tmp_path):
 ISSUE_EXAMPLES = [  # issue 19's bad values, as typed on the command line
     ("07", "PRECISIONS", '["int3"]'), ("10", "LOAD_REQUESTS", "0"), ("06", "LOCAL_MODEL", "/no/such/model/folder"),
     ("05", "TOP_K", "0"), ("08", "K", "0"), ("01", "TEMPERATURE", "hot"), ("04", "TOOL_CHOICE", "anyy"),
-    ("09", "N_CASES", "0"), ("05", "METRIC", "l3"), ("10", "CONCURRENCY", "4"),
-    ("02", "N_MESSAGES", "0"), ("05", "CHUNK_SIZE", "0"), ("05", "SENTENCE_MAX_CHARS", "0"),  # were named n, size, …
+    ("09", "N_CASES", "0"), ("10", "CONCURRENCY", "4"),
+    ("02", "N_MESSAGES", "0"), ("05", "CHUNK_CHARS", "0"),  # were named n, size, … (05's METRIC and chunkings: 05a)
 ]
 
 
