@@ -153,6 +153,7 @@ DECLARED = {
         DEVICE=Setting(),
         LOCAL_URL=Setting(),
         CHAT_MODEL=Setting(),
+        COURSE_CHECKS=OneOf("all", "chat"),
         N_RAG=Int(min=1),
         RAG_MAX_TOKENS=Int(min=1),
     ),
