@@ -1,4 +1,4 @@
-"""With a (fake) free-tier key, notebooks 04, 05, 08 and 10 against the La Plateforme twin (see test_nb_platform_a)."""
+"""With a (fake) free-tier key, notebooks 04, 05, 08, 10 and deep dive 10a against the La Plateforme twin (see test_nb_platform_a)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ WITH_KEY = {
     "05a_retrieval_engineering": ["answer_concurrency"],
     "08_local_rag": ["api"],
     "10_serving_decision_matrix": ["api_p50_s"],
+    "10a_conformance_and_rag_latency": ["api_conformance_failed", "rag_api"],
 }
 RAN: dict[str, dict] = {}
 
@@ -45,11 +46,17 @@ def test_08_puts_the_api_pipeline_beside_the_local_one(with_key_runner):
 
 
 def test_10_measures_the_api_column(with_key_runner):
-    # one and two clients, two requests of 4 tokens each: the load test runs, it is not measured at full size
+    # one client, then two; two requests of 2 tokens: each with-key branch runs, nothing is measured at full size
     m = RAN["10_serving_decision_matrix"] = with_key_runner("10_serving_decision_matrix", DEVICE="cpu",
-                                                            CONCURRENCY=[1, 2], LOAD_REQUESTS=2, LOAD_MAX_TOKENS=4,
-                                                            N_RAG=1, RAG_MAX_TOKENS=4)
-    assert m["api"].startswith("measured: La Plateforme twin (free tier)") and m["api_p50_s"] > 0
+                                                            CONCURRENCY=[1, 2], LOAD_REQUESTS=2, LOAD_MAX_TOKENS=2)
+    assert m["api_p50_s"] > 0 and len(m["batching_gain"]) == 2
+
+
+def test_10a_checks_the_api_conformance_and_times_its_rag(with_key_runner):
+    # the full suite against the API twin; on the course endpoint only "chat" (its full suite runs keyless, in nbval)
+    m = RAN["10a_conformance_and_rag_latency"] = with_key_runner("deep/10a_conformance_and_rag_latency", DEVICE="cpu",
+                                                                 COURSE_CHECKS="chat", N_RAG=1, RAG_MAX_TOKENS=2)
+    assert m["api"].startswith("measured: La Plateforme twin (free tier)") and m["rag_api"]["generate_ms_p50"] > 0
     # issue 30: the conformance suite, request rules included, passes against the endpoint in its twin mode too
     assert m["api_conformance_failed"] == [], m["api_conformance_failed"]
 
@@ -57,7 +64,8 @@ def test_10_measures_the_api_column(with_key_runner):
 def test_the_with_key_branches_ran():
     """Counted from what the notebooks above recorded (04's only with-key difference is its backend)."""
     ran = {(nb, key) for nb, keys in WITH_KEY.items() for key in keys if RAN.get(nb, {}).get(key) not in (None, {})}
-    assert len(ran) == len(WITH_KEY), sorted({(nb, k) for nb, ks in WITH_KEY.items() for k in ks} - ran)
+    assert len(ran) == sum(map(len, WITH_KEY.values())) == 7, sorted(
+        {(nb, k) for nb, ks in WITH_KEY.items() for k in ks} - ran)
     assert RAN["04_function_calling"]["backend"] == "mistral"
     for nb in ("04_function_calling", "05_api_rag"):
         assert TWIN_LABEL in RAN[nb]["measured_on"], RAN[nb]["measured_on"]

@@ -100,3 +100,38 @@ def test_rates_summarise_a_group_and_refuse_an_empty_one():
     assert structured.rates(json_rows)["right_function_rate"] is None
     with pytest.raises(ValueError):
         structured.rates([])
+
+
+def test_verdict_rules_for_calls_records_and_tool_answers():
+    from helpers.course.evals.structured import call_is, record_rule, schema_valid_share, tool_answer_rule
+    from helpers.course.verdicts import judge
+
+    rule = call_is("retrieve_payment_status", transaction_id="T1001")
+    assert judge('{"name": "retrieve_payment_status", "arguments": {"transaction_id": "T1001"}}', rule).kind == "right"
+    wrong = judge('<tool_call>{"name": "retrieve_payment_status", "arguments": {"transaction_id": "1001"}}</tool_call>',
+                  rule)
+    assert wrong.kind == "wrong" and "1001" in wrong.why
+    assert judge("The status is Paid.", rule).kind == "wrong"  # no JSON call at all
+
+    class Rec(BaseModel):
+        transaction_id: str
+        amount: float
+
+    good = judge('{"transaction_id": "T1001", "amount": 125.5}', record_rule({"transaction_id": "T1001"}, Rec))
+    bad = judge('{"transaction_id": "1001", "amount": 125.5}', record_rule({"transaction_id": "T1001"}, Rec))
+    assert good.kind == "right" and bad.kind == "wrong" and "wrong values" in bad.why
+    rows = [{"mode": "free", "reply": "not json"}, {"mode": "constrained", "reply": '{"transaction_id": "x", "amount": 1}'}]
+    assert schema_valid_share(rows, Rec) == {"constrained": 1.0, "free": 0.0}
+
+    told = tool_answer_rule({"status": "Paid"}, "Your payment is Paid.")
+    assert judge("Your payment is Paid.", **told).kind == "right"
+    assert judge("It is Paid, or Pending.", **told).kind == "wrong"  # another status too
+    echoed = "<tool_response>{'error': 'no transaction'}</tool_response>"
+    assert judge(echoed, **tool_answer_rule({"error": "no transaction"}, echoed)).kind == "wrong"
+    assert judge("Sorry, no such transaction.", **tool_answer_rule({"error": "x"}, "Sorry")).kind == "unchecked"
+
+
+def test_device_name_names_a_twin():
+    from helpers.course.gpu import device_name
+
+    assert device_name("twin:t4").endswith("(Tesla T4 twin)") and "twin" not in device_name("cpu")

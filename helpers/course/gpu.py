@@ -299,3 +299,11 @@ def metrics(device: str | None = None) -> dict[str, Any]:
     if book is None:
         return {}
     return {"gpu_twin" if book.twin else "gpu_ledger": book.report()}
+
+
+def device_name(device: str | None) -> str:
+    """The device a notebook's figures and records name: the GPU torch sees (or "CPU only"), with a twin's name."""
+    from helpers.device import gpu
+
+    twin = twin_profile(device)
+    return gpu()["name"] + (f" ({twin.name} twin)" if twin else "")

@@ -167,7 +167,16 @@ DECLARED = {
         DEVICE=Setting(),
         LOCAL_URL=Setting(),
         CHAT_MODEL=Setting(),
-        N_CASES=Int(min=16, max=24, multiple_of=2),
+        N_CASES=Int(min=1, max=12),
+        MAX_TOKENS=Int(min=33),
+    ),
+
+    "09a": dict(  # deep/09a_structured_output_study.ipynb
+        LOCAL_MODEL=Setting(),
+        DEVICE=Setting(),
+        LOCAL_URL=Setting(),
+        CHAT_MODEL=Setting(),
+        N_CASES=Int(min=10, max=24, multiple_of=2),
         MAX_TOKENS=Int(min=33),
         SEED=Int(min=0),
         CONCURRENCY=Int(min=1),
@@ -184,6 +193,15 @@ DECLARED = {
         LOAD_MAX_TOKENS=Int(min=1),
         HOURLY_USD=Float(min=0),
         GPU_HOURLY_USD=Float(min=0),
+    ),
+
+    "10a": dict(  # deep/10a_conformance_and_rag_latency.ipynb
+        BACKEND=Setting(),
+        LOCAL_MODEL=Setting(),
+        DEVICE=Setting(),
+        LOCAL_URL=Setting(),
+        CHAT_MODEL=Setting(),
+        COURSE_CHECKS=OneOf("all", "chat"),
         N_RAG=Int(min=1),
         RAG_MAX_TOKENS=Int(min=1),
     ),

@@ -151,3 +151,65 @@ def rates(rows: list[Scored]) -> dict[str, float | int | None]:
         "latency_p50_s": round(seconds[(n - 1) // 2], 3),
         "latency_mean_s": round(sum(seconds) / n, 3),
     }
+
+
+def call_is(function: str, **expected: Any):
+    """A verdict rule (for `tally.check`): the reply is a call `{"name": …, "arguments": {…}}` to `function` with
+    these argument values — text, a `<tool_call>` block or an SDK tool call alike."""
+
+    def rule(text: str) -> tuple[bool, str]:
+        try:
+            value = extract_json(text)
+        except ValueError:
+            return False, "holds no JSON call"
+        if not isinstance(value, dict) or not isinstance(value.get("name"), str):
+            return False, "JSON, but not a call (no function name)"
+        args = value.get("arguments")
+        args = json.loads(args) if isinstance(args, str) else args
+        ok = value["name"] == function and isinstance(args, dict) and all(
+            args.get(k) == v for k, v in expected.items())
+        return ok, f"calls {value['name']}({json.dumps(args)})" + ("" if ok else f", not {function}{expected}")
+
+    return rule
+
+
+def call_text(call: Any) -> str:
+    """An SDK tool call as the JSON text a model writes: {"name": …, "arguments": {…}} (for a verdict)."""
+    args = call.function.arguments
+    return json.dumps({"name": call.function.name, "arguments": json.loads(args) if isinstance(args, str) else args})
+
+
+def tool_answer_rule(result: dict[str, Any], answer: Any,
+                     statuses: tuple[str, ...] = ("Paid", "Pending", "Failed", "Refunded")) -> dict[str, Any]:
+    """`tally.check(answer, **tool_answer_rule(result, answer))`: the final answer should pass on what the tool said.
+
+    A status from the tool: right when the answer says it (and no other status, nor the tool's raw markup). An error
+    from the tool: wrong when the answer echoes the `<tool_response>` markup back, else unchecked, with what to read."""
+    from helpers.course.verdicts import answer_text
+
+    told = result.get("status")
+    if told:
+        return {"expect": told, "reject": [s for s in statuses if s != told] + ["<tool_response>"]}
+    if "<tool_response>" in answer_text(answer)[0]:
+        return {"expect": lambda _: (False, "echoes the tool's <tool_response> markup instead of answering"),
+                "definitive": True}
+    return {"look_for": "does it pass on the tool's error instead of inventing a status?"}
+
+
+def record_rule(expected: dict[str, Any], model: type[BaseModel]):
+    """A verdict rule: the reply is a JSON object valid against `model` with the `expected` values."""
+
+    def rule(text: str) -> tuple[bool, str]:
+        parses, valid, right = score_json_reply(text, model, expected)
+        how = "right values" if right else "schema-valid, wrong values" if valid else \
+            "JSON, not schema-valid" if parses else "not JSON"
+        return right, how
+
+    return rule
+
+
+def schema_valid_share(rows: list[dict[str, Any]], model: type[BaseModel]) -> dict[str, float]:
+    """Per mode ("free", "constrained"), the share of `rows[i]["reply"]` texts that `model`'s schema accepts."""
+    modes = sorted({r["mode"] for r in rows})
+    return {m: round(sum(score_json_reply(r["reply"], model, {})[1] for r in rows if r["mode"] == m)
+                     / sum(r["mode"] == m for r in rows), 4) for m in modes}
