@@ -50,7 +50,7 @@ def badge(repo: str, notebook: str) -> str:
 
 def colab_setup(repo: str) -> str:
     """The setup cell: in Colab only, fetch the course (clone, or an uploaded zip) and run helpers/course/colab.py,
-    which installs it and checks the install worked. Five lines; the logic lives in that file.
+    which installs it and checks the install worked. Four lines; the logic lives in that file.
 
     The shell line: a folder `course` already there is kept (a re-run installs it again, nothing is fetched); else a
     clone (GIT_TERMINAL_PROMPT=0: a repository GitHub does not serve fails at once instead of asking for a password);
@@ -60,8 +60,7 @@ def colab_setup(repo: str) -> str:
     return COLAB_SETUP.replace("{REPO}", repo)
 
 
-COLAB_SETUP = '''# Colab only (about a minute): fetch the course (git, or a zip you uploaded to /content) and install it.
-import runpy, sys
+COLAB_SETUP = '''import runpy, sys  # Colab only (about a minute): fetch the course (git, or a zip you uploaded to /content), install it
 if "google.colab" in sys.modules:  # working from a fork? put its URL in the next line
     !cd /content && (test -d course || GIT_TERMINAL_PROMPT=0 git clone -q --depth 1 https://github.com/{REPO} course 2>/dev/null || (unzip -qo '*.zip' -d zip && mv zip/*/ course) || echo "Could not fetch the course: no clone of https://github.com/{REPO} and no course zip in /content. Put your fork's URL in this cell, or upload the course's zip (on GitHub: Code, Download ZIP) into /content (Files panel, left), then run this cell again.")
     runpy.run_path("/content/course/helpers/course/colab.py", init_globals={"DRIVE": False}, run_name="__main__")  # DRIVE=True: models kept on Google Drive'''

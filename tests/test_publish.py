@@ -1,5 +1,5 @@
 """The course can be published under any GitHub URL: one place holds it, `make publish` rewrites badges, Colab setup
-cells and the README; and the five-line Colab setup cell fetches the course (its shell line, run here with /content
+cells and the README; and the four-line Colab setup cell fetches the course (its shell line, run here with /content
 in a scratch folder and github.com redirected to a local bare repository), then helpers/course/colab.py installs and
 checks it (run with a fake `google.colab` and pip faked)."""
 
@@ -209,11 +209,11 @@ def _fetch(content: Path, env: dict[str, str], shell: str = "bash") -> str:
     return run.stdout + run.stderr
 
 
-def test_the_setup_cell_is_five_lines_and_runs_colab_py_so_that_an_error_stops_it():
+def test_the_setup_cell_is_four_lines_and_runs_colab_py_so_that_an_error_stops_it():
     lines = SETUP.splitlines()
-    assert len(lines) == 5 and nbbuild.SETUP_MARK in lines[2] and lines[3].lstrip().startswith("!cd /content && (")
-    assert f"https://github.com/{REPO} course" in lines[3] and "GIT_TERMINAL_PROMPT=0 git clone" in lines[3]
-    assert lines[4].strip().startswith('runpy.run_path("/content/course/helpers/course/colab.py", '
+    assert len(lines) == 4 and nbbuild.SETUP_MARK in lines[1] and lines[2].lstrip().startswith("!cd /content && (")
+    assert f"https://github.com/{REPO} course" in lines[2] and "GIT_TERMINAL_PROMPT=0 git clone" in lines[2]
+    assert lines[3].strip().startswith('runpy.run_path("/content/course/helpers/course/colab.py", '
                                        'init_globals={"DRIVE": False}, run_name="__main__")')
     assert "%run" not in SETUP  # IPython's %run shows a script's error, yet the cell succeeds and Run all goes on
     assert all(nbbuild.setup_cell(nbformat.read(p, as_version=4)).source == SETUP for p in NOTEBOOKS)

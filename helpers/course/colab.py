@@ -1,4 +1,4 @@
-"""Colab's setup, run by each notebook's five-line setup cell: install the course you fetched and check it imports.
+"""Colab's setup, run by each notebook's four-line setup cell: install the course you fetched and check it imports.
 
 The cell fetches the course into /content/course (a git clone, or a zip you uploaded into /content), then runs this
 file with `runpy.run_path(..., init_globals={"DRIVE": False}, run_name="__main__")`. It needs nothing but the standard

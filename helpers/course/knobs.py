@@ -209,8 +209,12 @@ DECLARED = {
 
 
 def check(namespace: dict[str, Any], notebook: str, /) -> None:
-    """Check a notebook's parameters against the kinds declared for it here; one error names every bad one."""
+    """Check a notebook's parameters against the kinds declared for it here; one error names every bad one. A run
+    starts here, so the notebook's verdict tally (helpers.course.verdicts.tally) starts empty too."""
     __tracebackhide__ = True
+    from .verdicts import tally
+
+    tally.items.clear()
     if notebook not in DECLARED:
         raise KeyError(f"check(globals(), {notebook!r}): no parameters declared for {notebook!r} in "
                        f"helpers/course/knobs.py (it has {', '.join(DECLARED)}); add an entry there")

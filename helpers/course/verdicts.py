@@ -198,6 +198,8 @@ class Verdicts:
         return pd.DataFrame([{"label": lab, "verdict": v.kind, "why": v.why, "answer": _short(v.answer, 80)}
                              for lab, v in self.items])
 
+tally = Verdicts()  # the running notebook's tally: `check(globals(), "NN")` (helpers.course.knobs) empties it as a run starts
+
 
 def versus_chance(accuracy: float | None, n_classes: int, majority_rate: float | None = None,
                   n: int | None = None) -> str:
