@@ -106,23 +106,24 @@ def table(counts: list[Count], title: str) -> list[str]:
 
 
 def readme_with_minutes(readme: str, counts: list[Count]) -> str:
-    """The README with the minutes column (the fourth) of its NOTEBOOK-TABLE and DEEP-TABLE set from `counts`."""
+    """The README's NOTEBOOK-TABLE with each notebook's minutes (the fourth column) set from `counts`, and its last
+    column naming the notebook's deep dives (notebooks/deep/NNx_*.ipynb among `counts`) with their minutes."""
     minutes = {c.name: f"{c.minutes:.0f}" for c in counts}
+    deep = [c for c in counts if re.match(r"\d\d[a-z]_", c.name)]
 
     def row(line: str) -> str:
-        found = re.match(r"\| \d\d[a-z]? \| \[([^\]]+)\]", line)
-        if not found or found[1] not in minutes:
+        found = re.match(r"\| (\d\d) \| \[([^\]]+)\]", line)
+        if not found or found[2] not in minutes:
             return line
         cells = line.split(" | ")
-        cells[3] = minutes[found[1]]
+        cells[3] = minutes[found[2]]
+        dives = [f"[{d.name[:3]} {d.name[4:].replace('_', ' ')}](notebooks/deep/{d.name}.ipynb), {d.minutes:.0f} min"
+                 for d in deep if d.name[:2] == found[1]]
+        cells[-1] = f"{'; '.join(dives) or '—'} |"
         return " | ".join(cells)
 
-    for block in ("NOTEBOOK-TABLE", "DEEP-TABLE"):
-        if f"<!-- {block} -->" not in readme:
-            continue
-        start, end = readme.index(f"<!-- {block} -->"), readme.index(f"<!-- /{block} -->")
-        readme = readme[:start] + "\n".join(row(line) for line in readme[start:end].split("\n")) + readme[end:]
-    return readme
+    start, end = readme.index("<!-- NOTEBOOK-TABLE -->"), readme.index("<!-- /NOTEBOOK-TABLE -->")
+    return readme[:start] + "\n".join(row(line) for line in readme[start:end].split("\n")) + readme[end:]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -35,6 +35,7 @@ def test_link_targets_and_images_are_not_words():
 
 def test_the_readme_minutes_are_the_scripts():
     readme = (afternoon.ROOT / "README.md").read_text()
-    counts = [afternoon.count(p) for p in sorted((afternoon.ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))]
+    books = afternoon.ROOT / "notebooks"
+    counts = [afternoon.count(p) for p in sorted([*books.glob("[0-9][0-9]_*.ipynb"), *books.glob("deep/*.ipynb")])]
     assert afternoon.readme_with_minutes(readme, counts) == readme, "run: python scripts/afternoon.py --readme"
     assert afternoon.readme_with_minutes(readme, [afternoon.Count(counts[0].name, 10**6, 0, 0)]) != readme  # can fail

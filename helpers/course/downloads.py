@@ -89,12 +89,15 @@ def colab_plan(notebook: str, loads: str | None = None) -> str:
 
 def readme_table() -> str:
     """The README's table of what each self-hosting notebook downloads on Colab (python -m helpers.course.downloads)."""
-    rows = ["| notebook | downloads on a Colab T4 with `HF_TOKEN` | size (estimated) | "
+    rows = ["| notebooks | download on a Colab T4 with `HF_TOKEN` | size (estimated) | "
             + " | ".join(f"at {s.bytes_per_s / 1e6:.1f} MB/s ({s.label})" for s in COLAB_SPEEDS) + " |",
             "|---|---|---:|" + "---:|" * len(COLAB_SPEEDS)]
+    notebooks: dict[str, list[str]] = {}  # one row per model: the notebooks that download it
     for nb, hub_id in COLAB_MODELS.items():
+        notebooks.setdefault(hub_id, []).append(nb)
+    for hub_id, nbs in notebooks.items():
         size = download_bytes(hub_id)
-        rows.append(f"| {nb} | `{hub_id}` | {size / 1e9:.1f} GB | "
+        rows.append(f"| {', '.join(nbs)} | `{hub_id}` | {size / 1e9:.1f} GB | "
                     + " | ".join(_duration(size / s.bytes_per_s) for s in COLAB_SPEEDS) + " |")
     sources = "; ".join(f"{s.label}: {s.source}" for s in COLAB_SPEEDS)
     return "\n".join(rows) + f"\n\nSpeeds as reported, not measured here — {sources}."
