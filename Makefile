@@ -52,10 +52,15 @@ lint: $(STAMP)
 # notebook spends in Python, HTTP and imports, where one kernel with two threads leaves a core idle. TEST_WORKERS=0
 # runs everything in one process. Each test's time goes to runs/test-times.xml: `python scripts/test_times.py
 # runs/test-times.xml` sums it by kind (unit, hygiene, nbval, papermill variants, twin runs) for CONTRIBUTING.md.
+# Deep dives that a papermill test in tests/test_nb_*.py runs (with assertions, at small sizes) are not run again by
+# nbval; tests/test_hygiene.py checks that every deep dive runs one way or the other.
+PAPERMILL_DEEP := 02a_prompt_patterns 03a_escalation 05a_retrieval_engineering 08a_local_rag_measured \
+	10a_conformance_and_rag_latency
 TEST_WORKERS ?= 2
 test: $(STAMP) lint
 	CI=$${CI:-1} HF_HUB_OFFLINE=1 COURSE_UNATTENDED=1 $(if $(filter 0,$(TEST_WORKERS)),,OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1}) \
-		$(BIN)/python -m pytest tests --nbval-lax notebooks -p no:cacheprovider --junitxml=runs/test-times.xml \
+		$(BIN)/python -m pytest tests --nbval-lax notebooks $(foreach d,$(PAPERMILL_DEEP),--ignore=notebooks/deep/$(d).ipynb) \
+		-p no:cacheprovider --junitxml=runs/test-times.xml \
 		$(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist loadfile)
 
 unit: $(STAMP)

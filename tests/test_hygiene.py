@@ -270,3 +270,15 @@ def test_taught_calls_check_can_fail(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell("from helpers import selfhost\nlm = selfhost.load_model('x')")]
     assert _code(nb).count("AutoModelForCausalLM.from_pretrained(") < TAUGHT_CALLS["06"]["AutoModelForCausalLM.from_pretrained("]
+
+
+def test_every_deep_dive_runs_under_nbval_or_in_a_papermill_test():
+    """`make test` leaves to their papermill tests the deep dives the Makefile's PAPERMILL_DEEP names; each of those
+    must really be run by a test (by its path, "deep/<name>"), and every other deep dive runs under nbval."""
+    root = Path(__file__).resolve().parent.parent
+    makefile = (root / "Makefile").read_text()
+    listed = re.search(r"^PAPERMILL_DEEP := (.*?)(?<!\\)$", makefile, re.M | re.S)[1].replace("\\\n", " ").split()
+    tests = "".join(p.read_text() for p in (root / "tests").glob("test_nb_*.py"))
+    deep = {p.stem for p in (root / "notebooks" / "deep").glob("*.ipynb")}
+    assert set(listed) <= deep, f"PAPERMILL_DEEP names deep dives that do not exist: {set(listed) - deep}"
+    assert [d for d in listed if f'"deep/{d}"' not in tests] == [], "a deep dive left out of nbval needs a papermill test"
