@@ -237,7 +237,9 @@ TAUGHT_CALLS = {
     "09": {"chat.complete(": 1, "tool_choice=": 1, "apply_chat_template(": 1, "tools=tools": 2,
            "encode_chat_completion(": 1, "compile_json_schema(": 1, "LogitsProcessor(": 1, ".generate(": 1},
     "10": {"Mistral(": 1, "load_test(": 1, "vllm_recipe(": 1},  # the vllm serve command that fits
-    # (conformance.run_checks( moved to deep/10a_conformance_and_rag_latency, which this glob does not list)
+    "04a": {"chat.complete(": 3, "tool_choice=": 2},  # deep/04a: tool_choice variants, parallel calls
+    "09a": {"chat.complete(": 1, "tool_choice=": 1},  # deep/09a: prompt-only vs constrained, measured
+    "10a": {"conformance.run_checks(": 1},  # deep/10a: does a server keep the API's contract
 }
 CHECKS_TITLE = "## What we measured"
 
