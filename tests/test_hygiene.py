@@ -238,7 +238,7 @@ TAUGHT_CALLS = {
            "encode_chat_completion(": 1, "compile_json_schema(": 1, "LogitsProcessor(": 1, ".generate(": 1},
     "10": {"Mistral(": 1, "load_test(": 1, "vllm_recipe(": 1},  # the vllm serve command that fits
     "04a": {"chat.complete(": 3, "tool_choice=": 2},  # deep/04a: tool_choice variants, parallel calls
-    "09a": {"chat.complete(": 1, "tool_choice=": 1},  # deep/09a: prompt-only vs constrained, measured
+    "09a": {"chat.complete(": 1, "response_format": 1},  # deep/09a: prompt-only vs constrained, measured
     "10a": {"conformance.run_checks(": 1},  # deep/10a: does a server keep the API's contract
 }
 CHECKS_TITLE = "## What we measured"
