@@ -77,6 +77,16 @@ def test_shares_count_retrieved_answer_chunk_and_right():
         grounding.shares([])
 
 
+def test_a_verdict_object_counts_by_its_kind_and_its_row_shows_why():
+    from helpers.course.verdicts import Verdict
+
+    rows = [grounding.check(ITEM, HITS, "free text", "20 euros", [], Verdict("right", "says '20 euros'")),
+            grounding.check(ITEM, HITS, "free text", "5 euros", [], Verdict("wrong", "misses ['20 euros']"))]
+    assert [r.verdict for r in rows] == ["right", "wrong"] and grounding.shares(rows)["answers_right"] == 0.5
+    assert rows[1].row()["verdict"] == "wrong: misses ['20 euros']"
+    assert grounding.check(ITEM, HITS, "free text", "20 euros", [], "right").row()["verdict"] == "right"
+
+
 def test_prompt_lists_the_chunks_with_their_ids():
     prompt = citations.cited_prompt("What does an express card cost?", HITS)
     assert all(f"[{h.chunk.id}] {h.chunk.text}" in prompt for h in HITS) and '"sources"' in prompt

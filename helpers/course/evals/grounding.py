@@ -27,7 +27,7 @@ class Checked:
     """One grounded answer and what was checked about it: its citations, and whether it states the key fact."""
 
     question: str
-    style: str  # "prompt-only [c012]" or "json_schema"
+    style: str  # how the answer cites: "free text" / "prompt-only [c012]" (ids in its text) or "json_schema"
     answer: str
     cited: list[str]
     retrieved: list[str]
@@ -36,6 +36,7 @@ class Checked:
     extra: dict[str, Any] = field(default_factory=dict)
     repeated: list[str] = field(default_factory=list)  # ids the reply cited more than once (`cited` holds each once)
     answerable: bool | None = None  # the JSON answer's flag; None for prompt-only answers
+    why: str = ""  # the verdict's reason in words, when check was given a Verdict
 
     @property
     def cites_retrieved(self) -> bool:
@@ -53,16 +54,18 @@ class Checked:
     def row(self) -> dict[str, Any]:
         return {"style": self.style, "question": self.question, "retrieved": self.retrieved, "cited": self.cited,
                 "cites a retrieved chunk": self.cites_retrieved, "cites the answer's chunk": self.cites_answer_chunk,
-                "repeated ids": self.repeated, "verdict": self.verdict, "answer": self.answer}
+                "repeated ids": self.repeated, "verdict": f"{self.verdict}: {self.why}" if self.why else self.verdict,
+                "answer": self.answer}
 
 
 def check(question: EvalItem, hits: Sequence[Hit], style: str, answer: str, cited: Sequence[str],
-          verdict: str = "", answerable: bool | None = None) -> Checked:
+          verdict: Any = "", answerable: bool | None = None) -> Checked:
     """Record an answer with the ids it cites (each once; repeats flagged in `repeated`), the ids retrieved, and which
-    retrieved chunks hold the answer."""
+    retrieved chunks hold the answer; `verdict` is a kind ('right') or a Verdict, whose reason the row then shows."""
+    why, verdict = getattr(verdict, "why", ""), getattr(verdict, "kind", verdict)
     return Checked(question.question, style, answer, list(dict.fromkeys(cited)), [h.chunk.id for h in hits],
                    [h.chunk.id for h in hits if is_relevant(h.chunk, question)], verdict,
-                   repeated=repeated_ids(cited), answerable=answerable)
+                   repeated=repeated_ids(cited), answerable=answerable, why=why)
 
 
 def prompt_only_citations(answer: str) -> list[str]:
