@@ -145,13 +145,13 @@ class Settings:
     def show(self):
         """Print which backend answers and why (with what that model's answers mean); return the knob table."""
         print(self.describe())
-        if self.backend == "local" and not self.local_url:
-            note = model_note(self.computes)
-            if note:
-                print("Answers come from " + note)
+        if self.backend == "local" and not self.local_url and (note := model_note(self.computes)):
+            print("Answers come from " + note)
         import pandas as pd
 
-        return pd.DataFrame(self.table(), columns=["knob", "value", "from"]).set_index("knob")
+        why = self.sources.get("LOCAL_MODEL", "").partition(": ")[2][:-1]  # auto's reason: said once (line above)
+        rows = [(k, v, f.replace(": " + why, ": see above") if why and why in self.reason else f) for k, v, f in self.table()]
+        return pd.DataFrame(rows, columns=["knob", "value", "from"]).set_index("knob")
 
 
 # ---------------------------------------------------------------- resolution

@@ -377,7 +377,7 @@ def create_app(engine: ChatEngine, embedder: Embedder, *, api_key: str | None = 
         raise ApiError(404, "The Conversations API (client.beta.conversations, /v1/conversations) is La Plateforme's: "
                             "it keeps each conversation's history on Mistral's servers. This local endpoint keeps no "
                             "state between requests; send the whole message list to /v1/chat/completions instead "
-                            "(notebook 02, section 7).", "invalid_request_error", "not_served_locally")
+                            "(notebook 02, section 4).", "invalid_request_error", "not_served_locally")
 
     @app.post("/v1/embeddings", responses=_responses(400, 401, 404, 413, 422, 429, 503))
     async def embeddings(body: EmbeddingRequest, request: Request):

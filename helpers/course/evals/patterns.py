@@ -69,11 +69,14 @@ def parse_label(text: str | None) -> str | None:
 
 
 def is_label(intent: str):
-    """The verdict rule for a label answer: right when the first label it names is `intent` (`tally.check(r, rule)`)."""
+    """The verdict rule for a label answer: right when the first label it names is `intent`, named as the answer (JSON,
+    or within its first 4 words: "You can't pay back a refund of" names no label) (`tally.check(r, rule)`)."""
 
     def rule(text: str) -> tuple[bool, str]:
-        said = parse_label(text)
-        return said == intent, f"first label named: {said}; the data says {intent}"
+        said, head = parse_label(text), " ".join((text or "").lower().split()[:4])
+        answered = said is None or said in head or isinstance(parse_json(text), dict)
+        late = "" if answered else " (only after its first 4 words: not given as the answer)"
+        return said == intent and answered, f"first label named: {said}{late}; the data says {intent}"
 
     return rule
 
