@@ -36,7 +36,9 @@ def test_the_plan_predicts_time_from_each_cited_speed():
 
 
 def test_the_plan_says_what_this_run_does(monkeypatch):
-    assert "This run loads smollm2-135m: nothing of" in downloads.colab_plan("07", SMOLLM)
+    short = downloads.colab_plan("07", SMOLLM)  # a packaged model: one line, the Colab download in brackets
+    assert short.startswith("This run loads smollm2-135m: nothing is downloaded.") and "\n" not in short
+    assert f"{MISTRAL_7B}, 14.5 GB: about 4 min on a typical day" in short
     monkeypatch.setattr(downloads, "in_cache", lambda hub_id: True)
     assert "in this runtime's cache already" in downloads.colab_plan("08", DEFAULT_HUB_MODEL)
     monkeypatch.setattr(downloads, "in_cache", lambda hub_id: False)
@@ -44,7 +46,7 @@ def test_the_plan_says_what_this_run_does(monkeypatch):
     other = downloads.colab_plan("10", MISTRAL_7B)  # LOCAL_MODEL set to another model the course sizes
     assert f"loads {MISTRAL_7B} instead (14.5 GB): not in this runtime's cache yet" in other
     assert "size not estimated" in downloads.colab_plan("08", "someone/other-model")
-    assert "nothing of" in downloads.colab_plan("08", str(ROOT))  # a local folder
+    assert "nothing is downloaded" in downloads.colab_plan("08", str(ROOT))  # a local folder
 
 
 def test_in_cache_reads_the_hugging_face_cache(tmp_path, monkeypatch):

@@ -67,6 +67,12 @@ def colab_plan(notebook: str, loads: str | None = None) -> str:
     """Say what `notebook` ('06'…'10') downloads on a Colab T4 with HF_TOKEN, how big, how long; and what this run does."""
     hub_id = COLAB_MODELS[notebook[:2]]
     size = download_bytes(hub_id)
+    if loads is not None and loads not in HUB_CONFIGS and ("/" not in loads or os.path.exists(loads)):
+        # a packaged or local model: nothing to download, so one line (the Colab figures are in the README's table)
+        fast, slow = (_duration(size / s.bytes_per_s) for s in COLAB_SPEEDS)
+        return (f"This run loads {loads}: nothing is downloaded. (On a Colab T4 with HF_TOKEN this notebook downloads "
+                f"{hub_id}, {size / 1e9:.1f} GB: about {fast} on a typical day, {slow} on a slow one; sources in the "
+                "README's download table.)")
     times = "; ".join(f"{_duration(size / s.bytes_per_s)} at {s.bytes_per_s / 1e6:.1f} MB/s ({s.label}: {s.source})"
                       for s in COLAB_SPEEDS)
     lines = [f"On a Colab T4 with HF_TOKEN this notebook downloads {hub_id}: {size / 1e9:.1f} GB, estimated from "
@@ -82,8 +88,6 @@ def colab_plan(notebook: str, loads: str | None = None) -> str:
                         else "not in this runtime's cache yet, so the first load downloads it."))
     elif "/" in loads and not os.path.exists(loads):
         lines.append(f"This run loads {loads} from the hub unless it is cached (no shipped config: size not estimated).")
-    else:
-        lines.append(f"This run loads {loads}: nothing of {hub_id} is downloaded.")
     return "\n".join(lines)
 
 
