@@ -126,13 +126,17 @@ def cell(value: Any, label: str, where: str) -> dict[str, Any]:
 
 
 def matrix_frame(matrix: dict[str, dict[str, dict[str, Any]]]):
-    """The matrix for reading: rows are factors, columns backends, each cell 'value [label]'."""
+    """The matrix for reading: rows are factors, columns backends, each cell 'value [label]', and a figure from the
+    literature with its source: 'value [literature: source, date]'."""
     import pandas as pd
+
+    def shown(c: dict[str, Any]) -> str:
+        return f"{c['value']} [{c['label']}{': ' + c['where'] if c['label'] == 'literature' else ''}]"
 
     backends = list(matrix)
     factors = list(dict.fromkeys(f for b in backends for f in matrix[b]))
-    return pd.DataFrame({b: [f"{matrix[b][f]['value']} [{matrix[b][f]['label']}]" if f in matrix[b] else "—"
-                             for f in factors] for b in backends}, index=factors)
+    return pd.DataFrame({b: [shown(matrix[b][f]) if f in matrix[b] else "—" for f in factors] for b in backends},
+                        index=factors)
 
 
 def unlabelled(matrix: dict[str, dict[str, dict[str, Any]]]) -> list[str]:
