@@ -126,16 +126,14 @@ def cell(value: Any, label: str, where: str) -> dict[str, Any]:
 
 
 def matrix_frame(matrix: dict[str, dict[str, dict[str, Any]]]):
-    """The matrix for reading: rows are factors, columns backends, each cell 'value [label]', and a figure from the
-    literature with its source: 'value [literature: source, date]'."""
+    """The matrix for reading: rows are factors, columns backends, each cell 'value [label]' ('[literature: source]')."""
     import pandas as pd
 
-    def shown(c: dict[str, Any]) -> str:
+    def shown(c: dict[str, Any]) -> str:  # a figure from the literature names its source and date
         return f"{c['value']} [{c['label']}{': ' + c['where'] if c['label'] == 'literature' else ''}]"
 
-    backends = list(matrix)
-    factors = list(dict.fromkeys(f for b in backends for f in matrix[b]))
-    return pd.DataFrame({b: [shown(matrix[b][f]) if f in matrix[b] else "—" for f in factors] for b in backends},
+    factors = list(dict.fromkeys(f for b in matrix for f in matrix[b]))
+    return pd.DataFrame({b: [shown(row[f]) if f in row else "—" for f in factors] for b, row in matrix.items()},
                         index=factors)
 
 
