@@ -126,13 +126,15 @@ def cell(value: Any, label: str, where: str) -> dict[str, Any]:
 
 
 def matrix_frame(matrix: dict[str, dict[str, dict[str, Any]]]):
-    """The matrix for reading: rows are factors, columns backends, each cell 'value [label]'."""
+    """The matrix for reading: rows are factors, columns backends, each cell 'value [label]' ('[literature: source]')."""
     import pandas as pd
 
-    backends = list(matrix)
-    factors = list(dict.fromkeys(f for b in backends for f in matrix[b]))
-    return pd.DataFrame({b: [f"{matrix[b][f]['value']} [{matrix[b][f]['label']}]" if f in matrix[b] else "—"
-                             for f in factors] for b in backends}, index=factors)
+    def shown(c: dict[str, Any]) -> str:  # a figure from the literature names its source and date
+        return f"{c['value']} [{c['label']}{': ' + c['where'] if c['label'] == 'literature' else ''}]"
+
+    factors = list(dict.fromkeys(f for b in matrix for f in matrix[b]))
+    return pd.DataFrame({b: [shown(row[f]) if f in row else "—" for f in factors] for b, row in matrix.items()},
+                        index=factors)
 
 
 def unlabelled(matrix: dict[str, dict[str, dict[str, Any]]]) -> list[str]:

@@ -59,6 +59,9 @@ def test_cells_must_be_labelled_and_sourced():
     assert serving.unlabelled(matrix) == ["api / bad"]
     frame = serving.matrix_frame({"api": {"cost": ok}, "local": {"memory": ok}})
     assert frame.loc["cost", "api"] == "1 s [measured]" and frame.loc["cost", "local"] == "—"
+    read = serving.cell("built in", "literature", "the source post, collected 2026-11-25")
+    assert serving.matrix_frame({"api": {"tools": read}}).loc["tools", "api"] == \
+        "built in [literature: the source post, collected 2026-11-25]"  # a figure from elsewhere names where and when
 
 
 def test_plot_load_is_legible():
@@ -66,3 +69,26 @@ def test_plot_load_is_legible():
 
     rs = [serving.LoadResult(c, 16, 1.0, 1.0, 8.0, 0.5 * c, 0.6 * c, 12, 8) for c in (1, 4, 16)]
     assert_legible(charts.plot_load({"server": rs}, title="test load\nmodel · CPU · 2026-11-25"))
+
+
+def test_matrix_takes_09s_record_from_the_same_run_and_says_what_the_load_shows(tmp_path, monkeypatch):
+    import json
+
+    from helpers.course.matrix import load_conclusion, matrix_conclusion, tools_cell
+
+    monkeypatch.delenv("COURSE_METRICS_FILE", raising=False)
+    assert tools_cell("SmolLM2-135M-Instruct")["label"] == "not measured"  # run alone: 10 points at 09
+    (tmp_path / "09_selfhost_tools_json.json").write_text(json.dumps({
+        "measured_on": "CPU only, SmolLM2-135M-Instruct on the course endpoint (CPU), 2026-12-06",
+        "schema_valid": {"constrained": 1.0, "free": 0.25}}))
+    monkeypatch.setenv("COURSE_METRICS_FILE", str(tmp_path / "10_serving_decision_matrix.json"))
+    got = tools_cell("SmolLM2-135M-Instruct")
+    assert got["label"] == "measured" and "100% of JSON replies schema-valid, 25% without it" in got["value"]
+    assert tools_cell("Ministral-3-3B-Instruct-2512")["label"] == "not measured"  # 09 measured another model
+    on = [serving.LoadResult(c, c, 1.0, r, 8.0, p, p, 12, 8) for c, r, p in ((1, 2.0, 0.5), (16, 8.0, 1.8))]
+    off = [serving.LoadResult(c, c, 1.0, r, 8.0, p, p, 12, 8) for c, r, p in ((1, 2.1, 0.5), (16, 2.0, 3.7))]
+    said = load_conclusion(on, off, {"on": [1, 16], "off": [1, 1]})
+    assert "8.00 requests/s with batching on, 2.00 off (4.0×)" in said and "(0.95) is noise" in said, said
+    matrix = {"api": {"cost": serving.cell("$1", "estimated", "x")}, "course endpoint": {"cost": got}}
+    said = matrix_conclusion(matrix, {"API": 0.01, "course endpoint": 0.02}, "SmolLM2", "mistral-small-latest")
+    assert said.startswith("2 cells: 1 estimated, 1 measured.") and "the API comes out cheaper" in said, said

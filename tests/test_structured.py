@@ -103,7 +103,7 @@ def test_rates_summarise_a_group_and_refuse_an_empty_one():
 
 
 def test_verdict_rules_for_calls_records_and_tool_answers():
-    from helpers.course.evals.structured import call_is, record_rule, schema_valid_share, tool_answer_rule
+    from helpers.course.evals.structured import call_is, free_vs_constrained, record_rule, schema_valid_share
     from helpers.course.verdicts import judge
 
     rule = call_is("retrieve_payment_status", transaction_id="T1001")
@@ -119,16 +119,27 @@ def test_verdict_rules_for_calls_records_and_tool_answers():
 
     good = judge('{"transaction_id": "T1001", "amount": 125.5}', record_rule({"transaction_id": "T1001"}, Rec))
     bad = judge('{"transaction_id": "1001", "amount": 125.5}', record_rule({"transaction_id": "T1001"}, Rec))
-    assert good.kind == "right" and bad.kind == "wrong" and "wrong values" in bad.why
+    assert good.kind == "right" and bad.kind == "wrong" and "schema-valid, wrong" in bad.why
     rows = [{"mode": "free", "reply": "not json"}, {"mode": "constrained", "reply": '{"transaction_id": "x", "amount": 1}'}]
     assert schema_valid_share(rows, Rec) == {"constrained": 1.0, "free": 0.0}
 
-    told = tool_answer_rule({"status": "Paid"}, "Your payment is Paid.")
-    assert judge("Your payment is Paid.", **told).kind == "right"
-    assert judge("It is Paid, or Pending.", **told).kind == "wrong"  # another status too
-    echoed = "<tool_response>{'error': 'no transaction'}</tool_response>"
-    assert judge(echoed, **tool_answer_rule({"error": "no transaction"}, echoed)).kind == "wrong"
-    assert judge("Sorry, no such transaction.", **tool_answer_rule({"error": "x"}, "Sorry")).kind == "unchecked"
+    assert "transaction_id '1001' (not 'T1001')" in bad.why  # the wrong field, named
+
+    class Pay(BaseModel):
+        transaction_id: str
+        status: str
+
+    want = {"transaction_id": "T1", "status": "Paid"}
+    cases = [("free", "The schema is {", "cut"), ("free", "Sure!", "stop"),
+             ("constrained", '{"transaction_id": "1", "status": "Paid"}', "stop"),
+             ("constrained", '{"transaction_id": "T1", "status": "Paid"}', "stop")]
+    rows = [{"mode": m, "reply": r, "expected": want,
+             "verdict": judge(r, record_rule(want, Pay), finish_reason="length" if f == "cut" else "stop")}
+            for m, r, f in cases]
+    said = free_vs_constrained(rows, Pay)
+    assert "free: 0 of 2 schema-valid, 0 right; cut off at max_tokens: 1; not JSON: 1" in said, said
+    assert "constrained: 2 of 2 schema-valid, 1 right; wrong transaction_id ('1', not 'T1'): 1" in said, said
+    assert "not the values: 1 of 2 constrained records" in said, said
 
 
 def test_device_name_names_a_twin():

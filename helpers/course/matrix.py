@@ -1,6 +1,12 @@
-"""Notebook 10's decision matrix: every cell filled from this run's measurements, each with its label and source."""
+"""Notebook 10's decision matrix: every cell filled from this run's measurements, each with its label and source;
+and the sentences that say what 10's load table and matrix show, computed from the same numbers."""
 from __future__ import annotations
 
+import json
+import os
+import re
+from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from .. import memory, serving
@@ -20,17 +26,18 @@ def decision_matrix(*, costs: dict[str, float], price: Any, at_1: Any, best_rps:
     API tier they were priced at, `at_1` the load result at one client, `best_rps` the best throughput measured."""
     here = f"{where}, {date}"
     course_lm = served_model(course_url)
-    tools_json = "not measured here: notebook 09 builds it, deep dive 10a checks the contract"
+    post = "the source post, collected 2026-11-25"  # "From API to Self-Hosted in One Afternoon" (undated)
     matrix = {
         "API (La Plateforme)": {
-            "setup effort": cell("minutes: an account and a key", "literature", "the source post, collected 2026-11-25"),
+            "setup effort": cell("minutes: an account and a key", "literature", post),
             "cost per 1,000 requests": cell(f"${costs['API']:.4f} ({price.alias}, {at_1.mean_prompt_tokens:.0f}+"
                                             f"{at_1.mean_completion_tokens:.0f} tokens; not comparable: another model)",
                                             "estimated", f"prices as of {price.prices_as_of} × this run's tokens"),
             "latency p50 / p95 (1 client)": cell("not measured here (no MISTRAL_API_KEY)", "not measured", date),
-            "memory on your side": cell("none: nothing runs locally", "literature", "the source post"),
-            "function calling, JSON": cell("built in", "literature", "Mistral's docs, collected 2026-11-25"),
-            "data leaving the machine": cell("every prompt and document", "literature", "api.mistral.ai; the source post"),
+            "memory on your side": cell("none: nothing runs locally", "literature", post),
+            "function calling, JSON": cell("built in", "literature", "the source post and Mistral's docs, collected "
+                                           "2026-11-25"),
+            "data leaving the machine": cell("every prompt and document, to Mistral's servers", "literature", post),
         },
         f"course endpoint ({label})": {
             "setup effort": cell(f"{startup_s:.1f} s to load and serve after `make install` (install and model "
@@ -42,18 +49,19 @@ def decision_matrix(*, costs: dict[str, float], price: Any, at_1: Any, best_rps:
                                                  "measured", here),
             "memory on your side": cell(f"{memory.human(course_lm.model.get_memory_footprint())} of weights "
                                         f"({course_lm.precision})", "measured", f"get_memory_footprint(), {here}"),
-            "function calling, JSON": cell(tools_json, "not measured", date),
+            "function calling, JSON": tools_cell(label),
             "data leaving the machine": cell(f"none: served on {course_url}", "measured", f"loopback, {date}"),
         },
         f"vLLM + {vllm.checkpoint.hub_id.split('/')[-1]} (GPU)": {
-            "setup effort": cell(f"one command: {vllm.command()}", "estimated",
+            "setup effort": cell("one command: the `vllm serve` printed in section 1", "estimated",
                                  f"the course's vLLM recipe for the {vllm_gpu.name}, not run here, {date}"),
             "memory on your side": cell(f"{vllm_serve.gib(vllm.weights_bytes)} of weights + "
                                         f"{vllm_serve.gib(vllm.kv_budget_bytes)} of KV cache on the {vllm_gpu.name}",
                                         "estimated", f"vLLM's memory model from the config, {date}"),
             "function calling, JSON": cell("--tool-call-parser mistral; structured outputs", "literature",
-                                           "vLLM docs, tool_calling.md, collected 2026-11-25"),
-            "data leaving the machine": cell("none beyond your infrastructure", "literature", "the source post"),
+                                           "vLLM docs (tool_calling.md), collected 2026-11-25; the flag read in "
+                                           "vLLM 0.34.0's source, 2026-12-06"),
+            "data leaving the machine": cell("none beyond your infrastructure", "literature", post),
         },
     }
     for name in servers:  # the servers measured besides the course endpoint fill their own cells
@@ -69,4 +77,49 @@ def decision_matrix(*, costs: dict[str, float], price: Any, at_1: Any, best_rps:
                                                      "measured", f"{name}, {date}")}
     if serving.unlabelled(matrix):  # every cell says how we know it, and where from
         raise ValueError(f"cells without a label or a source: {serving.unlabelled(matrix)}")
+    undated = [f"{b} / {f}" for b, row in matrix.items() for f, c in row.items()
+               if c["label"] == "literature" and not re.search(r"\d{4}-\d{2}-\d{2}", c["where"])]
+    if undated:  # a figure from the literature is dated data: the date it was collected
+        raise ValueError(f"literature cells without a date: {undated}")
     return matrix
+
+
+def tools_cell(label: str) -> dict[str, Any]:
+    """The course endpoint's function-calling cell: notebook 09's measurement when this course run holds it.
+
+    `make course` writes each notebook's record beside the others (runs/<time>/metrics/NN_name.json); 09's counts
+    only if it measured the same model on the course endpoint. Run alone, 10 points at 09 instead."""
+    folder = Path(os.environ.get("COURSE_METRICS_FILE", "")).parent
+    found = sorted(folder.glob("09_*.json")) if os.environ.get("COURSE_METRICS_FILE") else []
+    measured = json.loads(found[0].read_text()) if found else {}
+    source = measured.get("measured_on", "")
+    if label in source and "course endpoint" in source and "schema_valid" in measured:
+        valid = measured["schema_valid"]
+        return cell(f"constrained decoding: {valid['constrained']:.0%} of JSON replies schema-valid, "
+                    f"{valid['free']:.0%} without it (notebook 09)", "measured", f"notebook 09 in this course run: {source}")
+    return cell("constrained decoding in the endpoint: measured in notebook 09 (every constrained reply "
+                "schema-valid, asserted there), not in this run", "not measured", "notebook 09")
+
+
+def load_conclusion(on: list, off: list, peaks: dict[str, list[int]]) -> str:
+    """What 10's load table and chart show, from their numbers: batching on against off at the highest load, and
+    why the one-client level measures noise."""
+    top_on, top_off = on[-1], off[-1]
+    said = (f"At {top_on.concurrency} concurrent requests: {top_on.requests_per_s:.2f} requests/s with batching on, "
+            f"{top_off.requests_per_s:.2f} off ({top_on.requests_per_s / top_off.requests_per_s:.1f}×); median "
+            f"latency {top_on.p50_s:.2f} s on, {top_off.p50_s:.2f} s off (off, each request waits its turn).")
+    if on[0].concurrency == 1 and peaks["on"][0] == peaks["off"][0] == 1:
+        said += (f"\nAt 1 the largest batch is 1 either way: nothing to batch, so its on ÷ off "
+                 f"({on[0].requests_per_s / off[0].requests_per_s:.2f}) is noise.")
+    return said
+
+
+def matrix_conclusion(matrix: dict[str, dict[str, dict[str, Any]]], costs: dict[str, float], label: str,
+                      api_model: str) -> str:
+    """What 10's matrix can and cannot say, counted from its cells."""
+    kinds = Counter(c["label"] for row in matrix.values() for c in row.values())
+    cheaper = min(costs, key=costs.get)
+    return (f"{sum(kinds.values())} cells: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()) + ".\n"
+            f"Per 1,000 requests the {cheaper} comes out cheaper here (${costs['course endpoint']:.4f} against "
+            f"${costs['API']:.4f} for the API), but the two serve different models ({label} against {api_model}): "
+            "no row compares the two paths on the same model.")

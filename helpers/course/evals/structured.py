@@ -10,10 +10,13 @@ from __future__ import annotations
 import json
 import re
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+
+from ..verdicts import ICONS
 
 _TAGGED = re.compile(r"<tool_call>\s*(.*?)\s*(?:</tool_call>|$)", re.S)
 
@@ -179,33 +182,58 @@ def call_text(call: Any) -> str:
     return json.dumps({"name": call.function.name, "arguments": json.loads(args) if isinstance(args, str) else args})
 
 
-def tool_answer_rule(result: dict[str, Any], answer: Any,
-                     statuses: tuple[str, ...] = ("Paid", "Pending", "Failed", "Refunded")) -> dict[str, Any]:
-    """`tally.check(answer, **tool_answer_rule(result, answer))`: the final answer should pass on what the tool said.
-
-    A status from the tool: right when the answer says it (and no other status, nor the tool's raw markup). An error
-    from the tool: wrong when the answer echoes the `<tool_response>` markup back, else unchecked, with what to read."""
-    from helpers.course.verdicts import answer_text
-
-    told = result.get("status")
-    if told:
-        return {"expect": told, "reject": [s for s in statuses if s != told] + ["<tool_response>"]}
-    if "<tool_response>" in answer_text(answer)[0]:
-        return {"expect": lambda _: (False, "echoes the tool's <tool_response> markup instead of answering"),
-                "definitive": True}
-    return {"look_for": "does it pass on the tool's error instead of inventing a status?"}
-
-
 def record_rule(expected: dict[str, Any], model: type[BaseModel]):
     """A verdict rule: the reply is a JSON object valid against `model` with the `expected` values."""
 
     def rule(text: str) -> tuple[bool, str]:
         parses, valid, right = score_json_reply(text, model, expected)
-        how = "right values" if right else "schema-valid, wrong values" if valid else \
-            "JSON, not schema-valid" if parses else "not JSON"
-        return right, how
+        if valid and not right:
+            return False, "schema-valid, wrong " + ", ".join(
+                f"{k} {got!r} (not {want!r})" for k, (got, want) in wrong_fields(text, model, expected).items())
+        return right, "right values" if right else "JSON, not schema-valid" if parses else "not JSON"
 
     return rule
+
+
+def wrong_fields(text: str, model: type[BaseModel], expected: dict[str, Any]) -> dict[str, tuple[Any, Any]]:
+    """{field: (what the reply said, what was expected)} for each wrong value of a schema-valid reply."""
+    got = model.model_validate(extract_json(text)).model_dump()
+    return {k: (got.get(k), v) for k, v in expected.items() if not _same(got.get(k), v)}
+
+
+def verdict_cell(verdict: Any, width: int = 64) -> str:
+    """A table cell for one judged reply: the verdict's icon (✓ right, ✗ wrong, ✂ cut off), then the reply's start."""
+    text = " ".join(verdict.answer.split())
+    return f"{ICONS[verdict.kind]} {text[:width]}{'…' if len(text) > width else ''}"
+
+
+def free_vs_constrained(rows: list[dict[str, Any]], model: type[BaseModel]) -> str:
+    """What the free-vs-constrained table shows, counted from its rows (`mode`, `reply`, `expected`, `verdict`)."""
+    lines, valid = [], {}
+    for mode in ("free", "constrained"):
+        mine = [r for r in rows if r["mode"] == mode]
+        why: Counter[str] = Counter()
+        for r in mine:
+            parses, ok, _ = score_json_reply(r["reply"], model, {})
+            valid[mode] = valid.get(mode, 0) + ok
+            if r["verdict"].ok:
+                continue
+            if ok:  # each wrong field, named with its first example: "wrong transaction_id ('1001', not 'T1001')"
+                for k, (got, want) in wrong_fields(r["reply"], model, r["expected"]).items():
+                    first = next((w for w in why if w.startswith(f"wrong {k} (")), f"wrong {k} ({got!r}, not {want!r})")
+                    why[first] += 1
+            else:
+                why["cut off at max_tokens" if r["verdict"].kind == "cut" else
+                    "JSON, not schema-valid" if parses else "not JSON"] += 1
+        lines.append(f"{mode:>11}: {valid[mode]} of {len(mine)} schema-valid, {sum(r['verdict'].ok for r in mine)} "
+                     "right" + "".join(f"; {reason}: {n}" for reason, n in why.items()))
+    constrained = [r for r in rows if r["mode"] == "constrained"]
+    wrong = sum(not r["verdict"].ok for r in constrained)
+    if valid["constrained"] == len(constrained):
+        lines.append(f"So the grammar fixed the shape (every constrained reply parses into the type, {valid['free']} "
+                     f"free one{'s' * (valid['free'] != 1)}), " + (f"not the values: {wrong} of {len(constrained)} "
+                     "constrained records hold a wrong value." if wrong else "and here every value is right too."))
+    return "\n".join(lines)
 
 
 def schema_valid_share(rows: list[dict[str, Any]], model: type[BaseModel]) -> dict[str, float]:
