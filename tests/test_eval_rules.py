@@ -34,9 +34,52 @@ def test_a_reply_of_several_sentences_or_a_repeat_is_wrong_one_sentence_is_left_
     assert judge("It costs nothing.", **conversations.reply_rule("It costs nothing.", [])).kind == "unchecked"
 
 
+def test_a_name_no_turn_said_is_flagged_as_invented_and_a_name_the_user_gave_is_not():
+    sent = [{"role": "system", "content": "You are Harbourline Bank's assistant."},
+            {"role": "user", "content": "Hi, I'm Ana. My payment T1042 failed."},
+            {"role": "assistant", "content": "Amara, welcome."}]  # the model's own earlier reply does not count
+    invented = judge("Amara, it costs nothing.", **conversations.reply_rule("Amara, it costs nothing.", [], sent))
+    assert invented.kind == "wrong" and "'Amara'" in invented.why and "invented" in invented.why
+    assert judge("Hello Ana, it costs nothing.", **conversations.reply_rule("Hello Ana, it costs nothing.", [], sent)).kind == "unchecked"
+    assert conversations.invented_names("Yes, it is free. I'm Harbourline's assistant.", sent) == []
+    cut = judge("Amara, I cannot see", conversations.recalls("T1042", sent), finish_reason="length")
+    assert cut.kind == "cut" and "does not say 'T1042'" in cut.why and "'Amara'" in cut.why
+    assert judge("It was T1042.", conversations.recalls("T1042", sent)).kind == "right"
+    assert judge("Amara, it was T1042.", conversations.recalls("T1042", sent)).kind == "wrong"
+
+
 def test_label_and_field_rules():
     assert judge("This is about fraud.", patterns.is_label("fraud")).kind == "right"
     assert judge("card, or maybe fraud", patterns.is_label("fraud")).kind == "wrong"  # the first label named counts
     gold = {"amount": 120.0, "date": None, "transaction_id": "T1001"}
     assert judge('{"amount": 120, "date": null, "transaction_id": "T1001"}', patterns.fields_are(gold)).kind == "right"
     assert judge('{"amount": 12, "date": null, "transaction_id": "T1001"}', patterns.fields_are(gold)).kind == "wrong"
+
+
+def test_the_pattern_conclusion_says_when_every_answer_copies_an_example():
+    import pandas as pd
+
+    shots = pd.DataFrame([
+        {"pattern": "zero-shot", "intent": "fees", "answer": "No, standard transfers", "verdict": "✂ cut: …"},
+        {"pattern": "zero-shot", "intent": "refund", "answer": "refund", "verdict": "✓ right: …"},
+        {"pattern": "few-shot (k=2)", "intent": "fees", "answer": "fraud", "verdict": "✗ wrong: …"},
+        {"pattern": "few-shot (k=2)", "intent": "fraud", "answer": "fraud", "verdict": "✓ right: …"}])
+    zero, few = patterns.what_each_pattern_did(shots, ["card", "fraud"], 16)
+    assert zero.startswith("zero-shot: right 1 of 2; 1 of 2 cut at max_tokens (16)") and "copies" not in zero
+    assert "named 'fraud' for all 2 messages, the label of few-shot example 2" in few and "copies" in few
+
+
+def test_the_trimming_conclusion_says_what_fitting_the_budget_cost():
+    import pandas as pd
+
+    def table(*rows):
+        return pd.DataFrame([dict(zip(["variant", "prompt_tokens", "within budget", "fact sent", "verdict"], r,
+                                      strict=True)) for r in rows]).set_index("variant")
+
+    whole, over, fits = ("whole history", 224, False, True, "✂ cut"), ("last 2 turns", 144, False, False, "✂ cut"), \
+        ("last 1 turn", 98, True, False, "✗ wrong")
+    said = conversations.what_trimming_did(table(whole, over, fits), 130, "T1042")
+    assert "Still over: the last 2 turns (144)" in said and "last 1 turn fits (98 tokens) but no longer sends T1042" in said
+    assert "Answers that name T1042: none (even where it was sent" in said
+    stuck = conversations.what_trimming_did(table(whole, over), 130, "T1042")
+    assert "Nothing kept fits: raise BUDGET_TOKENS" in stuck

@@ -31,8 +31,8 @@ def test_02_with_another_k_model_and_budget(notebook_runner, figures_drawn):
     turns = m["tokens_per_turn"]
     assert len(turns) == 3 and all(b > a for a, b in zip(turns, turns[1:], strict=False))
     assert all(c > 0 for c in m["cached_tokens_per_turn"][1:])  # the course endpoint reuses the previous turn's prompt
-    assert m["remedies"]["whole history"]["fact sent"] and not m["remedies"]["last 1 turns"]["fact sent"]
-    assert m["remedies"]["last 1 turns"]["prompt_tokens"] < m["remedies"]["whole history"]["prompt_tokens"]
+    assert m["remedies"]["whole history"]["fact sent"] and not m["remedies"]["last 1 turn"]["fact sent"]
+    assert m["remedies"]["last 1 turn"]["prompt_tokens"] < m["remedies"]["whole history"]["prompt_tokens"]
     assert m["conversations_api"] is None and m["verdicts"]["total"] == 2 * 2 + 1 + 3 + 2  # labels, prefix, turns, remedies
 
 

@@ -205,7 +205,7 @@ def test_local_model_auto_picks_the_tiny_real_model_on_cpu(monkeypatch):
     monkeypatch.setattr(settings, "cuda_available", lambda: False)
     cfg = resolve()
     assert cfg.local_model == "smollm2-135m"
-    assert "SmolLM2-135M-Instruct" in cfg.sources["LOCAL_MODEL"] and "not Mistral" in cfg.sources["LOCAL_MODEL"]
+    assert "no CUDA GPU, so SmolLM2-135M-Instruct" in cfg.sources["LOCAL_MODEL"] and "not Mistral" in settings.model_note(cfg.local_model)
 
 
 def test_local_model_auto_picks_hub_model_on_gpu_with_hf_token(monkeypatch):

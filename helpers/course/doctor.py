@@ -79,7 +79,7 @@ def problems(settings: Settings, found: dict[str, str | None] | None = None,
         ))
     if gpu_info.get("device") != "cuda":
         out.append(Problem(
-            "No CUDA GPU: the notebooks use SmolLM2-135M-Instruct, a real but tiny model (not Mistral)",
+            "No CUDA GPU: the notebooks use SmolLM2-135M-Instruct, not Mistral",
             "In Colab: Runtime → Change runtime type → T4 GPU, then re-run. On CPU everything still runs.",
         ))
     elif not hf_token_available():

@@ -158,7 +158,7 @@ def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[st
     if hit_reject:
         how += f"; says {' and '.join(repr(r) for r in hit_reject)}"
     if cut:
-        how += " (and cut at max_tokens: more tokens could not have mended the format)"
+        how += " (and cut at max_tokens: more tokens could not have mended it)"
     return Verdict("wrong", f"{how} — it said {_short(text)!r}" if how else f"it said {_short(text)!r}", text)
 
 

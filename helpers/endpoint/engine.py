@@ -337,7 +337,7 @@ class ChatEngine:
                 if cut >= 0:
                     content_ids = self._trim_to(content_ids, text)
                     break
-        content = self.decode(content_ids)
+        content = self.decode(content_ids).rstrip("\ufffd" if finish == "length" else "")  # no half character
         if on_text is not None and len(content) > len(sent) and content.startswith(sent):
             on_text(content[len(sent):])
         if prompt.mode in ("json_object", "json_schema") and finish == "stop":

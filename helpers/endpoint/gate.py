@@ -89,7 +89,8 @@ class Gate:
                 given = auth[7:].strip() if auth.lower().startswith("bearer ") else ""
                 if not hmac.compare_digest(given.encode(), self.api_key.encode()):
                     return await self._reply(send, 401, error_body(
-                        "Unauthorized: send 'Authorization: Bearer <key>' with the key the server was started with",
+                        "Unauthorized: wrong or missing API key (send the key this server was started with, "
+                        "as the header 'Authorization: Bearer' followed by the key)",
                         "unauthorized", "1001"), {"www-authenticate": 'Bearer realm="mistral-local-endpoint"'})
             if self.limiter is not None:
                 ok, wait, left = self.limiter.take()

@@ -81,6 +81,30 @@ def is_label(intent: str):
     return rule
 
 
+def what_each_pattern_did(shots: Any, shot_labels: Sequence[str], max_tokens: int) -> list[str]:
+    """One sentence per pattern saying what its answers show (notebook 02): how many are right, how many were cut
+    before a label came first, and whether every answer named one label (an example's: the model copies it).
+
+    `shots` has one row per answer with columns `pattern`, `intent`, `answer` and `verdict` (a verdict's text)."""
+    lines = []
+    for name, g in shots.groupby("pattern", sort=False):
+        n, right = len(g), int(g.verdict.str.startswith("✓").sum())
+        cut, said = int(g.verdict.str.startswith("✂").sum()), g.answer.map(parse_label)
+        parts = [f"{name}: right {right} of {n}"]
+        if cut:
+            parts.append(f"{cut} of {n} cut at max_tokens ({max_tokens}) before a label came first: the model began "
+                         "a sentence of its own where the rule asks for one word")
+        if n > 1 and said.notna().all() and said.nunique() == 1:
+            label = said.iloc[0]
+            shot = [k for k, lab in enumerate(shot_labels, 1) if lab == label]
+            whose = (f"the label of few-shot example {shot[-1]}: the model copies an example's answer instead of "
+                     "classifying" if shot else "one label for every message: it does not tell them apart")
+            parts.append(f"it named {label!r} for all {n} messages, {whose}" +
+                         (f" (right only where the data says {label!r} too)" if right else ""))
+        lines.append("; ".join(parts) + ".")
+    return lines
+
+
 def fields_are(gold: dict[str, Any]):
     """The verdict rule for an extraction answer: right when amount, date and transaction id all match `gold`."""
 
