@@ -104,7 +104,7 @@ def model_selection_tasks(payments) -> list[Task]:
     return [
         Task(
             "classification",
-            "route a customer message to a team: one word out of five",
+            f"route a customer message to one of {len(ROUTES)} teams ({', '.join(ROUTES)}), in one word",
             [{"role": "system", "content": f"Route the customer's message to one team. Reply with one word: "
                                            f"{', '.join(ROUTES)}."},
              {"role": "user", "content": "Someone in another country just paid for a hotel with my card. "
@@ -196,6 +196,31 @@ def run_grid(client: Any, tasks: Sequence[Task], models: Sequence[str], *, max_t
 def strongest(models: Sequence[str]) -> str:
     """The most capable tier of these (the price table's tier_rank), whatever it costs."""
     return max(models, key=lambda m: tier(m).tier_rank)
+
+
+def tier_conclusion(summary: Any, n_tasks: int, same_model: bool) -> str:
+    """What to take from the per-tier table (passed, cost_usd per tier): the tier to pick, or why offline none wins."""
+    best = int(summary["passed"].max())
+    costs = summary["cost_usd"]
+    if same_model:  # one local model wrote every answer: only the price differs
+        return (f"every tier passed the same {best} of {n_tasks} tasks, because one model wrote every answer; only the "
+                f"price differs: {costs.idxmax()} bills {costs.max() / costs.min():.1f}× what {costs.idxmin()} bills "
+                "for the same answers")
+    pick = costs[summary["passed"] == best].idxmin()
+    return (f"{pick} passed the most tasks ({best} of {n_tasks}) for the least money ({costs[pick]:.6f} USD); "
+            "a dearer tier earns its price only on a task it passes and the cheaper one fails")
+
+
+def effort_conclusion(effort_rows: dict[str, dict[str, Any]], strongest: str, big: Attempt) -> str:
+    """What the reasoning_effort rows show, beside the strongest tier's answer without thinking (section 4)."""
+    ref = (f"in section 4 {strongest}, without thinking, wrote {big.completion_tokens} output tokens: "
+           f"{'right' if big.correct else 'wrong'}")
+    if not effort_rows:
+        return (f"nothing thought in this run (the endpoint refused 'high', above), so there is nothing to compare; "
+                f"for reference, {ref}. With a key, 'none' and 'high' are measured beside it.")
+    said = [f"{label.split(', ')[-1]}: {row['completion_tokens']} output tokens, {'right' if row['correct'] else 'wrong'}"
+            for label, row in effort_rows.items()]
+    return "; ".join(said) + f"; {ref}. Thinking is worth its output tokens only where it turns wrong into right."
 
 
 def effort_row(reply: Any, model: str, task: Task) -> dict[str, Any]:
