@@ -64,7 +64,8 @@ def in_cache(hub_id: str) -> bool:
 
 
 def colab_plan(notebook: str, loads: str | None = None) -> str:
-    """Say what `notebook` ('06'…'10') downloads on a Colab T4 with HF_TOKEN, how big, how long; and what this run does."""
+    """Say what `notebook` ('06'…'10') downloads on a Colab T4 with HF_TOKEN, how big, how long; and what this run does
+    (one line when this run downloads none of it)."""
     hub_id = COLAB_MODELS[notebook[:2]]
     size = download_bytes(hub_id)
     times = "; ".join(f"{_duration(size / s.bytes_per_s)} at {s.bytes_per_s / 1e6:.1f} MB/s ({s.label}: {s.source})"
@@ -82,8 +83,10 @@ def colab_plan(notebook: str, loads: str | None = None) -> str:
                         else "not in this runtime's cache yet, so the first load downloads it."))
     elif "/" in loads and not os.path.exists(loads):
         lines.append(f"This run loads {loads} from the hub unless it is cached (no shipped config: size not estimated).")
-    else:
-        lines.append(f"This run loads {loads}: nothing of {hub_id} is downloaded.")
+    else:  # nothing downloaded (on a CPU): one line, not the Colab plan
+        spans = sorted(size / s.bytes_per_s for s in COLAB_SPEEDS)
+        return (f"This run loads {loads}: nothing of {hub_id} is downloaded (on a Colab T4 with HF_TOKEN it would be "
+                f"{size / 1e9:.1f} GB, {_duration(spans[0])} to {_duration(spans[-1])} by the speeds the README cites).")
     return "\n".join(lines)
 
 
