@@ -84,3 +84,14 @@ def test_03s_conclusions_pick_the_cheapest_tier_of_the_best_and_say_when_nothing
         selection.effort_conclusion({}, "large", big)
     rows = {"small, reasoning_effort='high'": {"completion_tokens": 900, "correct": True}}
     assert selection.effort_conclusion(rows, "large", big).startswith("reasoning_effort='high': 900 output tokens, right")
+
+
+def test_03s_verdicts_say_why_an_answer_fails():
+    tasks = {t.name: t for t in selection.model_selection_tasks(pd.read_csv(data_path("payments.csv")))}
+    ok, how = tasks["extraction"].expect('{"customer_id": "C042", "transaction_id": "123456", "amount": "A number of')
+    assert not ok and "not valid JSON" in how and "transaction_id='123456'" in how and "customer_id" not in how
+    ok, how = tasks["reasoning"].expect("The closest are 2021-10-12 and 2021-10-13.")
+    assert not ok and "no amount of the table" in how and "no 11 days" in how
+    assert tasks["reasoning"].expect("125.5 and 128.95, paid 11 days apart.") == (True, "passes the reasoning checker")
+    ok, how = tasks["composition"].expect("Dear customer, Harbourline Bank")
+    assert not ok and "no T1002, no 89.99" in how and "Harbourline" not in how.split(":")[1]
