@@ -58,3 +58,40 @@ def test_the_classification_verdict_is_definitive_and_a_cut_essay_is_wrong():
     assert classify.verdict(cut).kind == "wrong"
     composition = tasks[2]
     assert composition.verdict(Attempt("m", False, 0.0, 0.1, "Dear customer,", finish_reason="length")).kind == "cut"
+
+
+def test_where_it_went_says_whether_the_calls_or_the_writing_lost_a_fact():
+    def loop(*results):
+        calls = [{"function": {"name": f"f{i}"}} for i in range(len(results))]
+        return [{"role": "user", "content": "q"}, {"role": "assistant", "content": "", "tool_calls": calls},
+                *({"role": "tool", "content": json.dumps(r)} for r in results)]
+    both = loop({"status": "Paid"}, {"date": "2021-10-05"})
+    assert calling.where_it_went(both, "Paid on 2021-10-05.", ["Paid", "2021-10-05"]).endswith(": right")
+    assert "answer lost ['2021-10-05']" in calling.where_it_went(both, "It is paid.", ["Paid", "2021-10-05"])
+    said = calling.where_it_went(loop({"status": "Paid"}), "It is paid.", ["Paid", "2021-10-05"])
+    assert "called f0" in said and "never fetched ['2021-10-05']" in said
+    assert "stopped at max_turns" in calling.where_it_went(both, None, ["Paid"])
+
+
+def test_03s_conclusions_pick_the_cheapest_tier_of_the_best_and_say_when_nothing_thought():
+    per_tier = pd.DataFrame({"passed": [3, 4, 4], "cost_usd": [0.001, 0.009, 0.003]},
+                            index=["small", "medium", "large"])
+    assert selection.tier_conclusion(per_tier, 4, same_model=False).startswith("large passed the most tasks (4 of 4)")
+    same = selection.tier_conclusion(per_tier.assign(passed=0), 4, same_model=True)
+    assert "same 0 of 4" in same and "medium bills 9.0× what small bills" in same
+    big = Attempt("large", False, 0.0003, 1.0, "no", 70, 34)
+    assert "nothing to compare" in selection.effort_conclusion({}, "large", big) and "34 output tokens" in \
+        selection.effort_conclusion({}, "large", big)
+    rows = {"small, reasoning_effort='high'": {"completion_tokens": 900, "correct": True}}
+    assert selection.effort_conclusion(rows, "large", big).startswith("reasoning_effort='high': 900 output tokens, right")
+
+
+def test_03s_verdicts_say_why_an_answer_fails():
+    tasks = {t.name: t for t in selection.model_selection_tasks(pd.read_csv(data_path("payments.csv")))}
+    ok, how = tasks["extraction"].expect('{"customer_id": "C042", "transaction_id": "123456", "amount": "A number of')
+    assert not ok and "not valid JSON" in how and "transaction_id='123456'" in how and "customer_id" not in how
+    ok, how = tasks["reasoning"].expect("The closest are 2021-10-12 and 2021-10-13.")
+    assert not ok and "no amount of the table" in how and "no 11 days" in how
+    assert tasks["reasoning"].expect("125.5 and 128.95, paid 11 days apart.") == (True, "passes the reasoning checker")
+    ok, how = tasks["composition"].expect("Dear customer, Harbourline Bank")
+    assert not ok and "no T1002, no 89.99" in how and "Harbourline" not in how.split(":")[1]

@@ -64,7 +64,8 @@ def in_cache(hub_id: str) -> bool:
 
 
 def colab_plan(notebook: str, loads: str | None = None) -> str:
-    """Say what `notebook` ('06'…'10') downloads on a Colab T4 with HF_TOKEN, how big, how long; and what this run does."""
+    """Say what `notebook` ('06'…'10') downloads on a Colab T4 with HF_TOKEN, how big, how long; and what this run does
+    (one line when this run downloads none of it)."""
     hub_id = COLAB_MODELS[notebook[:2]]
     size = download_bytes(hub_id)
     if loads is not None and loads not in HUB_CONFIGS and ("/" not in loads or os.path.exists(loads)):

@@ -96,3 +96,22 @@ def loop_counts(messages: Sequence[dict[str, Any]], answer: str | None, first: i
     errors = sum("error" in json.loads(m["content"]) for m in results if m["content"].startswith("{"))
     return {"turns": len(turns), "tool_calls": sum(len(m.get("tool_calls") or []) for m in turns),
             "errors_fed_back": errors, "stopped": "answered" if answer is not None else "max_turns"}
+
+
+def where_it_went(messages: Sequence[dict[str, Any]], answer: str | None, facts: Iterable[str]) -> str:
+    """Where a tool loop's answer came from, in one sentence: which functions ran, which facts their results held,
+    which of those the answer stated — so a wrong answer says whether the calls or the writing lost a fact."""
+    facts = [str(f) for f in facts]
+    called = [c["function"]["name"] for m in messages if m["role"] == "assistant" for c in m.get("tool_calls") or []]
+    results = " ".join(m["content"] for m in messages if m["role"] == "tool")
+    fetched = [f for f in facts if f.lower() in results.lower()]
+    stated = [f for f in facts if answer and f.lower() in answer.lower()]
+    said = (f"the model called {', '.join(called) or 'no function'}; their results held {len(fetched)} of the "
+            f"{len(facts)} facts {facts}; the answer states {len(stated)}")
+    if answer is None:
+        return said + ": the loop stopped at max_turns before any answer"
+    if len(stated) == len(facts):
+        return said + ": right"
+    if len(fetched) < len(facts):
+        return said + f": the calls never fetched {[f for f in facts if f not in fetched]}"
+    return said + f": the calls fetched everything, and the answer lost {[f for f in facts if f not in stated]}"

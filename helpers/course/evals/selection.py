@@ -71,6 +71,30 @@ def json_fields_match(text: str, expected: dict[str, Any]) -> bool:
     return True
 
 
+
+def closest_misses(text: str, truth: dict[str, Any], all_amounts: Sequence[float]) -> str:
+    """Why an answer to the closest-amounts task fails: the amounts it names and whether it gives the days."""
+    found = numbers_in(text)
+    named = sorted(a for a in all_amounts if any(abs(f - a) <= 0.005 for f in found))
+    days = any(abs(f - truth["days_apart"]) < 1e-9 for f in found)
+    want = " and ".join(map(str, truth["amounts"]))
+    return f"names {named or 'no amount of the table'} (wants {want})" + ("" if days else f"; no {truth['days_apart']} days")
+
+
+def json_misses(text: str, expected: dict[str, Any]) -> str:
+    """Why an extraction fails: not JSON, or which fields differ from `expected` (read leniently from broken JSON)."""
+    try:
+        data = json.loads(text)
+        broken = ""
+    except (json.JSONDecodeError, TypeError):  # a cut or malformed object: read the "key": value pairs it has
+        data = {m[0]: m[1] for m in re.findall(r'"(\w+)"\s*:\s*"?([^",}]*)', text or "")}
+        broken = "not valid JSON; "
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    wrong = [f"{k}={data.get(k)!r}" for k, v in expected.items() if not json_fields_match(json.dumps({k: data.get(k)}), {k: v})]
+    return broken + (f"wrong or missing: {', '.join(wrong)}" if wrong else "fields right")
+
+
 @dataclass(frozen=True)
 class Task:
     """A model-selection task: the messages to send, extra call options, and a checker for the answer."""
@@ -81,11 +105,13 @@ class Task:
     check: Callable[[str], bool]
     options: dict[str, Any] = field(default_factory=dict)
     definitive: bool = False  # a failed check is wrong even when cut (one word asked: a begun sentence cannot pass)
+    explain: Callable[[str], str] | None = None  # why an answer fails, said in its verdict
 
     def expect(self, text: str) -> tuple[bool, str]:
         """This task's checker as a verdict rule: (passes?, how), for `tally.check(reply, task.expect, ...)`."""
         ok = bool(self.check(text))
-        return ok, f"{'passes' if ok else 'fails'} the {self.name} checker"
+        why = f": {self.explain(text)}" if not ok and self.explain else ""
+        return ok, f"{'passes' if ok else 'fails'} the {self.name} checker{why}"
 
     def verdict(self, attempt: Attempt) -> Verdict:
         """An attempt at this task as a verdict: right, wrong, or cut off at max_tokens before it could pass."""
@@ -101,17 +127,18 @@ def model_selection_tasks(payments) -> list[Task]:
     truth = closest_payments(payments)
     table = payments.to_csv(index=False)
     email_id = "T1002"
+    fields = {"customer_id": "C042", "transaction_id": "T1007", "amount": 49.90, "currency": "EUR"}
     return [
         Task(
             "classification",
-            "route a customer message to a team: one word out of five",
+            f"route a customer message to one of {len(ROUTES)} teams ({', '.join(ROUTES)}), in one word",
             [{"role": "system", "content": f"Route the customer's message to one team. Reply with one word: "
                                            f"{', '.join(ROUTES)}."},
              {"role": "user", "content": "Someone in another country just paid for a hotel with my card. "
                                          "I still have the card in my wallet!"}],
             lambda text: text.strip().strip(".").lower() == "fraud",
             {"max_tokens": 16},  # one word needs 1–3 tokens; the rest is room to fail the check rather than be cut
-            definitive=True,
+            definitive=True, explain=lambda text: "not one word of the list",
         ),
         Task(
             "extraction",
@@ -119,9 +146,9 @@ def model_selection_tasks(payments) -> list[Task]:
             [{"role": "user", "content": "Extract customer_id, transaction_id, amount (a number) and currency from "
                                          "this message as a JSON object.\n\nMessage: 'Hello, this is customer "
                                          "C042. Payment T1007 for 49.90 EUR was taken twice, please refund one.'"}],
-            lambda text: json_fields_match(text, {"customer_id": "C042", "transaction_id": "T1007",
-                                                  "amount": 49.90, "currency": "EUR"}),
+            lambda text: json_fields_match(text, fields),
             {"response_format": {"type": "json_object"}, "max_tokens": 80},
+            explain=lambda text: json_misses(text, fields),
         ),
         Task(
             "composition",
@@ -132,6 +159,8 @@ def model_selection_tasks(payments) -> list[Task]:
             lambda text: (email_id in text and "89.99" in text and "Harbourline" in text
                           and 10 <= len(text.split()) <= 120),
             {"max_tokens": 200},
+            explain=lambda text: ", ".join([f"no {w}" for w in (email_id, "89.99", "Harbourline") if w not in text]
+                                           + [f"{len(text.split())} words, not 10 to 120"] * (not 10 <= len(text.split()) <= 120)),
         ),
         Task(
             "reasoning",
@@ -141,6 +170,7 @@ def model_selection_tasks(payments) -> list[Task]:
                                          "days apart were they paid? Give both amounts and the number of days."}],
             lambda text: check_closest_answer(text, truth, payments["payment_amount"].tolist()),
             {"max_tokens": 300},
+            explain=lambda text: closest_misses(text, truth, payments["payment_amount"].tolist()),
         ),
     ]
 
@@ -196,6 +226,31 @@ def run_grid(client: Any, tasks: Sequence[Task], models: Sequence[str], *, max_t
 def strongest(models: Sequence[str]) -> str:
     """The most capable tier of these (the price table's tier_rank), whatever it costs."""
     return max(models, key=lambda m: tier(m).tier_rank)
+
+
+def tier_conclusion(summary: Any, n_tasks: int, same_model: bool) -> str:
+    """What to take from the per-tier table (passed, cost_usd per tier): the tier to pick, or why offline none wins."""
+    best = int(summary["passed"].max())
+    costs = summary["cost_usd"]
+    if same_model:  # one local model wrote every answer: only the price differs
+        return (f"every tier passed the same {best} of {n_tasks} tasks, because one model wrote every answer; only the "
+                f"price differs: {costs.idxmax()} bills {costs.max() / costs.min():.1f}× what {costs.idxmin()} bills "
+                "for the same answers")
+    pick = costs[summary["passed"] == best].idxmin()
+    return (f"{pick} passed the most tasks ({best} of {n_tasks}) for the least money ({costs[pick]:.6f} USD); "
+            "a dearer tier earns its price only on a task it passes and the cheaper one fails")
+
+
+def effort_conclusion(effort_rows: dict[str, dict[str, Any]], strongest: str, big: Attempt) -> str:
+    """What the reasoning_effort rows show, beside the strongest tier's answer without thinking (section 4)."""
+    ref = (f"in section 4 {strongest}, without thinking, wrote {big.completion_tokens} output tokens: "
+           f"{'right' if big.correct else 'wrong'}")
+    if not effort_rows:
+        return (f"nothing thought in this run (the endpoint refused 'high', above), so there is nothing to compare; "
+                f"for reference, {ref}. With a key, 'none' and 'high' are measured beside it.")
+    said = [f"{label.split(', ')[-1]}: {row['completion_tokens']} output tokens, {'right' if row['correct'] else 'wrong'}"
+            for label, row in effort_rows.items()]
+    return "; ".join(said) + f"; {ref}. Thinking is worth its output tokens only where it turns wrong into right."
 
 
 def effort_row(reply: Any, model: str, task: Task) -> dict[str, Any]:
