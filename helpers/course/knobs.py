@@ -2,35 +2,29 @@
 
 One entry per notebook, keyed by its number (a deep dive by its own name, e.g. "05a"); each maps a knob of the
 notebook's `parameters` cell to its kind (helpers.course.params). A knob added to a notebook is declared here too:
-`check` refuses a declared knob the cell does not set.
+`check` refuses a declared knob the cell does not set. The course-wide settings (helpers.settings.KNOBS: BACKEND,
+CHAT_MODEL, LOCAL_MODEL, …) are not repeated here: each one the cell sets is checked as a `Setting()`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
+from ..settings import KNOBS as SETTINGS
 from . import params
-from .params import Float, Int, ListOf, ModelConfig, OneOf, Priced, Setting, Text
+from .params import Float, Int, Kind, ListOf, ModelConfig, OneOf, Priced, Setting, Text
 
 DECLARED = {
-    "00": dict(  # 00_setup.ipynb
-        BACKEND=Setting(),
-        CHAT_MODEL=Setting(),
-        LOCAL_MODEL=Setting(),
-        DEVICE=Setting(),
-    ),
+    "00": dict(),  # 00_setup.ipynb: the course-wide settings only
 
     "01": dict(  # 01_api_quickstart.ipynb
-        BACKEND=Setting(),
-        CHAT_MODEL=Setting(),
         TEMPERATURE=Float(min=0, max=1.5),
         SEED=Int(min=0),
         MAX_TOKENS=Int(min=1),
     ),
 
     "02": dict(  # 02_prompting_conversations.ipynb
-        BACKEND=Setting(),
-        CHAT_MODEL=Setting(),
         N_MESSAGES=Int(min=1, max=41),
         K_SHOTS=Int(min=1, max=6),
         LABEL_TOKENS=Int(min=1),
@@ -42,8 +36,6 @@ DECLARED = {
     ),
 
     "02a": dict(  # deep/02a_prompt_patterns.ipynb
-        BACKEND=Setting(),
-        CHAT_MODEL=Setting(),
         K_SHOTS=Int(min=1, max=6),
         N_MESSAGES=Int(min=7, max=48, auto=True),
         N_EXTRACT=Int(min=1, max=41, auto=True),
@@ -55,21 +47,17 @@ DECLARED = {
     ),
 
     "03": dict(  # 03_model_selection.ipynb
-        BACKEND=Setting(),
         MODELS=ListOf(Priced()),
         MAX_TOKENS=Int(min=1, auto=True),
         REASONING_TOKENS=Int(min=1),
     ),
 
     "03a": dict(  # deep/03a_escalation.ipynb
-        BACKEND=Setting(),
         MODELS=ListOf(Priced()),
         MAX_TOKENS=Int(min=1, auto=True),
     ),
 
     "04": dict(  # 04_function_calling.ipynb
-        BACKEND=Setting(),
-        CHAT_MODEL=Setting(),
         TOOL_CHOICE=OneOf("auto", "required", "any", "none", "retrieve_payment_status", "retrieve_payment_date"),
         MAX_TURNS=Int(min=1),
         MAX_TOKENS=Int(min=33),
@@ -77,17 +65,12 @@ DECLARED = {
     ),
 
     "04a": dict(  # deep/04a_tool_calls.ipynb
-        BACKEND=Setting(),
-        CHAT_MODEL=Setting(),
         MAX_TURNS=Int(min=1),
         MAX_TOKENS=Int(min=33),
         SEED=Int(min=0),
     ),
 
     "05": dict(  # 05_api_rag.ipynb
-        BACKEND=Setting(),
-        CHAT_MODEL=Setting(),
-        EMBED_MODEL=Setting(),
         CHUNK_CHARS=Int(min=64),
         TOP_K=Int(min=1),
         MAX_TOKENS=Int(min=1),
@@ -96,9 +79,6 @@ DECLARED = {
     ),
 
     "05a": dict(  # deep/05a_retrieval_engineering.ipynb
-        BACKEND=Setting(),
-        CHAT_MODEL=Setting(),
-        EMBED_MODEL=Setting(),
         CHUNKING=OneOf("sections", "sentences", "fixed"),
         CHUNK_SIZE=Int(min=64),
         SENTENCE_MAX_CHARS=Int(min=64),
@@ -116,8 +96,6 @@ DECLARED = {
     ),
 
     "06": dict(  # 06_selfhost_fp16.ipynb
-        LOCAL_MODEL=Setting(),
-        DEVICE=Setting(),
         PRECISION=OneOf("auto", "fp32", "fp16", "bf16"),
         MAX_NEW_TOKENS=Int(min=1),
         TEMPERATURE=Float(above=0, max=2),
@@ -126,8 +104,6 @@ DECLARED = {
     ),
 
     "07": dict(  # 07_quantization_int8.ipynb
-        LOCAL_MODEL=Setting(),
-        DEVICE=Setting(),
         PRECISIONS=ListOf(OneOf("int8", "nf4")),
         BASELINE=OneOf("auto", "fp32", "fp16", "bf16"),
         NEW_TOKENS=Int(min=1),
@@ -135,11 +111,6 @@ DECLARED = {
     ),
 
     "08": dict(  # 08_local_rag.ipynb
-        BACKEND=Setting(),
-        LOCAL_MODEL=Setting(),
-        DEVICE=Setting(),
-        LOCAL_EMBED_MODEL=Setting(),
-        CHAT_MODEL=Setting(),
         PRECISION=OneOf("auto", "fp32", "fp16", "bf16", "int8", "nf4"),
         K=Int(min=1),
         CHUNK_CHARS=Int(min=64),
@@ -148,9 +119,6 @@ DECLARED = {
     ),
 
     "08a": dict(  # deep/08a_local_rag_measured.ipynb
-        LOCAL_MODEL=Setting(),
-        DEVICE=Setting(),
-        LOCAL_EMBED_MODEL=Setting(),
         PRECISION=OneOf("auto", "fp32", "fp16", "bf16", "int8", "nf4"),
         K=Int(min=1),
         CHUNK_CHARS=Int(min=64),
@@ -163,19 +131,11 @@ DECLARED = {
     ),
 
     "09": dict(  # 09_selfhost_tools_json.ipynb
-        LOCAL_MODEL=Setting(),
-        DEVICE=Setting(),
-        LOCAL_URL=Setting(),
-        CHAT_MODEL=Setting(),
         N_CASES=Int(min=1, max=12),
         MAX_TOKENS=Int(min=33),
     ),
 
     "09a": dict(  # deep/09a_structured_output_study.ipynb
-        LOCAL_MODEL=Setting(),
-        DEVICE=Setting(),
-        LOCAL_URL=Setting(),
-        CHAT_MODEL=Setting(),
         N_CASES=Int(min=10, max=24, multiple_of=2),
         MAX_TOKENS=Int(min=33),
         SEED=Int(min=0),
@@ -183,11 +143,6 @@ DECLARED = {
     ),
 
     "10": dict(  # 10_serving_decision_matrix.ipynb
-        BACKEND=Setting(),
-        LOCAL_MODEL=Setting(),
-        DEVICE=Setting(),
-        LOCAL_URL=Setting(),
-        CHAT_MODEL=Setting(),
         CONCURRENCY=ListOf(Int(min=1)),
         LOAD_REQUESTS=Int(min=1),
         LOAD_MAX_TOKENS=Int(min=1),
@@ -196,16 +151,21 @@ DECLARED = {
     ),
 
     "10a": dict(  # deep/10a_conformance_and_rag_latency.ipynb
-        BACKEND=Setting(),
-        LOCAL_MODEL=Setting(),
-        DEVICE=Setting(),
-        LOCAL_URL=Setting(),
-        CHAT_MODEL=Setting(),
         COURSE_CHECKS=OneOf("all", "chat"),
         N_RAG=Int(min=1),
         RAG_MAX_TOKENS=Int(min=1),
     ),
 }
+
+
+def declared(notebook: str, names: Iterable[str]) -> dict[str, Kind]:
+    """The kinds a notebook's parameters are held to: a course-wide setting among `names` (the parameters cell's) is a
+    `Setting()`, the notebook's own knobs are its entry above."""
+    if notebook not in DECLARED:
+        raise KeyError(f"check(globals(), {notebook!r}): no parameters declared for {notebook!r} in "
+                       f"helpers/course/knobs.py (it has {', '.join(DECLARED)}); add an entry there")
+    names = set(names)
+    return {**{name: Setting() for name in SETTINGS if name in names}, **DECLARED[notebook]}
 
 
 def check(namespace: dict[str, Any], notebook: str, /) -> None:
@@ -215,7 +175,4 @@ def check(namespace: dict[str, Any], notebook: str, /) -> None:
     from .verdicts import tally
 
     tally.items.clear()
-    if notebook not in DECLARED:
-        raise KeyError(f"check(globals(), {notebook!r}): no parameters declared for {notebook!r} in "
-                       f"helpers/course/knobs.py (it has {', '.join(DECLARED)}); add an entry there")
-    params.check(namespace, **DECLARED[notebook])
+    params.check(namespace, **declared(notebook, namespace))

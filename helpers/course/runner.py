@@ -210,8 +210,9 @@ def _declaration(nb_path: Path) -> tuple[dict[str, Any], dict[str, Any] | None]:
             declared = {}
             if len(node.args) > 1 and isinstance(node.args[1], ast.Constant):  # check(globals(), "05"): knobs.py
                 from .knobs import DECLARED
+                from .knobs import declared as knobs_for
 
-                declared = dict(DECLARED.get(node.args[1].value, {}))
+                declared = knobs_for(node.args[1].value, defaults) if node.args[1].value in DECLARED else {}
             return defaults, {**declared, **{kw.arg: eval(compile(ast.Expression(kw.value), str(nb_path), "eval"),  # noqa: S307
                                                           scope) for kw in node.keywords if kw.arg}}
     return defaults, None
