@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 
 import pandas as pd
 
@@ -78,7 +79,16 @@ def test_03s_conclusions_pick_the_cheapest_tier_of_the_best_and_say_when_nothing
                             index=["small", "medium", "large"])
     assert selection.tier_conclusion(per_tier, 4, same_model=False).startswith("large passed the most tasks (4 of 4)")
     same = selection.tier_conclusion(per_tier.assign(passed=0), 4, same_model=True)
-    assert "same 0 of 4" in same and "medium bills 9.0× what small bills" in same
+    assert "same 0 of 4" in same and "medium's rates they would cost 9.0× what they cost at small's" in same
+    answers = {("small", "t1"): Attempt("small", True, 0.001, 1.0), ("small", "t2"): Attempt("small", False, 0.001, 1.0)}
+    tasks = [SimpleNamespace(name="t1"), SimpleNamespace(name="t2")]
+    offline = selection.grid_summary(answers, tasks, ["small", "medium", "large"], True, "SmolLM2 on the course endpoint")
+    assert offline.startswith("2 answers written, one per task, all by SmolLM2 asked as small: 1 of 2 passed")
+    assert "medium, large were not asked" in offline
+    both = {**answers, **{("large", t): a for (_, t), a in answers.items()}}
+    assert selection.grid_summary(both, tasks, ["small", "large"], False).startswith("2 of 4 answers passed")
+    assert "SmolLM2, asked as small" in selection.effort_conclusion({}, "large", Attempt("large", False, 0.0, 1.0),
+                                                                    written_by="SmolLM2, asked as small")
     big = Attempt("large", False, 0.0003, 1.0, "no", 70, 34)
     assert "nothing to compare" in selection.effort_conclusion({}, "large", big) and "34 output tokens" in \
         selection.effort_conclusion({}, "large", big)

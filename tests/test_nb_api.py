@@ -44,8 +44,9 @@ def test_03_with_another_tier_list(notebook_runner, figures_drawn):
     assert set(m["results"]) == set(tiers) and m["strongest_tier"] == "mistral-large-latest"
     for model in tiers:
         assert set(m["results"][model]) == {"classification", "extraction", "composition", "reasoning"}
-        for cell in m["results"][model].values():
-            assert isinstance(cell["correct"], bool) and cell["latency_s"] > 0 and cell["cost_usd"] > 0
+        for cell in m["results"][model].values():  # offline only the first tier is asked: the others are priced copies
+            assert isinstance(cell["correct"], bool) and cell["cost_usd"] > 0
+            assert (cell["latency_s"] > 0) if model == tiers[0] else cell["latency_s"] is None
     correct = [c["correct"] for r in m["results"].values() for c in r.values()]
     assert m["share_correct"] == pytest.approx(sum(correct) / len(correct), abs=1e-4)
     # the endpoint refuses reasoning_effort='high' with a 400 that names the field, and nothing was measured

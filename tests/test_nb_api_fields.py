@@ -92,9 +92,11 @@ def test_03_reasoning_effort_cell_without_a_key_shows_the_refusal(reasoning_name
         return httpx2.Response(400, json={"object": "error", "message": "reasoning_effort='high': no reasoning mode",
                                           "type": "invalid_request_error", "param": None, "code": "3001"})
 
-    ns.update(client=mock_client(handler), cfg=SimpleNamespace(backend="local"))
+    ns.update(client=mock_client(handler), cfg=SimpleNamespace(backend="local", answered_by="SmolLM2 on the endpoint"))
     exec(cell_with("03_model_selection.ipynb", "EFFORT_MODEL ="), ns)
-    assert "reasoning_effort='high' refused: 400" in capsys.readouterr().out  # said, not measured
+    out = capsys.readouterr().out
+    assert "reasoning_effort='high' refused: 400" in out  # said, not measured
+    assert "SmolLM2, asked as mistral-large-latest" in out  # who wrote section 4's answer, not the tier it is priced at
     assert ns["effort_rows"] == {} and ns["effort_refusal"] == "400: reasoning_effort='high': no reasoning mode"
 
 

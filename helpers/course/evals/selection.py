@@ -7,9 +7,10 @@ this module holds the tasks it is measured on and `run_task`, which sends one an
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ...catalog import Attempt, complete, tier
@@ -199,8 +200,9 @@ def run_grid(client: Any, tasks: Sequence[Task], models: Sequence[str], *, max_t
     """Every model on every task: ({(model, task): Attempt}, {model this key may not call: the API's reason}).
 
     A 403 (this key's tier does not include the model) skips that model from then on; any other error stops.
-    `same_model`: one model serves every alias (the local backend), so each task is asked once and that answer is
-    priced at each alias's dated price — asking again would only repeat it (greedy decoding).
+    `same_model`: one model serves every alias (the local backend), so each task is asked once, as the first model,
+    and that answer is priced at each other alias's dated price — asking again would only repeat it (greedy
+    decoding). Those copies were not sent, so their latency_s is NaN (not measured), not the first call's wait.
     """
     from mistralai.client.errors import MistralError
 
@@ -210,7 +212,7 @@ def run_grid(client: Any, tasks: Sequence[Task], models: Sequence[str], *, max_t
         first = None
         for model in [m for m in models if m not in skipped]:
             if same_model and first is not None:
-                results[(model, task.name)] = first.priced_as(model)
+                results[(model, task.name)] = replace(first.priced_as(model), latency_s=float("nan"))
                 continue
             try:
                 results[(model, task.name)] = first = run_task(client, task, model, max_tokens)
@@ -228,22 +230,39 @@ def strongest(models: Sequence[str]) -> str:
     return max(models, key=lambda m: tier(m).tier_rank)
 
 
+def grid_summary(results: dict[tuple[str, str], Attempt], tasks: Sequence[Task], tiers: Sequence[str],
+                 same_model: bool, answered_by: str = "") -> str:
+    """How many answers were written and how many passed: 12 calls with a key, one per task when one model serves all."""
+    if same_model:  # run_grid asked each task once, as the first tier; the other tiers' rows are priced copies
+        passed = sum(results[(tiers[0], t.name)].correct for t in tasks)
+        return (f"{len(tasks)} answers written, one per task, all by {answered_by.split(' on ')[0] or 'one model'} "
+                f"asked as {tiers[0]}: {passed} of {len(tasks)} passed their checker. "
+                f"{', '.join(tiers[1:]) or 'No other tier'} {'were' if len(tiers) > 2 else 'was'} not asked: "
+                "their rows reuse these answers at their own prices")
+    passed = sum(results[(m, t.name)].correct for m in tiers for t in tasks)
+    return (f"{passed} of {len(tiers) * len(tasks)} answers passed their checker "
+            f"({len(tasks)} tasks × {len(tiers)} tiers, one call each)")
+
+
 def tier_conclusion(summary: Any, n_tasks: int, same_model: bool) -> str:
     """What to take from the per-tier table (passed, cost_usd per tier): the tier to pick, or why offline none wins."""
     best = int(summary["passed"].max())
     costs = summary["cost_usd"]
     if same_model:  # one local model wrote every answer: only the price differs
-        return (f"every tier passed the same {best} of {n_tasks} tasks, because one model wrote every answer; only the "
-                f"price differs: {costs.idxmax()} bills {costs.max() / costs.min():.1f}× what {costs.idxmin()} bills "
-                "for the same answers")
+        return (f"the same {best} of {n_tasks} answers stand for every tier, so no tier wins; only the price differs: "
+                f"at {costs.idxmax()}'s rates they would cost {costs.max() / costs.min():.1f}× what they cost at "
+                f"{costs.idxmin()}'s. No wait is measured for a tier that was not asked (NaN)")
     pick = costs[summary["passed"] == best].idxmin()
     return (f"{pick} passed the most tasks ({best} of {n_tasks}) for the least money ({costs[pick]:.6f} USD); "
             "a dearer tier earns its price only on a task it passes and the cheaper one fails")
 
 
-def effort_conclusion(effort_rows: dict[str, dict[str, Any]], strongest: str, big: Attempt) -> str:
-    """What the reasoning_effort rows show, beside the strongest tier's answer without thinking (section 4)."""
-    ref = (f"in section 4 {strongest}, without thinking, wrote {big.completion_tokens} output tokens: "
+def effort_conclusion(effort_rows: dict[str, dict[str, Any]], strongest: str, big: Attempt, written_by: str = "") -> str:
+    """What the reasoning_effort rows show, beside the strongest tier's answer without thinking (section 4).
+
+    `written_by`: who really wrote `big` when one model served every tier (offline), e.g. "SmolLM2 asked as ...".
+    """
+    ref = (f"in section 4 {written_by or strongest}, without thinking, wrote {big.completion_tokens} output tokens: "
            f"{'right' if big.correct else 'wrong'}")
     if not effort_rows:
         return (f"nothing thought in this run (the endpoint refused 'high', above), so there is nothing to compare; "
@@ -267,7 +286,10 @@ def effort_row(reply: Any, model: str, task: Task) -> dict[str, Any]:
 def measured(cfg: Any, results: dict[tuple[str, str], Attempt], tasks: Sequence[Task],
              tiers: Sequence[str]) -> dict[str, Any]:
     """What notebook 03 records of its grid: per model and task, correct / latency / cost, and the share correct."""
-    grid = {m: {t.name: {"correct": results[(m, t.name)].correct, "latency_s": round(results[(m, t.name)].latency_s, 3),
+    def wait(a: Attempt) -> float | None:  # None: a priced copy, not asked (run_grid with same_model)
+        return None if math.isnan(a.latency_s) else round(a.latency_s, 3)
+
+    grid = {m: {t.name: {"correct": results[(m, t.name)].correct, "latency_s": wait(results[(m, t.name)]),
                          "cost_usd": round(results[(m, t.name)].cost_usd, 10)} for t in tasks} for m in tiers}
     cells = [c["correct"] for row in grid.values() for c in row.values()]
     return {"backend": cfg.backend, "tiers": list(tiers), "results": grid, "share_correct": round(sum(cells) / max(len(cells), 1), 4),
