@@ -281,7 +281,7 @@ def estimate_table(config: Any, precisions: tuple[str, ...] = ("fp16", "int8", "
         extra = quant_constants_bytes(config, p)
         rows.append({
             "precision": p,
-            "weights GB (get_memory_footprint)": round(b / GB, 2),
+            "weights GB (estimated)": round(b / GB, 2),
             "weights GiB": round(b / GiB, 2),
             "+ quant constants GB": round((b + extra) / GB, 2),
         })

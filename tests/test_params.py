@@ -230,7 +230,7 @@ BAD = {  # notebook → (parameter, a bad value, its kind): one per kind the not
            ("MAX_NEW_TOKENS", "32", "type"), ("CONFIG", "./no-such-config", "path")],
     "07": [("PRECISIONS", ["int3"], "list element"), ("PRECISIONS", [], "range"), ("BASELINE", "int8", "enum"),
            ("NEW_TOKENS", "many", "type"), ("LOCAL_MODEL", "~/no-such-model", "path")],
-    "08": [("K", 0, "range"), ("PRECISION", "int4", "enum"), ("N_QUESTIONS", "3", "type"), ("N_QUESTIONS", 33, "range"),
+    "08": [("K", 0, "range"), ("PRECISION", "int4", "enum"), ("N_QUESTIONS", "3", "type"), ("N_QUESTIONS", 32, "range"),
            ("LOCAL_EMBED_MODEL", "./no-such-embedder", "path")],
     "09": [("N_CASES", 0, "range"), ("N_CASES", 40, "range"), ("N_CASES", 17, "range"), ("MAX_TOKENS", "48", "type"),
            ("LOCAL_URL", "localhost:8000", "enum"), ("LOCAL_MODEL", "/no/such/model", "path")],

@@ -81,7 +81,7 @@ def plot_load(curves: dict[str, list[LoadResult]], title: str, labels: dict[str,
 
 
 def plot_budget(rows: list[Fit], title: str = "Mistral-7B on a T4"):
-    """Stacked bars per context length: weights, KV cache, overhead, and what is left (or missing) of the GPU."""
+    """Stacked bars per context length: weights, KV cache, allowance, and what is left (or missing) of the GPU."""
     import matplotlib.pyplot as plt
 
     from ..figures import legend_outside
@@ -91,7 +91,7 @@ def plot_budget(rows: list[Fit], title: str = "Mistral-7B on a T4"):
     for y, r in enumerate(rows):
         left = 0.0
         for part, value, colour in (("weights", r.weights_bytes, "#2563eb"), ("KV cache", r.kv_cache_bytes, "#f59e0b"),
-                                    ("overhead", r.overhead_bytes, "#9ca3af")):
+                                    ("allowance", r.overhead_bytes, "#9ca3af")):
             ax.barh(y, value / GiB, left=left, color=colour, label=part if y == 0 else None)
             left += value / GiB
         if r.fits:

@@ -114,7 +114,7 @@ DECLARED = {
         PRECISION=OneOf("auto", "fp32", "fp16", "bf16", "int8", "nf4"),
         K=Int(min=1),
         CHUNK_CHARS=Int(min=64),
-        N_QUESTIONS=Int(min=1, max=32),
+        N_QUESTIONS=Int(min=1, max=31),
         MAX_NEW_TOKENS=Int(min=1, auto=True),
     ),
 
