@@ -81,7 +81,7 @@ def record(source: str | None = None, **metrics: Any):
 
 
 def _cell(value: Any) -> str:
-    """One metric as one short cell: numbers to 4 significant digits, a list inline, a dict as `key: value · …`."""
+    """One metric as one short cell: numbers to 6 significant digits, a list inline, a dict as `key: value · …`."""
     import numpy as np
 
     if isinstance(value, dict):
@@ -91,7 +91,7 @@ def _cell(value: Any) -> str:
     if isinstance(value, float):
         if abs(value) >= 1000:
             return f"{value:,.0f}"
-        return np.format_float_positional(value, precision=4, unique=True, fractional=False, trim="-")
+        return np.format_float_positional(value, precision=6, unique=True, fractional=False, trim="-")
     return str(value)
 
 
