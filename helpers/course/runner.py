@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .measured import headline_table
+
 METRICS_ENV = "COURSE_METRICS_FILE"
 QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]  # hide ipykernel's start-up warnings from the progress lines
 _session: dict[str, Any] = {}
@@ -50,17 +52,13 @@ def _flatten(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]
     return rows
 
 
-HEADLINE_ROWS = 8  # the "What we measured" table shows at most this many rows; every metric is still recorded
-
-
 def record(source: str | None = None, **metrics: Any):
     """Record this run's numbers for the course summary and show the headline ones as a "What we measured" table.
 
     `source` says where the numbers come from (e.g. "CPU stand-in, 2026-11-25"); it is stored too. The table shows
-    the first metrics given, in order, one row each (a dict on one line), `measured_on` last, at most
-    HEADLINE_ROWS rows, and names the ones left out; all of them go to the metrics file. The table it returns holds
-    every metric, flattened (`table.loc["verdicts.right", "value"]`).
-    """
+    the first metrics given (None left out), in order, one row each (a dict on one line), `measured_on` last, at
+    most 8 rows (measured.HEADLINE_ROWS), and names the ones left out; all go to the metrics file. The table it
+    returns holds every metric, flattened (`table.loc["verdicts.right", "value"]`)."""
     import pandas as pd
 
     clean = _jsonable(metrics)
@@ -77,53 +75,7 @@ def record(source: str | None = None, **metrics: Any):
         tmp.write_text(json.dumps(existing, indent=2, sort_keys=True))
         os.replace(tmp, target)
     rows = _flatten(clean)
-    return _headline_table(pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric"), clean)
-
-
-def _cell(value: Any) -> str:
-    """One metric as one short cell: numbers to 6 significant digits, a list inline, a dict as `key: value · …`."""
-    import numpy as np
-
-    if isinstance(value, dict):
-        return " · ".join(f"{k}: {_cell(v)}" for k, v in value.items())
-    if isinstance(value, list):
-        return "[" + ", ".join(_cell(v) for v in value) + "]"
-    if isinstance(value, float):
-        if abs(value) >= 1000:
-            return f"{value:,.0f}"
-        return np.format_float_positional(value, precision=6, unique=True, fractional=False, trim="-")
-    return str(value)
-
-
-def _headline_table(frame, clean: dict[str, Any]):
-    """The frame (every metric, flattened), displayed as its headline rows in full plus a line naming the rest."""
-    import html
-
-    import pandas as pd
-
-    names = [k for k, v in clean.items() if k != "measured_on" and v is not None]
-    shown = names[: HEADLINE_ROWS - ("measured_on" in clean)] + (["measured_on"] if "measured_on" in clean else [])
-    rest = [k for k in clean if k not in shown]
-    head = pd.DataFrame({"value": [_cell(clean[k]) for k in shown]}, index=pd.Index(shown, name="metric"))
-    more = ""
-    if rest:
-        listed = ", ".join(rest[:6]) + (", …" if len(rest) > 6 else "")
-        more = f"{len(rest)} more recorded for the course summary, not shown: {listed}"
-
-    class HeadlineTable(pd.DataFrame):
-        @property
-        def _constructor(self):  # what pandas derives from it (a slice, a copy) is a plain DataFrame again
-            return pd.DataFrame
-
-        def _repr_html_(self) -> str | None:
-            with pd.option_context("display.max_rows", None, "display.max_colwidth", None):
-                return head._repr_html_() + (f"<p>{html.escape(more)}</p>" if more else "")
-
-        def __repr__(self) -> str:
-            with pd.option_context("display.max_rows", None, "display.max_colwidth", None):
-                return repr(head) + (f"\n{more}" if more else "")
-
-    return HeadlineTable(frame)
+    return headline_table(pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric"), clean)
 
 
 def note(text: str) -> None:
