@@ -52,6 +52,16 @@ class ApiPlayground(WidgetPanel):
         return sum(r.cost_usd or 0.0 for r in self.history)
 
 
+def _box(w: Any, children: list[Any]) -> Any:
+    """The playground's widgets in one column; a saved copy of the notebook (no live kernel) names it in words."""
+
+    class Playground(w.VBox):
+        def __repr__(self) -> str:  # the text a saved notebook shows where the live widgets were
+            return "[the playground's widgets: live when you run this notebook in Jupyter or Colab]"
+
+    return Playground(children)
+
+
 def api_playground(client: Any, models: Sequence[str] = DEFAULT_TIERS, *, model: str | None = None,
                    prompt: str = "What is the capital of France?", system: str | None = None) -> ApiPlayground:
     """Build the playground over an SDK client (La Plateforme or the local endpoint; the code is the same)."""
@@ -94,8 +104,8 @@ def api_playground(client: Any, models: Sequence[str] = DEFAULT_TIERS, *, model:
             button.disabled = False
 
     button.on_click(on_click)
-    pg.widget = w.VBox([controls["model"], controls["temperature"], controls["max_tokens"], controls["prompt"],
-                        button, answer, cost])
+    pg.widget = _box(w, [controls["model"], controls["temperature"], controls["max_tokens"], controls["prompt"],
+                         button, answer, cost])
     return pg
 
 
@@ -176,5 +186,5 @@ def chat_playground(client: Any, model: str, *, system: str = "You are a helpful
     button.on_click(on_send)
     reset_button.on_click(on_reset)
     render()
-    pg.widget = w.VBox([controls["system"], transcript, controls["prompt"], w.HBox([button, reset_button]), counter])
+    pg.widget = _box(w, [controls["system"], transcript, controls["prompt"], w.HBox([button, reset_button]), counter])
     return pg

@@ -29,12 +29,17 @@ def test_record_without_course_run_only_shows(monkeypatch):
     assert table.loc["x", "value"] == 1
 
 
-def test_record_table_shows_every_row_and_whole_values(monkeypatch):
+def test_record_table_shows_headline_rows_in_full_and_names_the_rest(monkeypatch):
     monkeypatch.delenv(course.METRICS_ENV, raising=False)
     long = "a source that says where and when, longer than pandas' fifty characters"
-    table = course.record(**{f"m{i:02d}": i for i in range(80)}, note=long)
+    table = course.record(long, skipped=None, verdicts={"right": 4, "wrong": 1}, cost=0.00001035,
+                          **{f"m{i:02d}": i for i in range(80)})
+    assert len(table) == 85 and table.loc["verdicts.right", "value"] == 4 and table.loc["m79", "value"] == 79
     for shown in (repr(table), table._repr_html_()):
-        assert "m00" in shown and "m79" in shown and "m40" in shown and long in shown and "..." not in shown
+        assert "right: 4 · wrong: 1" in shown and "0.00001035" in shown and long in shown and "m04" in shown
+        assert "m05" not in shown.split("not shown")[0] and "skipped" not in shown.split("not shown")[0]
+        assert "76 more recorded for the course summary, not shown: skipped, m05," in shown and "m79" not in shown
+    assert repr(course.record(x=1.5)).endswith("1.5")  # nothing left out: no line about the rest
 
 
 def _notebook(path, body: str, params: str = "X = 1"):

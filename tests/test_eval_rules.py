@@ -83,3 +83,13 @@ def test_the_trimming_conclusion_says_what_fitting_the_budget_cost():
     assert "Answers that name T1042: none (even where it was sent" in said
     stuck = conversations.what_trimming_did(table(whole, over), 130, "T1042")
     assert "Nothing kept fits: raise BUDGET_TOKENS" in stuck
+
+
+def test_the_invention_conclusions_name_what_no_message_held():
+    sent = [{"role": "system", "content": "You are a bank's assistant."}, {"role": "user", "content": "Hi, I'm Ana."}]
+    said = conversations.what_replies_invented(["Amara, welcome.", "Ana, yes.", "Amara, no."], sent, "TinyLM")
+    assert said.startswith("2 of 3 replies name 'Amara', a name no message sent holds: TinyLM made it up")
+    assert conversations.what_replies_invented(["Ana, yes."], sent, "TinyLM").startswith("No reply names anyone")
+    made_up = conversations.invented_numbers('Category: 120.00 EUR "15', "Abbuchung T1204 über 150.00 EUR")
+    assert "contain: 120.00, 15 (the message's: T1204, 150.00)" in made_up
+    assert conversations.invented_numbers("Category: fraud", "T1204 of 150.00 EUR").startswith("Every number")

@@ -49,6 +49,8 @@ def test_send_shows_answer_and_cost():
     assert pg.total_cost_usd == pytest.approx(expected + cost_usd("mistral-small-latest", prompt_tokens=1200,
                                                                    completion_tokens=300))
     assert not pg.button.disabled
+    saved = pg.widget._repr_mimebundle_()["text/plain"]  # what a saved notebook shows without a live kernel
+    assert saved.startswith("[the playground's widgets") and "VBox" not in saved
 
 
 def test_errors_show_in_the_widget_not_as_a_crash():

@@ -19,6 +19,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from .measured import headline_table
+
 METRICS_ENV = "COURSE_METRICS_FILE"
 QUIET_KERNEL = ["--IPKernelApp.log_level=ERROR"]  # hide ipykernel's start-up warnings from the progress lines
 _session: dict[str, Any] = {}
@@ -51,10 +53,12 @@ def _flatten(metrics: dict[str, Any], prefix: str = "") -> list[tuple[str, Any]]
 
 
 def record(source: str | None = None, **metrics: Any):
-    """Record this run's numbers for the course summary and return them as a "What we measured" table.
+    """Record this run's numbers for the course summary and show the headline ones as a "What we measured" table.
 
-    `source` says where the numbers come from (e.g. "CPU stand-in, 2026-11-25"); it is stored too.
-    """
+    `source` says where the numbers come from (e.g. "CPU stand-in, 2026-11-25"); it is stored too. The table shows
+    the first metrics given (None left out), in order, one row each (a dict on one line), `measured_on` last, at
+    most 8 rows (measured.HEADLINE_ROWS), and names the ones left out; all go to the metrics file. The table it
+    returns holds every metric, flattened (`table.loc["verdicts.right", "value"]`)."""
     import pandas as pd
 
     clean = _jsonable(metrics)
@@ -71,27 +75,7 @@ def record(source: str | None = None, **metrics: Any):
         tmp.write_text(json.dumps(existing, indent=2, sort_keys=True))
         os.replace(tmp, target)
     rows = _flatten(clean)
-    return _whole_table(pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric"))
-
-
-def _whole_table(frame):
-    """The frame, displayed with every row and every value in full (pandas cuts at 60 rows and 50 characters)."""
-    import pandas as pd
-
-    class WholeTable(pd.DataFrame):
-        @property
-        def _constructor(self):  # what pandas derives from it (a slice, a copy) is a plain DataFrame again
-            return pd.DataFrame
-
-        def _repr_html_(self) -> str | None:
-            with pd.option_context("display.max_rows", None, "display.max_colwidth", None):
-                return super()._repr_html_()
-
-        def __repr__(self) -> str:
-            with pd.option_context("display.max_rows", None, "display.max_colwidth", None):
-                return super().__repr__()
-
-    return WholeTable(frame)
+    return headline_table(pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric"), clean)
 
 
 def note(text: str) -> None:

@@ -89,3 +89,26 @@ def what_trimming_did(remedies: Any, budget: int, fact: str) -> str:
                + ("" if named or not w["fact sent"] else " (even where it was sent: recalling it is the model's part)")
                + ".")
     return " ".join(out)
+
+
+def what_replies_invented(replies: Sequence[str], messages: Iterable[dict[str, Any]], model: str) -> str:
+    """The names the replies made up, in words (notebook 02): how many replies name someone no message sent named."""
+    messages = list(messages)
+    found = [invented_names(r, messages) for r in replies]
+    names = sorted({n for f in found for n in f})
+    if not names:
+        return f"No reply names anyone the messages did not name ({len(replies)} checked)."
+    hits = sum(bool(f) for f in found)
+    what = "a name" if len(names) == 1 else "names"
+    return (f"{hits} of {len(replies)} replies name {', '.join(map(repr, names))}, {what} no message sent holds: "
+            f"{model} made it up (each such reply is judged wrong).")
+
+
+def invented_numbers(answer: str, source: str) -> str:
+    """The numbers an answer wrote that its source message does not contain, in words (notebook 02's prefix)."""
+    numbers = re.compile(r"[A-Z]?\d+(?:[.,]\d+)?")  # 150.00, 2026, T1204
+    new = [n for n in dict.fromkeys(numbers.findall(answer)) if n not in numbers.findall(source)]
+    if not new:
+        return "Every number in the answer is in the message."
+    return (f"Numbers in the answer that the message does not contain: {', '.join(new)} (the message's: "
+            f"{', '.join(numbers.findall(source)) or 'none'}): the model made them up.")
