@@ -137,7 +137,8 @@ def choose(api_model: str, at_1: Any, on: list, gpu_hourly_usd: float) -> str:
             f"than {api_model} at ${per_1000:.4f} per 1,000 requests of this run's {at_1.mean_prompt_tokens:.0f}+"
             f"{at_1.mean_completion_tokens:.0f} tokens (prices as of {tier(api_model).prices_as_of}; longer requests "
             "cost more on both sides).\n"
-            f"Self-host when you keep a GPU that busy, and that takes concurrent requests and batching: here the "
+            f"Self-host when you keep a GPU that busy (a server at LOCAL_URL measures whether yours can), and that "
+            f"takes concurrent requests and batching: here the "
             f"course endpoint did {on[0].requests_per_s:.2f} requests/s for 1 client, {on[-1].requests_per_s:.2f} "
             f"for {on[-1].concurrency} with batching on.")
 

@@ -171,7 +171,7 @@ def call_is(function: str, **expected: Any):
         args = json.loads(args) if isinstance(args, str) else args
         ok = value["name"] == function and isinstance(args, dict) and all(
             args.get(k) == v for k, v in expected.items())
-        return ok, f"calls {value['name']}({json.dumps(args)})" + ("" if ok else f", not {function}{expected}")
+        return ok, f"calls {value['name']}({json.dumps(args)})" + ("" if ok else f", not {function}({json.dumps(expected)})")
 
     return rule
 
