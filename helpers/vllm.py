@@ -192,8 +192,8 @@ def colab_install(version: str = VLLM_VERSION, cuda: str = "128") -> list[str]:
     wheel = (f"https://github.com/vllm-project/vllm/releases/download/v{version}/"
              f"vllm-{version}+cu{cuda}-cp38-abi3-manylinux_2_28_x86_64.whl")
     return ["uv venv /content/vllm-env",
-            f"UV_CONSTRAINT= UV_BUILD_CONSTRAINT= uv pip install --python /content/vllm-env/bin/python {wheel} "
-            f"--extra-index-url https://download.pytorch.org/whl/cu{cuda}",
+            "UV_CONSTRAINT= UV_BUILD_CONSTRAINT= uv pip install --python /content/vllm-env/bin/python \\\n"
+            f"        {wheel} \\\n        --extra-index-url https://download.pytorch.org/whl/cu{cuda}",
             "# then: /content/vllm-env/bin/vllm serve ... (in a terminal, or with subprocess.Popen from the notebook)"]
 
 

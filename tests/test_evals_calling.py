@@ -30,6 +30,9 @@ def test_a_status_is_passed_on_alone_and_markup_is_never_an_answer():
     assert not rule('<tool_response>{"status": "Paid"}</tool_response>')[0]
     assert not calling.passes_on({"error": "no transaction 'T9'"})("T9 is Paid.")[0]
     assert calling.passes_on({"error": "no transaction 'T9'"})("There is no transaction T9.")[0]
+    slot = calling.passes_on({"error": "no transaction '{{transaction_id}}'"})  # 09's step 4 after a templated call
+    ok, how = slot("The error \"no transaction '{{transaction_id}}'\" occurs when the `{{transaction_id}}` is not found.")
+    assert not ok and "{{transaction_id}}" in how
 
 
 def test_a_loop_that_stopped_at_max_turns_is_said_so_not_judged_empty():

@@ -92,3 +92,17 @@ def test_matrix_takes_09s_record_from_the_same_run_and_says_what_the_load_shows(
     matrix = {"api": {"cost": serving.cell("$1", "estimated", "x")}, "course endpoint": {"cost": got}}
     said = matrix_conclusion(matrix, {"API": 0.01, "course endpoint": 0.02}, "SmolLM2", "mistral-small-latest")
     assert said.startswith("2 cells: 1 estimated, 1 measured.") and "the API comes out cheaper" in said, said
+    assert "p95 rests on 1, 16 requests at 1, 16 concurrent" in load_conclusion(on, off, {"on": [1, 16], "off": [1, 1]})
+
+
+def test_choose_gives_the_break_even_traffic_from_the_dated_price():
+    from helpers.catalog import tier
+    from helpers.course.matrix import choose
+
+    on = [serving.LoadResult(c, c, 1.0, r, 8.0, 0.5, 0.5, 38, 8) for c, r in ((1, 0.6), (16, 2.3))]
+    per_1000 = serving.api_cost_per_1000("ministral-3b-latest", 38, 8)
+    said = choose("ministral-3b-latest", on[0], on, 0.5)
+    assert f"below about {0.5 / 3.6 / per_1000:,.1f} requests/s" in said, said  # $/h ÷ $ per request = requests/h
+    assert f"${per_1000:.4f} per 1,000" in said and tier("ministral-3b-latest").prices_as_of in said
+    assert "0.60 requests/s for 1 client, 2.30 for 16" in said
+    assert "at any traffic" in choose("ministral-3b-latest", on[0], on, 0.0)  # a GPU already paid for

@@ -55,6 +55,10 @@ def decision_matrix(*, costs: dict[str, float], price: Any, at_1: Any, best_rps:
         f"vLLM + {vllm.checkpoint.hub_id.split('/')[-1]} (GPU)": {
             "setup effort": cell("one command: the `vllm serve` printed in section 1", "estimated",
                                  f"the course's vLLM recipe for the {vllm_gpu.name}, not run here, {date}"),
+            "cost per 1,000 requests": cell(f"GPU_HOURLY_USD (${gpu_hourly_usd}/h) ÷ its throughput, once measured",
+                                            "not measured", "no throughput without a server at LOCAL_URL"),
+            "latency p50 / p95 (1 client)": cell("measured only at LOCAL_URL", "not measured",
+                                                 "no server at LOCAL_URL in this column"),
             "memory on your side": cell(f"{vllm_serve.gib(vllm.weights_bytes)} of weights + "
                                         f"{vllm_serve.gib(vllm.kv_budget_bytes)} of KV cache on the {vllm_gpu.name}",
                                         "estimated", f"vLLM's memory model from the config, {date}"),
@@ -111,7 +115,32 @@ def load_conclusion(on: list, off: list, peaks: dict[str, list[int]]) -> str:
     if on[0].concurrency == 1 and peaks["on"][0] == peaks["off"][0] == 1:
         said += (f"\nAt 1 the largest batch is 1 either way: nothing to batch, so its on ÷ off "
                  f"({on[0].requests_per_s / off[0].requests_per_s:.2f}) is noise.")
+    few = [r for r in on if r.requests < 20]
+    if few:  # np.percentile interpolates: below 20 samples, p95 sits between the two slowest requests
+        said += (f"\np95 rests on {', '.join(str(r.requests) for r in few)} requests at {', '.join(str(r.concurrency) for r in few)}"
+                 " concurrent: under 20, it is all but the slowest request, not a tail estimate.")
     return said
+
+
+def choose(api_model: str, at_1: Any, on: list, gpu_hourly_usd: float) -> str:
+    """Choose the API when…, self-host when…, from this run's numbers: the traffic at which a GPU rented at
+    `gpu_hourly_usd` costs what `api_model` does for this run's request size, and the batching it takes to get there."""
+    from ..catalog import tier
+
+    per_1000 = serving.api_cost_per_1000(api_model, at_1.mean_prompt_tokens, at_1.mean_completion_tokens)
+    break_even = gpu_hourly_usd / 3.6 / per_1000  # requests/s at which the hourly price equals the API's
+    if not break_even:
+        return ("At GPU_HOURLY_USD=0 (a GPU already paid for) self-hosting costs nothing more at any traffic: choose "
+                "on data and effort, as the source post does.")
+    return (f"Choose the API when your traffic stays below about {break_even:,.1f} requests/s around the clock "
+            f"({round(break_even * 86400, -4):,.0f} a day): below that, a GPU at GPU_HOURLY_USD=${gpu_hourly_usd}/h costs more "
+            f"than {api_model} at ${per_1000:.4f} per 1,000 requests of this run's {at_1.mean_prompt_tokens:.0f}+"
+            f"{at_1.mean_completion_tokens:.0f} tokens (prices as of {tier(api_model).prices_as_of}; longer requests "
+            "cost more on both sides).\n"
+            f"Self-host when you keep a GPU that busy (a server at LOCAL_URL measures whether yours can), and that "
+            f"takes concurrent requests and batching: here the "
+            f"course endpoint did {on[0].requests_per_s:.2f} requests/s for 1 client, {on[-1].requests_per_s:.2f} "
+            f"for {on[-1].concurrency} with batching on.")
 
 
 def matrix_conclusion(matrix: dict[str, dict[str, dict[str, Any]]], costs: dict[str, float], label: str,
@@ -120,6 +149,6 @@ def matrix_conclusion(matrix: dict[str, dict[str, dict[str, Any]]], costs: dict[
     kinds = Counter(c["label"] for row in matrix.values() for c in row.values())
     cheaper = min(costs, key=costs.get)
     return (f"{sum(kinds.values())} cells: " + ", ".join(f"{n} {k}" for k, n in kinds.most_common()) + ".\n"
-            f"Per 1,000 requests the {cheaper} comes out cheaper here (${costs['course endpoint']:.4f} against "
-            f"${costs['API']:.4f} for the API), but the two serve different models ({label} against {api_model}): "
+            f"Per 1,000 requests the {cheaper} comes out cheaper here (course endpoint ${costs['course endpoint']:.4f}, "
+            f"API ${costs['API']:.4f}), but the two serve different models ({label} against {api_model}): "
             "no row compares the two paths on the same model.")

@@ -15,6 +15,7 @@ from ..verdicts import Verdict, judge
 
 STATUSES = ("Paid", "Pending", "Failed", "Refunded")
 MARKUP = ("<tool_response>", "<tool_call>", "[TOOL_RESULTS]")
+_PLACEHOLDER = re.compile(r"\{\{\s*\w+\s*\}\}")  # a template slot such as {{transaction_id}}, never a real value
 _ISO_DATE = re.compile(r"\b\d{4}-\d{2}-\d{2}\b")
 _DAY = re.compile(r"\b(\d{1,2})(?:st|nd|rd|th)\b", re.I)
 _MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
@@ -39,12 +40,15 @@ def passes_on(result: dict[str, Any]) -> Rule:
     """Right when the answer states the tool's result and nothing that contradicts it.
 
     A status: says it, and no other status. A date (YYYY-MM-DD): says it, and no other date, day ('the 20th') or
-    month. An error: says the transaction does not exist, and invents no status. Echoing tool markup is wrong.
+    month. An error: says the transaction does not exist, and invents no status. Echoing tool markup, or a template
+    slot such as `{{transaction_id}}` where an id belongs, is wrong: that answers nobody.
     """
     def rule(text: str) -> tuple[bool, str]:
         echoed = [m for m in MARKUP if m in text]
         if echoed:
             return False, f"echoes the tool's markup {echoed[0]} instead of answering"
+        if slot := _PLACEHOLDER.search(text):
+            return False, f"repeats the template slot {slot.group(0)} where a transaction id belongs"
         if "error" in result:
             invented = [s for s in STATUSES if _says(text, s)]
             ok = not invented and any(_says(text, w) for w in ("no", "not", "unknown", "error", "exist", "found"))

@@ -171,7 +171,7 @@ def call_is(function: str, **expected: Any):
         args = json.loads(args) if isinstance(args, str) else args
         ok = value["name"] == function and isinstance(args, dict) and all(
             args.get(k) == v for k, v in expected.items())
-        return ok, f"calls {value['name']}({json.dumps(args)})" + ("" if ok else f", not {function}{expected}")
+        return ok, f"calls {value['name']}({json.dumps(args)})" + ("" if ok else f", not {function}({json.dumps(expected)})")
 
     return rule
 
@@ -213,6 +213,7 @@ def free_vs_constrained(rows: list[dict[str, Any]], model: type[BaseModel]) -> s
     for mode in ("free", "constrained"):
         mine = [r for r in rows if r["mode"] == mode]
         why: Counter[str] = Counter()
+        prose = ""  # the first reply that holds no JSON, shown whole: the table cuts it at its cell's width
         for r in mine:
             parses, ok, _ = score_json_reply(r["reply"], model, {})
             valid[mode] = valid.get(mode, 0) + ok
@@ -223,10 +224,13 @@ def free_vs_constrained(rows: list[dict[str, Any]], model: type[BaseModel]) -> s
                     first = next((w for w in why if w.startswith(f"wrong {k} (")), f"wrong {k} ({got!r}, not {want!r})")
                     why[first] += 1
             else:
-                why["cut off at max_tokens" if r["verdict"].kind == "cut" else
-                    "JSON, not schema-valid" if parses else "not JSON"] += 1
+                reason = ("cut off at max_tokens" if r["verdict"].kind == "cut" else
+                          "JSON, not schema-valid" if parses else "not JSON")
+                why[reason] += 1
+                prose = prose or (" ".join(r["reply"].split()) if reason == "not JSON" else "")
         lines.append(f"{mode:>11}: {valid[mode]} of {len(mine)} schema-valid, {sum(r['verdict'].ok for r in mine)} "
-                     "right" + "".join(f"; {reason}: {n}" for reason, n in why.items()))
+                     "right" + "".join(f"; {reason}: {n}" for reason, n in why.items())
+                     + (f"\n{'':>13}not JSON, whole: {prose[:200]!r}" if prose else ""))
     constrained = [r for r in rows if r["mode"] == "constrained"]
     wrong = sum(not r["verdict"].ok for r in constrained)
     if valid["constrained"] == len(constrained):
