@@ -284,13 +284,15 @@ def effort_row(reply: Any, model: str, task: Task) -> dict[str, Any]:
 
 
 def measured(cfg: Any, results: dict[tuple[str, str], Attempt], tasks: Sequence[Task],
-             tiers: Sequence[str]) -> dict[str, Any]:
-    """What notebook 03 records of its grid: per model and task, correct / latency / cost, and the share correct."""
+             tiers: Sequence[str], **extra: Any) -> dict[str, Any]:
+    """What notebook 03 records of its grid: passes per tier and the share correct, then `extra` (verdicts, ...), then
+    per model and task, correct / latency / cost (last, so the "What we measured" table stays short)."""
     def wait(a: Attempt) -> float | None:  # None: a priced copy, not asked (run_grid with same_model)
         return None if math.isnan(a.latency_s) else round(a.latency_s, 3)
 
     grid = {m: {t.name: {"correct": results[(m, t.name)].correct, "latency_s": wait(results[(m, t.name)]),
                          "cost_usd": round(results[(m, t.name)].cost_usd, 10)} for t in tasks} for m in tiers}
     cells = [c["correct"] for row in grid.values() for c in row.values()]
-    return {"backend": cfg.backend, "tiers": list(tiers), "results": grid, "share_correct": round(sum(cells) / max(len(cells), 1), 4),
-            "strongest_tier": strongest(tiers)}
+    passed = {m: f"{sum(c['correct'] for c in grid[m].values())} of {len(tasks)}" for m in tiers}
+    return {"backend": cfg.backend, "passed": passed, "share_correct": round(sum(cells) / max(len(cells), 1), 4),
+            "strongest_tier": strongest(tiers), **extra, "tiers": list(tiers), "results": grid}
