@@ -96,7 +96,7 @@ def test_03_reasoning_effort_cell_without_a_key_shows_the_refusal(reasoning_name
     exec(cell_with("03_model_selection.ipynb", "EFFORT_MODEL ="), ns)
     out = capsys.readouterr().out
     assert "reasoning_effort='high' refused: 400" in out  # said, not measured
-    assert "SmolLM2, asked as mistral-large-latest" in out  # who wrote section 4's answer, not the tier it is priced at
+    assert "SmolLM2 (offline the one model behind every tier, mistral-large-latest too)" in out  # who wrote it
     assert ns["effort_rows"] == {} and ns["effort_refusal"] == "400: reasoning_effort='high': no reasoning mode"
 
 
