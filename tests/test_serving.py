@@ -80,15 +80,16 @@ def test_matrix_takes_09s_record_from_the_same_run_and_says_what_the_load_shows(
     assert tools_cell("SmolLM2-135M-Instruct")["label"] == "not measured"  # run alone: 10 points at 09
     (tmp_path / "09_selfhost_tools_json.json").write_text(json.dumps({
         "measured_on": "CPU only, SmolLM2-135M-Instruct on the course endpoint (CPU), 2026-12-06",
-        "schema_valid": {"constrained": 1.0, "free": 0.25}}))
+        "schema_valid": {"constrained": 1.0, "free": 0.25}, "records_right": {"constrained": "0 of 4", "free": "0 of 4"}}))
     monkeypatch.setenv("COURSE_METRICS_FILE", str(tmp_path / "10_serving_decision_matrix.json"))
     got = tools_cell("SmolLM2-135M-Instruct")
-    assert got["label"] == "measured" and "100% of JSON replies schema-valid, 25% without it" in got["value"]
+    assert got["label"] == "measured" and "100% of JSON replies schema-valid (0 of 4 with the right values), 25% without" in got["value"]
     assert tools_cell("Ministral-3-3B-Instruct-2512")["label"] == "not measured"  # 09 measured another model
     on = [serving.LoadResult(c, c, 1.0, r, 8.0, p, p, 12, 8) for c, r, p in ((1, 2.0, 0.5), (16, 8.0, 1.8))]
     off = [serving.LoadResult(c, c, 1.0, r, 8.0, p, p, 12, 8) for c, r, p in ((1, 2.1, 0.5), (16, 2.0, 3.7))]
     said = load_conclusion(on, off, {"on": [1, 16], "off": [1, 1]})
     assert "8.00 requests/s with batching on, 2.00 off (4.0×)" in said and "(0.95) is noise" in said, said
+    assert "the median request at 16 concurrent took 3.6× as long as one alone (0.50 s), not 16×" in said, said
     matrix = {"api": {"cost": serving.cell("$1", "estimated", "x")}, "course endpoint": {"cost": got}}
     said = matrix_conclusion(matrix, {"API": 0.01, "course endpoint": 0.02}, "SmolLM2", "mistral-small-latest")
     assert said.startswith("2 cells: 1 estimated, 1 measured.") and "the API comes out cheaper" in said, said

@@ -74,6 +74,7 @@ def plot_load(curves: dict[str, list[LoadResult]], title: str, labels: dict[str,
         ax.set_ylim(bottom=0)
     left.set_title("throughput", fontsize=10)
     right.set_title("latency", fontsize=10)
+    left.legend(fontsize=8, frameon=False)  # the curves' names by the curves; the latency legend also says p50/p95
     legend_outside(right, fontsize=8)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

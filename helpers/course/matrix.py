@@ -98,8 +98,9 @@ def tools_cell(label: str) -> dict[str, Any]:
     measured = json.loads(found[0].read_text()) if found else {}
     source = measured.get("measured_on", "")
     if label in source and "course endpoint" in source and "schema_valid" in measured:
-        valid = measured["schema_valid"]
-        return cell(f"constrained decoding: {valid['constrained']:.0%} of JSON replies schema-valid, "
+        valid, right = measured["schema_valid"], measured.get("records_right")  # right: "k of n" per mode
+        values = f" ({right['constrained']} with the right values)" if right else ""
+        return cell(f"constrained decoding: {valid['constrained']:.0%} of JSON replies schema-valid{values}, "
                     f"{valid['free']:.0%} without it (notebook 09)", "measured", f"notebook 09 in this course run: {source}")
     return cell("constrained decoding in the endpoint: measured in notebook 09 (every constrained reply "
                 "schema-valid, asserted there), not in this run", "not measured", "notebook 09")
@@ -112,6 +113,9 @@ def load_conclusion(on: list, off: list, peaks: dict[str, list[int]]) -> str:
     said = (f"At {top_on.concurrency} concurrent requests: {top_on.requests_per_s:.2f} requests/s with batching on, "
             f"{top_off.requests_per_s:.2f} off ({top_on.requests_per_s / top_off.requests_per_s:.1f}×); median "
             f"latency {top_on.p50_s:.2f} s on, {top_off.p50_s:.2f} s off (off, each request waits its turn).")
+    if on[0].concurrency == 1 and top_on.concurrency > 1:  # one batch of them against one request alone
+        said += (f"\nBatching on, the median request at {top_on.concurrency} concurrent took {top_on.p50_s / on[0].p50_s:.1f}× "
+                 f"as long as one alone ({on[0].p50_s:.2f} s), not {top_on.concurrency}×.")
     if on[0].concurrency == 1 and peaks["on"][0] == peaks["off"][0] == 1:
         said += (f"\nAt 1 the largest batch is 1 either way: nothing to batch, so its on ÷ off "
                  f"({on[0].requests_per_s / off[0].requests_per_s:.2f}) is noise.")
