@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .inference import Generation, generate
-from .playground import WidgetPanel
+from .playground import WidgetPanel, _box
 from .selfhost import LoadedModel
 
 
@@ -72,7 +72,7 @@ def generation_playground(lm: LoadedModel, prompt: str = "Explain quantization i
             button.disabled = False
 
     button.on_click(on_click)
-    pg.widget = w.VBox([controls["prompt"], w.HBox([controls["do_sample"], controls["seed"]]),
-                        controls["temperature"], controls["top_p"], controls["max_new_tokens"],
-                        button, output, stats])
+    pg.widget = _box(w, [controls["prompt"], w.HBox([controls["do_sample"], controls["seed"]]),
+                         controls["temperature"], controls["top_p"], controls["max_new_tokens"],
+                         button, output, stats])  # a saved notebook names it in words, as 01's does
     return pg

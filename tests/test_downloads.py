@@ -38,7 +38,7 @@ def test_the_plan_predicts_time_from_each_cited_speed():
 def test_the_plan_says_what_this_run_does(monkeypatch):
     short = downloads.colab_plan("07", SMOLLM)  # a packaged model: one line, the Colab download in brackets
     assert short.startswith("This run loads smollm2-135m: nothing is downloaded.") and "\n" not in short
-    assert f"{MISTRAL_7B}, 14.5 GB: about 4 min on a typical day" in short
+    assert f"{MISTRAL_7B}, 14.5 GB: about 4 min at Colab's usual 55.6 MB/s" in short
     monkeypatch.setattr(downloads, "in_cache", lambda hub_id: True)
     assert "in this runtime's cache already" in downloads.colab_plan("08", DEFAULT_HUB_MODEL)
     monkeypatch.setattr(downloads, "in_cache", lambda hub_id: False)

@@ -111,12 +111,12 @@ def plot_budget(rows: list[Fit], title: str = "Mistral-7B on a T4"):
 
 
 def plot_quantization(results, baseline: str, title: str):
-    """Three panels per precision: weights in memory (measured beside estimated, MB), tokens/s at batch 1, and top-1
-    agreement with the baseline; `results` has a row per precision with footprint_bytes, estimated_bytes,
-    tokens_per_s and top1_agreement (notebook 07's table)."""
+    """Four panels per precision: weights in memory (measured beside estimated, MB), tokens/s at batch 1, perplexity
+    (lower is better) and top-1 agreement with the baseline; `results` has a row per precision with footprint_bytes,
+    estimated_bytes, tokens_per_s, perplexity and top1_agreement (notebook 07's table)."""
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.6))
+    fig, axes = plt.subplots(1, 4, figsize=(14, 3.6))
     x = list(range(len(results)))
     axes[0].bar([i - 0.2 for i in x], results.footprint_bytes / 1e6, 0.4, label="measured")
     axes[0].bar([i + 0.2 for i in x], results.estimated_bytes / 1e6, 0.4, label="estimated")
@@ -125,8 +125,10 @@ def plot_quantization(results, baseline: str, title: str):
     axes[0].legend(fontsize=8, loc="upper center", ncol=2)
     axes[1].bar(x, results.tokens_per_s, color="#f59e0b")
     axes[1].set(title="speed, batch 1", ylabel="tokens/s")
-    axes[2].bar(x, results.top1_agreement, color="#16a34a")
-    axes[2].set(title=f"top-1 agreement with {baseline}", ylabel="share of positions", ylim=(0, 1.05))
+    axes[2].bar(x, results.perplexity, color="#7c3aed")
+    axes[2].set(title="perplexity (lower is better)", ylabel="perplexity")
+    axes[3].bar(x, results.top1_agreement, color="#16a34a")
+    axes[3].set(title=f"top-1 agreement with {baseline}", ylabel="share of positions", ylim=(0, 1.05))
     for ax in axes:
         ax.set_xticks(x, list(results.index))
     fig.suptitle(title)

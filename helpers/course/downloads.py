@@ -71,9 +71,10 @@ def colab_plan(notebook: str, loads: str | None = None) -> str:
     if loads is not None and loads not in HUB_CONFIGS and ("/" not in loads or os.path.exists(loads)):
         # a packaged or local model: nothing to download, so one line (the Colab figures are in the README's table)
         fast, slow = (_duration(size / s.bytes_per_s) for s in COLAB_SPEEDS)
+        typical, bad = (f"{s.bytes_per_s / 1e6:.1f} MB/s" for s in COLAB_SPEEDS)
         return (f"This run loads {loads}: nothing is downloaded. (On a Colab T4 with HF_TOKEN this notebook downloads "
-                f"{hub_id}, {size / 1e9:.1f} GB: about {fast} on a typical day, {slow} on a slow one; sources in the "
-                "README's download table.)")
+                f"{hub_id}, {size / 1e9:.1f} GB: about {fast} at Colab's usual {typical}, but {slow} at the {bad} "
+                "one user reported on a bad day, so fetch it before you need it; sources: the README's download table.)")
     times = "; ".join(f"{_duration(size / s.bytes_per_s)} at {s.bytes_per_s / 1e6:.1f} MB/s ({s.label}: {s.source})"
                       for s in COLAB_SPEEDS)
     lines = [f"On a Colab T4 with HF_TOKEN this notebook downloads {hub_id}: {size / 1e9:.1f} GB, estimated from "

@@ -6,6 +6,7 @@ import html
 from typing import Any
 
 HEADLINE_ROWS = 8  # the "What we measured" table shows at most this many rows; every metric is still recorded
+LONGEST_CELL = 100  # a metric longer than this as text (a dict of dicts) is named below the table, not shown in it
 
 
 def cell(value: Any) -> str:
@@ -27,7 +28,7 @@ def headline_table(frame, clean: dict[str, Any]):
     """The frame (every metric, flattened), displayed as its headline rows in full plus a line naming the rest."""
     import pandas as pd
 
-    names = [k for k, v in clean.items() if k != "measured_on" and v is not None]
+    names = [k for k, v in clean.items() if k != "measured_on" and v is not None and len(cell(v)) <= LONGEST_CELL]
     shown = names[: HEADLINE_ROWS - ("measured_on" in clean)] + (["measured_on"] if "measured_on" in clean else [])
     rest = [k for k in clean if k not in shown]
     head = pd.DataFrame({"value": [cell(clean[k]) for k in shown]}, index=pd.Index(shown, name="metric"))
