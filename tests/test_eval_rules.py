@@ -23,8 +23,11 @@ def test_the_payment_rule_names_each_wrong_field():
     right = '{"transaction_id": "T1002", "amount_eur": 89.99, "status": "Pending"}'
     assert judge(right, **quickstart.PAYMENT).kind == "right"
     wrong = judge('{"transaction_id": "PaymentT1002", "amount_eur": 89.99, "status": "Paid"}', **quickstart.PAYMENT)
-    assert wrong.kind == "wrong" and "said transaction_id" in wrong.why and "said status" in wrong.why
-    assert "said amount_eur" not in wrong.why  # 89.99 is right
+    assert wrong.kind == "wrong" and "transaction_id 'PaymentT1002', not 'T1002'" in wrong.why and "status 'Paid', not 'Pending'" in wrong.why
+    assert "amount_eur" not in wrong.why  # 89.99 is right
+    said_no = judge("No, it cannot be recalled.", **quickstart.RECALL)
+    assert said_no.ok and said_no.why == "says 'No'"  # what matched, in words: never the rule's regex
+    assert "/" not in judge("I am not sure.", **quickstart.RECALL).why
 
 
 def test_a_reply_of_several_sentences_or_a_repeat_is_wrong_one_sentence_is_left_to_a_reader():
@@ -42,8 +45,10 @@ def test_a_name_no_turn_said_is_flagged_as_invented_and_a_name_the_user_gave_is_
     assert invented.kind == "wrong" and "'Amara'" in invented.why and "invented" in invented.why
     assert judge("Hello Ana, it costs nothing.", **conversations.reply_rule("Hello Ana, it costs nothing.", [], sent)).kind == "unchecked"
     assert conversations.invented_names("Yes, it is free. I'm Harbourline's assistant.", sent) == []
-    cut = judge("Amara, I cannot see", conversations.recalls("T1042", sent), finish_reason="length")
-    assert cut.kind == "cut" and "does not say 'T1042'" in cut.why and "'Amara'" in cut.why
+    invented_and_cut = judge("Amara, I cannot see", conversations.recalls("T1042", sent), finish_reason="length")
+    assert invented_and_cut.kind == "wrong" and "'Amara'" in invented_and_cut.why  # more tokens cannot unsay a name
+    cut = judge("I cannot see", conversations.recalls("T1042", sent), finish_reason="length")
+    assert cut.kind == "cut" and "does not say 'T1042'" in cut.why
     assert judge("It was T1042.", conversations.recalls("T1042", sent)).kind == "right"
     assert judge("Amara, it was T1042.", conversations.recalls("T1042", sent)).kind == "wrong"
 
@@ -51,6 +56,9 @@ def test_a_name_no_turn_said_is_flagged_as_invented_and_a_name_the_user_gave_is_
 def test_label_and_field_rules():
     assert judge("This is about fraud.", patterns.is_label("fraud")).kind == "right"
     assert judge("card, or maybe fraud", patterns.is_label("fraud")).kind == "wrong"  # the first label named counts
+    begun = judge("You can't pay back a refund of", patterns.is_label("refund"), finish_reason="length")
+    assert begun.kind == "wrong" and "no label in its first 4 words" in begun.why  # a sentence begun: not a label
+    assert judge("Ich habe", patterns.is_label("fraud"), finish_reason="length").kind == "cut"  # 4 words not yet out
     gold = {"amount": 120.0, "date": None, "transaction_id": "T1001"}
     assert judge('{"amount": 120, "date": null, "transaction_id": "T1001"}', patterns.fields_are(gold)).kind == "right"
     assert judge('{"amount": 12, "date": null, "transaction_id": "T1001"}', patterns.fields_are(gold)).kind == "wrong"
@@ -60,12 +68,12 @@ def test_the_pattern_conclusion_says_when_every_answer_copies_an_example():
     import pandas as pd
 
     shots = pd.DataFrame([
-        {"pattern": "zero-shot", "intent": "fees", "answer": "No, standard transfers", "verdict": "✂ cut: …"},
+        {"pattern": "zero-shot", "intent": "fees", "answer": "No, standard transfers are", "verdict": "✗ wrong: …"},
         {"pattern": "zero-shot", "intent": "refund", "answer": "refund", "verdict": "✓ right: …"},
         {"pattern": "few-shot (k=2)", "intent": "fees", "answer": "fraud", "verdict": "✗ wrong: …"},
         {"pattern": "few-shot (k=2)", "intent": "fraud", "answer": "fraud", "verdict": "✓ right: …"}])
-    zero, few = patterns.what_each_pattern_did(shots, ["card", "fraud"], 16)
-    assert zero.startswith("zero-shot: right 1 of 2; 1 of 2 cut at max_tokens (16)") and "copies" not in zero
+    zero, few = patterns.what_each_pattern_did(shots, ["card", "fraud"])
+    assert zero.startswith("zero-shot: right 1 of 2; 1 of 2 with no label in the first 4 words") and "copies" not in zero
     assert "named 'fraud' for all 2 messages, the label of few-shot example 2" in few and "copies" in few
 
 

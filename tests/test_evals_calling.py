@@ -107,4 +107,4 @@ def test_03s_verdicts_say_why_an_answer_fails():
     assert not ok and "no amount of the table" in how and "no 11 days" in how
     assert tasks["reasoning"].expect("125.5 and 128.95, paid 11 days apart.") == (True, "passes the reasoning checker")
     ok, how = tasks["composition"].expect("Dear customer, Harbourline Bank")
-    assert not ok and "no T1002, no 89.99" in how and "Harbourline" not in how.split(":")[1]
+    assert not ok and "no T1002, no 89.99" in how and "Harbourline" not in how

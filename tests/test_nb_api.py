@@ -26,14 +26,14 @@ def test_02_with_another_k_model_and_budget(notebook_runner, figures_drawn):
                         N_MESSAGES=2, TURNS=3, KEEP_TURNS=1, BUDGET_TOKENS=90, LABEL_TOKENS=3, TURN_TOKENS=24)
     assert figures_drawn("02_prompting_conversations") == EXPECTED_FIGURES["02_prompting_conversations"]
     assert m["model"] == "mistral-large-latest" and m["k_shots"] == 1 and m["budget_tokens"] == 90
-    tokens = m["prompt_tokens_per_pattern"]  # the examples are paid for on every call
+    tokens = m["mean_prompt_tokens_per_pattern"]  # the examples are paid for on every call
     assert set(tokens) == {"zero-shot", "few-shot (k=1)"} and tokens["few-shot (k=1)"] > tokens["zero-shot"]
     turns = m["tokens_per_turn"]
     assert len(turns) == 3 and all(b > a for a, b in zip(turns, turns[1:], strict=False))
     assert all(c > 0 for c in m["cached_tokens_per_turn"][1:])  # the course endpoint reuses the previous turn's prompt
     assert m["remedies"]["whole history"]["fact sent"] and not m["remedies"]["last 1 turn"]["fact sent"]
     assert m["remedies"]["last 1 turn"]["prompt_tokens"] < m["remedies"]["whole history"]["prompt_tokens"]
-    assert m["conversations_api"] is None and m["verdicts"]["total"] == 2 * 2 + 1 + 3 + 2  # labels, prefix, turns, remedies
+    assert m["conversations_api"] is None and m["verdicts"]["total"] == 2 * 2 + 2 + 3 + 2  # labels, prefix (one per message), turns, remedies
 
 
 def test_03_with_another_tier_list(notebook_runner, figures_drawn):

@@ -48,7 +48,7 @@ def test_cut_from_the_sdk_response():
 def test_definitive_checks_are_wrong_even_when_cut():
     v = judge(response("This is a classic example of", "length"), lambda t: (t.strip() == "fraud", "one word"),
               definitive=True)
-    assert v.kind == "wrong" and "could not have mended" in v.why
+    assert v.kind == "wrong" and "also cut at max_tokens" in v.why
 
 
 def test_unchecked_needs_no_expectation_and_says_what_to_look_for():
@@ -121,3 +121,10 @@ def test_a_cut_answer_that_already_says_a_rejected_phrase_is_wrong():
               finish_reason="length")
     assert v.kind == "wrong" and "'not responsible'" in v.why
     assert judge("The other holder is", ["yes"], reject=["not responsible"], finish_reason="length").kind == "cut"
+
+
+def test_a_list_of_wordings_names_the_one_found_or_the_first_missing_never_the_whole_list():
+    wordings = ["4 euros", "four euros", "€4"]
+    assert judge("It is €4 a month.", wordings).why == "says '€4'"
+    assert judge("It is 2 euros.", wordings).why == "does not say '4 euros' (nor 2 other wordings)"
+    assert judge("within 120 days", re.compile(r"\b120\b")).why == "says '120'"  # the match, not the regex

@@ -97,10 +97,11 @@ def stuck_in_loop(text: str) -> tuple[str, int] | None:
 def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[str] = (),
           finish_reason: str | None = None, look_for: str | None = None, definitive: bool = False,
           max_chars: int | None = None) -> Verdict:
-    """Judge one answer against what it should say.
+    """Judge one answer against what it should say; the verdict says in words what matched or what is missing.
 
-    - `expect`: a phrase (matched case-insensitively on word boundaries), a list of alternatives (any one will do),
-      a compiled regex, or a function of the text returning a bool or `(bool, how)`.
+    - `expect`: a phrase (matched case-insensitively on word boundaries), a list of wordings of one fact (any one
+      will do: the verdict names the one found, or the first when none is), a compiled regex, or a function of the
+      text returning a bool, `(bool, how)` or `(bool, how, final)` — `final`: a failure more tokens cannot mend.
     - `reject`: phrases that make an answer wrong even when `expect` matches (e.g. "not a prime").
     - `finish_reason`: taken from an SDK response when one is given; `"length"` means the answer was cut at
       `max_tokens`. A cut answer that already holds the expected fact is right; otherwise it is `cut`, not wrong.
@@ -110,6 +111,8 @@ def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[st
     - `max_chars`: the longest the answer could be (a JSON schema's `maxLength` on it). An answer that filled it
       finished in its format, so it is not `cut` (that is `max_tokens`); a wrong one says it used all its room.
 
+    The rule for the two failures: `wrong` is an error more tokens cannot mend (a wrong fact, an invented name, a
+    broken format, a loop); `cut` is an answer stopped at `max_tokens` before it could say the fact.
     An answer stuck repeating itself (`stuck_in_loop`) is `wrong`, cut or not, unless it already holds the expected
     fact; with no `expect` too: a loop is a failure whatever the question.
     """
@@ -118,30 +121,35 @@ def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[st
     finish = None if finish is None else str(getattr(finish, "value", finish))
     cut = finish == "length"
     loop = stuck_in_loop(text)
-    looping = (f"stuck in a loop: {_short(loop[0], 40)!r} {loop[1]} times in a row (more tokens would only repeat "
-               "it)") if loop else ""
+    looping = f"stuck in a loop: {_short(loop[0], 40)!r} {loop[1]} times in a row" if loop else ""
     if expect is None:
         if loop:
-            return Verdict("wrong", f"{looping} — it said {_short(text)!r}", text)
+            return Verdict("wrong", looping, text)
         if cut:
-            return Verdict("cut", "cut off at max_tokens (no ground truth to check it against)", text)
-        return Verdict("unchecked", f"no ground truth here — {look_for or 'read it yourself'}", text)
+            return Verdict("cut", "stopped at max_tokens (no answer key to check it against)", text)
+        return Verdict("unchecked", f"no answer key: {look_for or 'read it yourself'}", text)
     if not text.strip():
         kind = "cut" if cut else "wrong"
-        return Verdict(kind, "cut off before any text" if cut else "empty answer", text)
+        return Verdict(kind, "stopped at max_tokens before any text" if cut else "empty answer", text)
     hit_reject = [r for r in reject if _contains(text, r)]
-    how = ""
+    how, final = "", definitive
     phrases = _phrases(expect)
     if phrases is not None:
-        ok = any(_contains(text, p) for p in phrases)
-        wanted = " or ".join(repr(p) for p in phrases)
-        how = f"says {wanted}" if ok else f"does not say {wanted}"
+        found = next((p for p in phrases if _contains(text, p)), None)
+        ok = found is not None
+        others = f" (nor {len(phrases) - 1} other wording{'s' * (len(phrases) > 2)})" if len(phrases) > 1 else ""
+        how = f"says {found!r}" if ok else f"does not say {phrases[0]!r}{others}"
     elif isinstance(expect, re.Pattern):
-        ok = expect.search(text) is not None
-        how = f"matches /{expect.pattern}/" if ok else f"does not match /{expect.pattern}/"
+        found = expect.search(text)
+        ok = found is not None
+        how = f"says {found.group(0).strip()!r}" if ok else "says none of the accepted phrasings"
     elif callable(expect):
         result = expect(text)
-        ok, how = (bool(result[0]), str(result[1])) if isinstance(result, tuple) else (bool(result), "")
+        if isinstance(result, tuple):
+            ok, how = bool(result[0]), str(result[1])
+            final = final or (len(result) > 2 and bool(result[2]))
+        else:
+            ok = bool(result)
     else:
         raise TypeError(f"expect={expect!r}: give a phrase, a list of phrases, a compiled regex or a function")
     if ok and hit_reject:
@@ -150,16 +158,16 @@ def judge(answer: Any, expect: Expectation | None = None, *, reject: Iterable[st
         return Verdict("right", how + (f" (then {looping})" if loop else " (then cut at max_tokens)" if cut else ""),
                        text)
     if loop:
-        return Verdict("wrong", f"{how}; {looping} — it said {_short(text)!r}", text)
+        return Verdict("wrong", f"{how}; {looping}" if how else looping, text)
     if max_chars is not None and len(text) >= max_chars:
         how += f" in all {max_chars} characters the schema allowed (its maxLength)"
-    if cut and not definitive and not hit_reject:  # a rejected phrase already said cannot be unsaid by more tokens
-        return Verdict("cut", f"cut off at max_tokens before the answer: {how}", text)
+    if cut and not final and not hit_reject:  # a rejected phrase already said cannot be unsaid by more tokens
+        return Verdict("cut", f"stopped at max_tokens; {how}" if how else "stopped at max_tokens", text)
     if hit_reject:
         how += f"; says {' and '.join(repr(r) for r in hit_reject)}"
     if cut:
-        how += " (and cut at max_tokens: more tokens could not have mended it)"
-    return Verdict("wrong", f"{how} — it said {_short(text)!r}" if how else f"it said {_short(text)!r}", text)
+        how += " (also cut at max_tokens)"
+    return Verdict("wrong", how or "fails the check", text)
 
 
 @dataclass

@@ -81,7 +81,8 @@ def names_all(facts: Iterable[str]) -> Rule:
         missing = [f for f in facts if f.lower() not in text.lower()]
         if echoed:
             return False, f"echoes the tool's markup {echoed[0]} instead of answering"
-        return not missing, f"names {facts}" if not missing else f"misses {missing}"
+        return not missing, (f"says {' and '.join(map(repr, facts))}" if not missing else
+                             f"does not say {' or '.join(map(repr, missing))}")
     return rule
 
 

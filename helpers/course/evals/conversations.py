@@ -35,7 +35,7 @@ def invented_names(reply: str, messages: Iterable[dict[str, Any]] = ()) -> list[
 
 
 def _invented(names: list[str]) -> str:
-    return f"names {', '.join(map(repr, names))}, whom no turn mentioned (invented)" if names else ""
+    return f"invented name{'s' * (len(names) > 1)} {', '.join(map(repr, names))}" if names else ""
 
 
 def reply_rule(reply: str, earlier: Sequence[str], messages: Iterable[dict[str, Any]] = ()) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def reply_rule(reply: str, earlier: Sequence[str], messages: Iterable[dict[str, 
     same_as = next((k for k, e in enumerate(earlier, 1) if e.strip() == reply.strip()), None)
     n = sentences(reply)
     why = [f"repeats turn {same_as}'s reply word for word, whatever this turn asked" if same_as else "",
-           f"{n} sentences where the system prompt asks for one short sentence" if n > 1 and not same_as else "",
+           f"{n} sentences where one was asked" if n > 1 and not same_as else "",
            _invented(invented_names(reply, messages))]
     if any(why):
         why_text = "; ".join(w for w in why if w)
@@ -52,14 +52,15 @@ def reply_rule(reply: str, earlier: Sequence[str], messages: Iterable[dict[str, 
 
 
 def recalls(fact: str, messages: Iterable[dict[str, Any]] = ()):
-    """The verdict rule for an answer that should repeat `fact`: right when it says it and invents no name."""
+    """The verdict rule for an answer that should repeat `fact`: right when it says it and invents no name (an
+    invented name is wrong even in an answer cut at max_tokens: more tokens cannot unsay it)."""
     messages = list(messages)
 
     def rule(text: str) -> tuple[bool, str]:
         said = re.search(rf"(?<!\w){re.escape(fact)}(?!\w)", text, flags=re.I) is not None
         invented = _invented(invented_names(text, messages))
         how = f"{'says' if said else 'does not say'} {fact!r}" + (f"; {invented}" if invented else "")
-        return said and not invented, how
+        return said and not invented, how, bool(invented)
 
     return rule
 
@@ -101,7 +102,7 @@ def what_replies_invented(replies: Sequence[str], messages: Iterable[dict[str, A
     hits = sum(bool(f) for f in found)
     what = "a name" if len(names) == 1 else "names"
     return (f"{hits} of {len(replies)} replies name {', '.join(map(repr, names))}, {what} no message sent holds: "
-            f"{model} made it up (each such reply is judged wrong).")
+            f"{model} made it up (each such reply is judged wrong, cut or not).")
 
 
 def invented_numbers(answer: str, source: str) -> str:

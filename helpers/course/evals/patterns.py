@@ -68,32 +68,41 @@ def parse_label(text: str | None) -> str | None:
     return min(hits)[1] if hits else None
 
 
+def label_first(text: str | None) -> bool:
+    """True when the answer gives its label as the answer: JSON, or a label within its first 4 words (no label at
+    all counts too: nothing was given late)."""
+    said, head = parse_label(text), " ".join((text or "").lower().split()[:4])
+    return said is None or said in head or isinstance(parse_json(text), dict)
+
+
 def is_label(intent: str):
-    """The verdict rule for a label answer: right when the first label it names is `intent`, named as the answer (JSON,
-    or within its first 4 words: "You can't pay back a refund of" names no label) (`tally.check(r, rule)`)."""
+    """The verdict rule for a label answer: right when the first label it names is `intent`, given as the answer (JSON,
+    or within its first 4 words: "You can't pay back a refund of" names none there) (`tally.check(r, rule)`).
+    A wrong label, or 4 words with no label, is wrong even when cut: more tokens cannot put one first."""
 
     def rule(text: str) -> tuple[bool, str]:
-        said, head = parse_label(text), " ".join((text or "").lower().split()[:4])
-        answered = said is None or said in head or isinstance(parse_json(text), dict)
-        late = "" if answered else " (only after its first 4 words: not given as the answer)"
-        return said == intent and answered, f"first label named: {said}{late}; the data says {intent}"
+        said, words = parse_label(text), len((text or "").split())
+        if said is not None and label_first(text):
+            return said == intent, f"answers {said!r}" + ("" if said == intent else f"; the data says {intent!r}")
+        return False, f"no label in its first 4 words; the data says {intent!r}", words >= 4
 
     return rule
 
 
-def what_each_pattern_did(shots: Any, shot_labels: Sequence[str], max_tokens: int) -> list[str]:
-    """One sentence per pattern saying what its answers show (notebook 02): how many are right, how many were cut
-    before a label came first, and whether every answer named one label (an example's: the model copies it).
+def what_each_pattern_did(shots: Any, shot_labels: Sequence[str]) -> list[str]:
+    """One sentence per pattern saying what its answers show (notebook 02): how many are right, how many began a
+    sentence instead of a label, and whether every answer named one label (an example's: the model copies it).
 
     `shots` has one row per answer with columns `pattern`, `intent`, `answer` and `verdict` (a verdict's text)."""
     lines = []
     for name, g in shots.groupby("pattern", sort=False):
         n, right = len(g), int(g.verdict.str.startswith("✓").sum())
-        cut, said = int(g.verdict.str.startswith("✂").sum()), g.answer.map(parse_label)
+        said = g.answer.map(parse_label)
+        late = sum(parse_label(a) is None or not label_first(a) for a in g.answer)
         parts = [f"{name}: right {right} of {n}"]
-        if cut:
-            parts.append(f"{cut} of {n} cut at max_tokens ({max_tokens}) before a label came first: the model began "
-                         "a sentence of its own where the rule asks for one word")
+        if late:
+            parts.append(f"{late} of {n} with no label in the first 4 words: the model began a sentence of its own "
+                         "where the rule asks for one word")
         if n > 1 and said.notna().all() and said.nunique() == 1:
             label = said.iloc[0]
             shot = [k for k, lab in enumerate(shot_labels, 1) if lab == label]
@@ -105,13 +114,33 @@ def what_each_pattern_did(shots: Any, shot_labels: Sequence[str], max_tokens: in
     return lines
 
 
+def what_the_prefix_did(prefixed: Any, zero_shot: Any, prefix: str) -> str:
+    """The prefix's effect in words (notebook 02): how many answers give a label first with it, beside the same
+    messages without it (`zero_shot`: section 2's zero-shot rows), and whether the text comes back with it in front.
+
+    Both frames have an `answer` column; `prefixed` has a `verdict` column too (a verdict's text)."""
+    def first(answers: Any) -> int:
+        return sum(parse_label(a) is not None and label_first(a) for a in answers)
+
+    n, right = len(prefixed), int(prefixed.verdict.str.startswith("✓").sum())
+    starts = int(prefixed.answer.str.startswith(prefix).sum())
+    echo = ("every answer comes back with the prefix in front: strip it before use" if starts == n else
+            "no answer comes back with the prefix in front" if starts == 0 else
+            f"{starts} of {n} answers come back with the prefix in front: strip it only where it is")
+    return (f"With the prefix {prefix!r}, {first(prefixed.answer)} of {n} answers give a label first ({right} the "
+            f"right one); without it (section 2's zero-shot), {first(zero_shot.answer)} of {len(zero_shot)} did. "
+            f"{echo[0].upper()}{echo[1:]}.")
+
+
 def fields_are(gold: dict[str, Any]):
     """The verdict rule for an extraction answer: right when amount, date and transaction id all match `gold`."""
 
     def rule(text: str) -> tuple[bool, str]:
         got = parse_json(text)
-        want = {f: gold[f] for f in FIELDS}
-        return (isinstance(got, dict) and all_fields_right(got, gold), f"fields {got} vs the data's {want}")
+        if not isinstance(got, dict):
+            return False, "holds no JSON object"
+        off = [f"{f} {got.get(f)!r}, not {gold[f]!r}" for f in FIELDS if not all_fields_right({**gold, f: got.get(f)}, gold)]
+        return not off, "; ".join(off) or "all fields right"
 
     return rule
 

@@ -47,7 +47,10 @@ def city_is_paris(text: str) -> tuple[bool, str]:
     data = _json(text)
     if not isinstance(data, dict):
         return False, "not a JSON object"
-    return str(data.get("city", "")).strip().lower() == "paris", f"city={data.get('city')!r}"
+    if "city" not in data:
+        return False, f"no city key (keys: {', '.join(data) or 'none'})"
+    ok = str(data["city"]).strip().lower() == "paris"
+    return ok, f"city {data['city']!r}" + ("" if ok else ", not 'Paris'")
 
 
 PAYMENT_T1002 = {"transaction_id": "T1002", "amount_eur": 89.99, "status": "Pending"}  # what the sentence says
@@ -63,13 +66,21 @@ def payment_fields(text: str) -> tuple[bool, str]:
              and data.get(k) != v}
     if not wrong:
         return True, "all three fields match the sentence"
-    return False, "; ".join(f"said {k}={v!r}, the sentence says {PAYMENT_T1002[k]!r}" for k, v in wrong.items())
+    return False, "; ".join(f"{k} {v!r}, not {PAYMENT_T1002[k]!r}" for k, v in wrong.items())
+
+
+_SAYS_NO = re.compile(r"^\W*no\b|cannot|can't|can ?not|not possible|irrevocable", re.I)
+
+
+def says_no(text: str) -> tuple[bool, str]:
+    """Right when the answer says no: it starts with "No", or says "cannot", "not possible" or "irrevocable"."""
+    found = _SAYS_NO.search(text)
+    return (True, f"says {found.group(0).strip()!r}") if found else (False, "does not say no (nor 'cannot')")
 
 
 # `tally.check(reply, **RULE, label=...)`: an instant transfer cannot be recalled once confirmed (Harbourline's
 # handbook, section 3.1; SEPA Instant alike)
-RECALL = {"expect": re.compile(r"^\W*no\b|cannot|can't|can ?not|not possible|irrevocable", re.I),
-          "reject": ["you can recall", "yes, you can"]}
+RECALL = {"expect": says_no, "reject": ["you can recall", "yes, you can"]}
 # one word asked: an answer cut at max_tokens before naming one colour already broke the format
 ONE_COLOUR = {"expect": one_colour, "definitive": True}
 COUNT_TO_FIVE = {"expect": counts_one_to_five}

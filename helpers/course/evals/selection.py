@@ -79,7 +79,7 @@ def closest_misses(text: str, truth: dict[str, Any], all_amounts: Sequence[float
     named = sorted(a for a in all_amounts if any(abs(f - a) <= 0.005 for f in found))
     days = any(abs(f - truth["days_apart"]) < 1e-9 for f in found)
     want = " and ".join(map(str, truth["amounts"]))
-    return f"names {named or 'no amount of the table'} (wants {want})" + ("" if days else f"; no {truth['days_apart']} days")
+    return f"names {named or 'no amount of the table'}, not {want}" + ("" if days else f"; no {truth['days_apart']} days")
 
 
 def json_misses(text: str, expected: dict[str, Any]) -> str:
@@ -111,8 +111,9 @@ class Task:
     def expect(self, text: str) -> tuple[bool, str]:
         """This task's checker as a verdict rule: (passes?, how), for `tally.check(reply, task.expect, ...)`."""
         ok = bool(self.check(text))
-        why = f": {self.explain(text)}" if not ok and self.explain else ""
-        return ok, f"{'passes' if ok else 'fails'} the {self.name} checker{why}"
+        if ok or not self.explain:
+            return ok, f"{'passes' if ok else 'fails'} the {self.name} checker"
+        return ok, self.explain(text)
 
     def verdict(self, attempt: Attempt) -> Verdict:
         """An attempt at this task as a verdict: right, wrong, or cut off at max_tokens before it could pass."""

@@ -171,7 +171,9 @@ def call_is(function: str, **expected: Any):
         args = json.loads(args) if isinstance(args, str) else args
         ok = value["name"] == function and isinstance(args, dict) and all(
             args.get(k) == v for k, v in expected.items())
-        return ok, f"calls {value['name']}({json.dumps(args)})" + ("" if ok else f", not {function}({json.dumps(expected)})")
+        if ok or value["name"] != function or not isinstance(args, dict):
+            return ok, f"calls {value['name']}({json.dumps(args)})" + ("" if ok else f", not {function}")
+        return ok, "; ".join(f"{k} {args.get(k)!r}, not {v!r}" for k, v in expected.items() if args.get(k) != v)
 
     return rule
 
