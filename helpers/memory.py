@@ -252,7 +252,8 @@ class Fit:
 
 def fits(config: Any, precision: str = "fp16", context_tokens: int = 4096, gpu: str | float = "T4",
          overhead_gib: float = DEFAULT_OVERHEAD_GIB, kv_dtype: str = "fp16") -> Fit:
-    """Would this model run at this precision with this context on this GPU (name or usable GiB)?"""
+    """Would this model run at this precision with this context on this GPU (name or usable GiB)? The weights count
+    bitsandbytes' quantization constants too, as the GPU ledger (helpers.loadspec) does."""
     if isinstance(gpu, str):
         if gpu not in GPU_BUDGETS_GIB:
             raise ValueError(f"gpu={gpu!r} has no stored memory budget; known: {', '.join(GPU_BUDGETS_GIB)}. "
@@ -265,7 +266,7 @@ def fits(config: Any, precision: str = "fp16", context_tokens: int = 4096, gpu: 
     return Fit(
         precision=precision,
         context_tokens=context_tokens,
-        weights_bytes=weight_bytes(config, precision, rest_dtype=rest),
+        weights_bytes=weight_bytes(config, precision, rest_dtype=rest) + quant_constants_bytes(config, precision),
         kv_cache_bytes=kv_cache_bytes(config, context_tokens, kv_dtype),
         overhead_bytes=int(overhead_gib * GiB),
         budget_bytes=int(budget_gib * GiB),

@@ -101,3 +101,16 @@ def test_the_invention_conclusions_name_what_no_message_held():
     made_up = conversations.invented_numbers('Category: 120.00 EUR "15', "Abbuchung T1204 über 150.00 EUR")
     assert "contain: 120.00, 15 (the message's: T1204, 150.00)" in made_up
     assert conversations.invented_numbers("Category: fraud", "T1204 of 150.00 EUR").startswith("Every number")
+
+
+def test_an_answer_that_lists_the_labels_chose_none():
+    """Reader 6: "One word: card, fraud, refund, …" echoes the rule's list; it is not a label given first."""
+    import pandas as pd
+
+    echo = "One word: card, fraud, refund, transfer, fees, login."
+    assert patterns.lists_labels(echo) and not patterns.lists_labels("One word: refund.")
+    assert judge(echo, patterns.is_label("card")).kind == "wrong"  # its first label is right only by accident
+    prefixed = pd.DataFrame({"answer": [echo, "One word: refund."], "verdict": ["✗ wrong", "✓ right"]})
+    said = patterns.what_the_prefix_did(prefixed, pd.DataFrame({"answer": ["I can help", "Sure, I"]}), "One word:")
+    assert said.startswith("With the prefix 'One word:', 1 of 2 answers give one label first (1 the right one), "
+                           "1 only lists the rule's labels; without it (section 2's zero-shot), 0 of 2 did.")

@@ -65,6 +65,9 @@ def test_verdict_is_computed_from_the_margin():
     # a bigger GPU changes the verdict: nothing is hard-coded
     assert "to spare" in memory.fits(V03, "fp16", 8192, gpu=40.0).verdict()
     assert memory.fits(V03, "fp16", 4096, "T4").as_row()["headroom GiB"] == round(tight.headroom_bytes / memory.GiB, 2)
+    nf4 = memory.fits(V03, "nf4", 4096, "T4")  # the fit counts what the GPU holds: weights and their constants
+    assert nf4.weights_bytes == memory.weight_bytes(V03, "nf4", rest_dtype="fp16") + memory.quant_constants_bytes(V03, "nf4")
+    assert memory.quant_constants_bytes(V03, "nf4") > 0
 
 
 def test_cuda_total_is_none_without_a_gpu():

@@ -75,6 +75,12 @@ def label_first(text: str | None) -> bool:
     return said is None or said in head or isinstance(parse_json(text), dict)
 
 
+def lists_labels(text: str | None) -> bool:
+    """True when the answer's first words name three labels or more: it repeats the rule's list, it does not choose."""
+    head = " ".join((text or "").lower().split()[:8])
+    return len(set(re.findall(r"\b(" + "|".join(INTENTS) + r")\b", head))) >= 3
+
+
 def is_label(intent: str):
     """The verdict rule for a label answer: right when the first label it names is `intent`, given as the answer (JSON,
     or within its first 4 words: "You can't pay back a refund of" names none there) (`tally.check(r, rule)`).
@@ -82,6 +88,8 @@ def is_label(intent: str):
 
     def rule(text: str) -> tuple[bool, str]:
         said, words = parse_label(text), len((text or "").split())
+        if lists_labels(text) and not isinstance(parse_json(text), dict):
+            return False, f"lists the labels instead of choosing one; the data says {intent!r}", True
         if said is not None and label_first(text):
             return said == intent, f"answers {said!r}" + ("" if said == intent else f"; the data says {intent!r}")
         return False, f"no label in its first 4 words; the data says {intent!r}", words >= 4
@@ -120,16 +128,18 @@ def what_the_prefix_did(prefixed: Any, zero_shot: Any, prefix: str) -> str:
 
     Both frames have an `answer` column; `prefixed` has a `verdict` column too (a verdict's text)."""
     def first(answers: Any) -> int:
-        return sum(parse_label(a) is not None and label_first(a) for a in answers)
+        return sum(parse_label(a) is not None and label_first(a) and not lists_labels(a) for a in answers)
 
     n, right = len(prefixed), int(prefixed.verdict.str.startswith("✓").sum())
     starts = int(prefixed.answer.str.startswith(prefix).sum())
     echo = ("every answer comes back with the prefix in front: strip it before use" if starts == n else
             "no answer comes back with the prefix in front" if starts == 0 else
             f"{starts} of {n} answers come back with the prefix in front: strip it only where it is")
-    return (f"With the prefix {prefix!r}, {first(prefixed.answer)} of {n} answers give a label first ({right} the "
-            f"right one); without it (section 2's zero-shot), {first(zero_shot.answer)} of {len(zero_shot)} did. "
-            f"{echo[0].upper()}{echo[1:]}.")
+    listed = int(prefixed.answer.map(lists_labels).sum())
+    listing = f", {listed} only list{'s' * (listed == 1)} the rule's labels" if listed else ""
+    return (f"With the prefix {prefix!r}, {first(prefixed.answer)} of {n} answers give one label first ({right} the "
+            f"right one){listing}; without it (section 2's zero-shot), {first(zero_shot.answer)} of {len(zero_shot)} "
+            f"did. {echo[0].upper()}{echo[1:]}.")
 
 
 def fields_are(gold: dict[str, Any]):
