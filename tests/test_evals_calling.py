@@ -108,3 +108,17 @@ def test_03s_verdicts_say_why_an_answer_fails():
     assert tasks["reasoning"].expect("125.5 and 128.95, paid 11 days apart.") == (True, "passes the reasoning checker")
     ok, how = tasks["composition"].expect("Dear customer, Harbourline Bank")
     assert not ok and "no T1002, no 89.99" in how and "Harbourline" not in how
+
+
+def test_03_records_no_pass_count_for_a_tier_it_did_not_ask():
+    """Reader 7: offline, medium and large were priced copies of small's answers; their record says so."""
+    S, L = "mistral-small-latest", "mistral-large-latest"
+    tasks = [SimpleNamespace(name="t1"), SimpleNamespace(name="t2")]
+    asked = {(S, t.name): Attempt(S, ok, 0.001, 1.0) for t, ok in zip(tasks, (True, False), strict=True)}
+    copies = {(L, t.name): Attempt(L, a.correct, 0.01, float("nan")) for t in tasks
+              for a in [asked[(S, t.name)]]}
+    cfg = SimpleNamespace(backend="local")
+    passed = selection.measured(cfg, {**asked, **copies}, tasks, [S, L])["passed"]
+    assert passed == {S: "1 of 2", L: "not asked"}
+    both = {**asked, **{k: Attempt(L, True, 0.01, 2.0) for k in copies}}
+    assert selection.measured(cfg, both, tasks, [S, L])["passed"] == {S: "1 of 2", L: "2 of 2"}

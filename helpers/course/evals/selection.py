@@ -294,6 +294,8 @@ def measured(cfg: Any, results: dict[tuple[str, str], Attempt], tasks: Sequence[
     grid = {m: {t.name: {"correct": results[(m, t.name)].correct, "latency_s": wait(results[(m, t.name)]),
                          "cost_usd": round(results[(m, t.name)].cost_usd, 10)} for t in tasks} for m in tiers}
     cells = [c["correct"] for row in grid.values() for c in row.values()]
-    passed = {m: f"{sum(c['correct'] for c in grid[m].values())} of {len(tasks)}" for m in tiers}
+    asked = [m for m in tiers if any(c["latency_s"] is not None for c in grid[m].values())]  # not priced copies
+    passed = {m: f"{sum(c['correct'] for c in grid[m].values())} of {len(tasks)}" if m in asked else "not asked"
+              for m in tiers}  # a tier not asked holds priced copies of the first tier's answers
     return {"backend": cfg.backend, "passed": passed, "share_correct": round(sum(cells) / max(len(cells), 1), 4),
             "strongest_tier": strongest(tiers), **extra, "tiers": list(tiers), "results": grid}
