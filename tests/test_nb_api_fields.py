@@ -122,7 +122,7 @@ def test_02_conversations_cell_starts_then_appends_only_the_new_message(capsys):
     assert (m1, p1) == ("POST", "/v1/conversations") and "T1042" in b1["inputs"] and b1["instructions"]
     assert b1["completion_args"] == {"max_tokens": 64, "temperature": 0.0}
     assert p2 == "/v1/conversations/conv_42" and b2["inputs"] == "What is my name?"  # the history stays on the server
-    assert ns["conversations"] == {"second_call_prompt_tokens": 40, "answer_names_ana": True}
+    assert ns["server_history"] == {"second_call_prompt_tokens": 40, "answer_names_ana": True}
     assert ns["tally"].items[-1][1].kind == "right"
 
 
@@ -136,4 +136,4 @@ def test_02_conversations_cell_without_a_key_shows_the_endpoints_refusal(capsys)
     exec(cell_with("02_prompting_conversations.ipynb", "client.beta.conversations.start"), ns)
     out = capsys.readouterr().out
     assert "not measured here: no key" in out and "404: The Conversations API" in out
-    assert ns["conversations"] is None and ns["conversations_refusal"].startswith("404")
+    assert ns["server_history"] is None and ns["conversations_refusal"].startswith("404")
