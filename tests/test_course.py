@@ -177,3 +177,14 @@ def test_a_kernel_that_cannot_be_warmed_leaves_papermill_to_start_one(tmp_path):
     warm = WarmKernel(tmp_path / "00_x.ipynb", "no-such-kernel", tmp_path, {}, [])
     assert warm.take() is None  # run_course then passes no km= and papermill starts the kernel itself
     warm.close()  # nothing to shut down, and no error
+
+
+def test_a_notebook_reads_what_another_recorded_in_the_same_run(tmp_path, monkeypatch):
+    """10's function-calling cell takes 09's record from the same course run (runner.recorded_by), else nothing."""
+    from helpers.course.runner import METRICS_ENV, recorded_by
+
+    monkeypatch.delenv(METRICS_ENV, raising=False)
+    assert recorded_by("09") == {}  # a notebook run alone
+    (tmp_path / "09_selfhost_tools_json.json").write_text(json.dumps({"schema_valid": {"constrained": 1.0}}))
+    monkeypatch.setenv(METRICS_ENV, str(tmp_path / "10_serving_decision_matrix.json"))
+    assert recorded_by("09") == {"schema_valid": {"constrained": 1.0}} and recorded_by("08") == {}

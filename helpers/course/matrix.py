@@ -2,17 +2,15 @@
 and the sentences that say what 10's load table and matrix show, computed from the same numbers."""
 from __future__ import annotations
 
-import json
-import os
 import re
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 from .. import memory, serving
 from .. import vllm as vllm_serve
 from ..client import served_model
 from ..serving import cell
+from .runner import recorded_by
 
 
 def decision_matrix(*, costs: dict[str, float], price: Any, at_1: Any, best_rps: float, label: str, course_url: str,
@@ -93,9 +91,7 @@ def tools_cell(label: str) -> dict[str, Any]:
 
     `make course` writes each notebook's record beside the others (runs/<time>/metrics/NN_name.json); 09's counts
     only if it measured the same model on the course endpoint. Run alone, 10 points at 09 instead."""
-    folder = Path(os.environ.get("COURSE_METRICS_FILE", "")).parent
-    found = sorted(folder.glob("09_*.json")) if os.environ.get("COURSE_METRICS_FILE") else []
-    measured = json.loads(found[0].read_text()) if found else {}
+    measured = recorded_by("09")
     source = measured.get("measured_on", "")
     if label in source and "course endpoint" in source and "schema_valid" in measured:
         valid, right = measured["schema_valid"], measured.get("records_right")  # right: "k of n" per mode

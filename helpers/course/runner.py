@@ -78,6 +78,14 @@ def record(source: str | None = None, **metrics: Any):
     return headline_table(pd.DataFrame(rows, columns=["metric", "value"]).set_index("metric"), clean)
 
 
+def recorded_by(notebook: str) -> dict[str, Any]:
+    """What another notebook ('09') recorded in this course run (its metrics file beside this run's), or {} when this
+    notebook runs alone or that one did not run."""
+    path = os.environ.get(METRICS_ENV)
+    found = sorted(Path(path).parent.glob(f"{notebook}_*.json")) if path else []
+    return json.loads(found[0].read_text()) if found else {}
+
+
 def note(text: str) -> None:
     """Say what this run did not do that its parameters asked for (e.g. every precision asked for was skipped on this
     machine): printed here, and under `make course` the summary's `reason` carries it even when the status is ok."""

@@ -59,12 +59,15 @@ def pick(test, n: int, seed: int = 0):
 
 
 # ---------------------------------------------------------------- reading answers
+LABEL_WORD = re.compile(r"\b(" + "|".join(INTENTS) + r")\b")  # a label as a whole word, in lower-case text
+
+
 def parse_label(text: str | None) -> str | None:
     """The intent an answer names: the JSON field "intent" if it is JSON, else the first label word in the text."""
     data = parse_json(text)
     if isinstance(data, dict) and str(data.get("intent", "")).lower() in INTENTS:
         return str(data["intent"]).lower()
-    hits = [(m.start(), m.group(1)) for m in re.finditer(r"\b(" + "|".join(INTENTS) + r")\b", (text or "").lower())]
+    hits = [(m.start(), m.group(1)) for m in LABEL_WORD.finditer((text or "").lower())]
     return min(hits)[1] if hits else None
 
 
@@ -78,7 +81,7 @@ def label_first(text: str | None) -> bool:
 def lists_labels(text: str | None) -> bool:
     """True when the answer's first words name three labels or more: it repeats the rule's list, it does not choose."""
     head = " ".join((text or "").lower().split()[:8])
-    return len(set(re.findall(r"\b(" + "|".join(INTENTS) + r")\b", head))) >= 3
+    return len(set(LABEL_WORD.findall(head))) >= 3
 
 
 def is_label(intent: str):
